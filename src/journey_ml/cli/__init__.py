@@ -1,0 +1,14 @@
+"""``journey-ml`` command line. Importing a command module registers its commands."""
+
+from __future__ import annotations
+
+from journey_ml.cli import simulate as _simulate  # noqa: F401
+from journey_ml.cli import validate as _validate  # noqa: F401
+from journey_ml.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,148 @@
+"""Stage model: which stage each event evidences and how far each customer has come.
+
+Rules (from the journey map):
+
+* an event evidences the stage that lists its ``event_type``; other events (friction,
+  e-mail opens, support, exits, unknown types) are activity without stage evidence;
+* a customer's *current stage* at time t is the furthest stage evidenced by their events
+  at or before t;
+* a customer's second and later conversion events evidence ``repeat_conversion_stage``
+  (retention) instead of the conversion stage;
+* an exit event marks an explicit drop-off.
+
+All functions are vectorised over the whole event frame; events must be in canonical
+form (see :mod:`journey_ml.events`). Nothing here loops over customers in Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from journey_ml.config import JourneyMap
+
+NO_STAGE = -1
+
+
+def sort_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Events ordered by customer then time (stable, so ties keep file order)."""
+    if _is_sorted(events):
+        return events
+    return events.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def _is_sorted(events: pd.DataFrame) -> bool:
+    if len(events) < 2:
+        return True
+    cid = events["customer_id"].to_numpy()
+    ts = events["timestamp"].to_numpy()
+    same = cid[1:] == cid[:-1]
+    ordered_ids = bool(np.all(cid[1:] >= cid[:-1]))
+    return ordered_ids and bool(np.all(ts[1:][same] >= ts[:-1][same]))
+
+
+def event_stage_evidence(events: pd.DataFrame, journey_map: JourneyMap) -> np.ndarray:
+    """Stage index each event evidences, ``NO_STAGE`` (-1) for none.
+
+    ``events`` must be sorted by customer and time (see :func:`sort_events`) because the
+    repeat-conversion rule depends on the order of a customer's conversions.
+    """
+    etype = events["event_type"].astype("category")
+    cats = etype.cat.categories
+    lookup = np.array([journey_map.event_stage.get(c, NO_STAGE) for c in cats], dtype=np.int8)
+    codes = etype.cat.codes.to_numpy()
+    stage = np.where(codes >= 0, lookup[np.maximum(codes, 0)], NO_STAGE).astype(np.int8)
+
+    repeat = journey_map.repeat_stage_index
+    if repeat is not None and journey_map.conversion_events:
+        conv = is_conversion(events, journey_map)
+        # Number of earlier conversions by the same customer: >0 means repeat conversion.
+        prior = pd.Series(conv.astype(np.int32)).groupby(_customer_codes(events)).cumsum().to_numpy() - conv
+        repeat_mask = conv & (prior > 0)
+        stage[repeat_mask] = np.maximum(stage[repeat_mask], repeat)
+    return stage
+
+
+def is_conversion(events: pd.DataFrame, journey_map: JourneyMap) -> np.ndarray:
+    return events["event_type"].isin(journey_map.conversion_events).to_numpy()
+
+
+def is_exit(events: pd.DataFrame, journey_map: JourneyMap) -> np.ndarray:
+    return events["event_type"].isin(journey_map.exit_events).to_numpy()
+
+
+def furthest_stage_over_time(events: pd.DataFrame, journey_map: JourneyMap) -> np.ndarray:
+    """For each (sorted) event, the customer's furthest stage index up to and including it."""
+    evidence = event_stage_evidence(events, journey_map)
+    return (
+        pd.Series(evidence, dtype=np.int8)
+        .groupby(_customer_codes(events))
+        .cummax()
+        .to_numpy(dtype=np.int8)
+    )
+
+
+def customer_stages(
+    events: pd.DataFrame, journey_map: JourneyMap, at: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """One row per customer with events at or before ``at`` (all events when ``None``).
+
+    Columns: ``customer_id``, ``stage_index`` (furthest, -1 if only stage-less events),
+    ``stage`` (name or ``None``), ``first_event``, ``last_event``, ``events``,
+    ``conversions``, ``exited`` (fired an exit event), ``exit_time``.
+    """
+    events = sort_events(events)
+    if at is not None:
+        events = events.loc[events["timestamp"] <= _utc(at)]
+    evidence = event_stage_evidence(events, journey_map)
+    exits = is_exit(events, journey_map)
+    frame = pd.DataFrame(
+        {
+            "customer_id": events["customer_id"].to_numpy(),
+            "timestamp": events["timestamp"].to_numpy(),
+            "stage_index": evidence,
+            "conversion": is_conversion(events, journey_map),
+            "exit_time": events["timestamp"].where(exits),
+        }
+    )
+    grouped = frame.groupby("customer_id", sort=True, observed=True)
+    out = grouped.agg(
+        stage_index=("stage_index", "max"),
+        first_event=("timestamp", "min"),
+        last_event=("timestamp", "max"),
+        events=("timestamp", "size"),
+        conversions=("conversion", "sum"),
+        exit_time=("exit_time", "min"),
+    ).reset_index()
+    out["stage_index"] = out["stage_index"].astype(np.int8)
+    names = np.array([*journey_map.stage_names, None], dtype=object)
+    out["stage"] = names[out["stage_index"].to_numpy()]  # -1 indexes the trailing None
+    out["exited"] = out["exit_time"].notna()
+    out["conversions"] = out["conversions"].astype(np.int64)
+    return out[
+        ["customer_id", "stage_index", "stage", "first_event", "last_event", "events", "conversions", "exited", "exit_time"]
+    ]
+
+
+def stage_reach_counts(events: pd.DataFrame, journey_map: JourneyMap) -> dict[str, int]:
+    """Stage -> number of customers who reached it (or a later stage) at any time.
+
+    A funnel count: a customer who reached stage k also counts for every stage before k.
+    """
+    stages = customer_stages(events, journey_map)["stage_index"].to_numpy()
+    return {
+        name: int(np.count_nonzero(stages >= i)) for i, name in enumerate(journey_map.stage_names)
+    }
+
+
+def _customer_codes(events: pd.DataFrame) -> np.ndarray:
+    col = events["customer_id"]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy()
+    codes, _ = pd.factorize(col, sort=False)
+    return codes
+
+
+def _utc(at: pd.Timestamp | str) -> pd.Timestamp:
+    ts = pd.Timestamp(at)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
