@@ -88,7 +88,7 @@ def customer_stages(
     """One row per customer with events at or before ``at`` (all events when ``None``).
 
     Columns: ``customer_id``, ``stage_index`` (furthest, -1 if only stage-less events),
-    ``stage`` (name or ``None``), ``first_event``, ``last_event``, ``events``,
+    ``stage`` (name, missing for -1), ``first_event``, ``last_event``, ``events``,
     ``conversions``, ``exited`` (fired an exit event), ``exit_time``.
     """
     events = sort_events(events)

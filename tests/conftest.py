@@ -1,0 +1,58 @@
+"""Shared fixtures: the default journey map and a builder for small canonical frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, settings
+
+from journey_ml.config import JourneyMap
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MAP = ROOT / "pipelines" / "journey_maps" / "ecommerce.yaml"
+
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def journey_map() -> JourneyMap:
+    return JourneyMap.from_yaml(DEFAULT_MAP)
+
+
+def canonical(rows: Sequence[tuple], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Canonical events from ``(customer_id, iso_time, event_type[, revenue[, channel]])``.
+
+    Extra property columns (e.g. ``wait_minutes``) are appended from further tuple items
+    named by ``extra``. Rows are returned sorted by customer and time, as the loader does.
+    """
+    cols: dict[str, list] = {k: [] for k in ("customer_id", "timestamp", "event_type", "revenue", "channel", *extra)}
+    for row in rows:
+        cid, ts, et, *rest = row
+        revenue = rest[0] if len(rest) > 0 else 0.0
+        channel = rest[1] if len(rest) > 1 else "direct"
+        cols["customer_id"].append(str(cid))
+        cols["timestamp"].append(ts)
+        cols["event_type"].append(et)
+        cols["revenue"].append(float(revenue))
+        cols["channel"].append(channel)
+        for i, name in enumerate(extra):
+            cols[name].append(rest[2 + i] if len(rest) > 2 + i else np.nan)
+    frame = pd.DataFrame(cols)
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    frame["session_id"] = frame["customer_id"] + "#1"
+    for name in extra:
+        frame[name] = frame[name].astype("float64")
+    return frame.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+@pytest.fixture()
+def make_events():
+    return canonical

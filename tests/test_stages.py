@@ -1,0 +1,95 @@
+"""Stage model: evidence, furthest stage over time, repeat conversion, exits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from journey_ml.config import JourneyMap
+from journey_ml.stages import (
+    NO_STAGE,
+    customer_stages,
+    event_stage_evidence,
+    furthest_stage_over_time,
+    sort_events,
+    stage_reach_counts,
+)
+
+from .conftest import canonical
+
+
+def test_evidence_and_repeat_conversion(journey_map: JourneyMap) -> None:
+    ev = canonical(
+        [
+            ("a", "2026-01-01T00:00Z", "ad_click"),
+            ("a", "2026-01-02T00:00Z", "purchase", 10.0),
+            ("a", "2026-01-03T00:00Z", "checkout_error"),
+            ("a", "2026-01-04T00:00Z", "purchase", 20.0),
+            ("a", "2026-01-05T00:00Z", "something_new"),
+        ]
+    )
+    stages = event_stage_evidence(ev, journey_map)
+    assert stages.tolist() == [0, 3, NO_STAGE, 4, NO_STAGE]
+    assert furthest_stage_over_time(ev, journey_map).tolist() == [0, 3, 3, 4, 4]
+
+
+def test_repeat_counts_per_customer_not_globally(journey_map: JourneyMap) -> None:
+    ev = canonical(
+        [
+            ("a", "2026-01-01T00:00Z", "purchase", 5.0),
+            ("b", "2026-01-02T00:00Z", "purchase", 5.0),
+        ]
+    )
+    assert event_stage_evidence(ev, journey_map).tolist() == [3, 3]
+
+
+def test_customer_stages_at_time_and_exit(journey_map: JourneyMap) -> None:
+    ev = canonical(
+        [
+            ("a", "2026-01-01T00:00Z", "ad_click"),
+            ("a", "2026-01-10T00:00Z", "add_to_cart"),
+            ("b", "2026-01-02T00:00Z", "product_view"),
+            ("b", "2026-01-03T00:00Z", "unsubscribe"),
+            ("c", "2026-01-05T00:00Z", "email_open"),
+        ]
+    )
+    full = customer_stages(ev, journey_map).set_index("customer_id")
+    assert full.loc["a", "stage"] == "decision"
+    assert bool(full.loc["b", "exited"]) and not bool(full.loc["a", "exited"])
+    assert pd.isna(full.loc["c", "stage"]) and full.loc["c", "stage_index"] == NO_STAGE
+    early = customer_stages(ev, journey_map, at=pd.Timestamp("2026-01-05")).set_index("customer_id")
+    assert early.loc["a", "stage"] == "awareness"
+    assert early.loc["a", "events"] == 1
+    assert stage_reach_counts(ev, journey_map) == {
+        "awareness": 2, "consideration": 2, "decision": 1, "purchase": 0, "retention": 0, "advocacy": 0
+    }
+
+
+EVENT_TYPES = ["ad_click", "product_view", "add_to_cart", "purchase", "review", "email_open", "unsubscribe"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(0, 10_000), st.sampled_from(EVENT_TYPES)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_furthest_stage_is_monotone_and_order_free(rows: list[tuple[str, int, str]]) -> None:
+    jm = JourneyMap.from_yaml("pipelines/journey_maps/ecommerce.yaml")
+    base = pd.Timestamp("2026-01-01", tz="UTC")
+    ev = canonical([(c, base + pd.Timedelta(minutes=m), e, 9.0 if e == "purchase" else 0.0) for c, m, e in rows])
+    furthest = furthest_stage_over_time(ev, jm)
+    for _, idx in ev.groupby("customer_id").indices.items():
+        assert np.all(np.diff(furthest[idx].astype(int)) >= 0)
+        n_purchases = int((ev["event_type"].to_numpy()[idx] == "purchase").sum())
+        if n_purchases >= 2:
+            assert furthest[idx][-1] >= jm.stage_index["retention"]
+    # Shuffled input gives the same per-customer result once sorted.
+    shuffled = ev.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    a = customer_stages(shuffled, jm)
+    b = customer_stages(ev, jm)
+    pd.testing.assert_frame_equal(a, b)
+    assert sort_events(shuffled)["customer_id"].is_monotonic_increasing
