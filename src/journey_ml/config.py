@@ -380,3 +380,147 @@ def _share(raw: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ConfigError(f"must be a share between 0 and 1, got {value!r}", key=key)
     return float(value)
+
+
+# ====================================================================== pipeline config
+@dataclass(frozen=True)
+class SnapshotConfig:
+    cadence_days: int = 7
+    min_history_days: int = 28
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    valid_cutoffs: int = 2
+    test_cutoffs: int = 2
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    trials: int = 10
+    timeout_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_estimators: int = 400
+    early_stopping_rounds: int = 30
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 40
+    tweedie_variance_power: float = 1.3
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = None
+    experiment: str = "journey-ml"
+    registered_model: str = "journey-ml"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``pipelines/train.yaml``: what ``journey-ml train`` runs. Every key can be overridden."""
+
+    data: str | None = None
+    journey_map: str = str(DEFAULT_JOURNEY_MAP)
+    seed: int = 42
+    out: str = "models"
+    name: str = "journey-ml"
+    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """Load ``path`` (``None``: defaults), then apply dotted ``overrides`` (``split.test_cutoffs``)."""
+        raw: dict[str, Any] = {}
+        if path is not None:
+            try:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except FileNotFoundError as exc:
+                raise ConfigError(f"pipeline config not found: {path}") from exc
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"pipeline config {path} is not valid YAML: {exc}") from exc
+            if not isinstance(loaded, Mapping):
+                raise ConfigError(f"pipeline config {path} must be a mapping")
+            raw = _deep_copy(loaded)
+        for dotted, value in (overrides or {}).items():
+            if value is None:
+                continue
+            node = raw
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return _build_dataclass(cls, raw, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'split.test_cutoffs=3'`` -> ``('split.test_cutoffs', 3)`` (value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like key.sub=value", key=text)
+    return key.strip(), yaml.safe_load(value)
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    return obj
+
+
+def _build_dataclass(cls: type, raw: Any, where: str) -> Any:
+    import dataclasses
+    import typing
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"must be a mapping, got {raw!r}", key=where or None)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key '{key}'{did_you_mean(str(key), fields)}; allowed: {list(fields)}", key=path
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build_dataclass(hint, value, path)
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    import types
+    import typing
+
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, got {value!r}", key=path)
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and value != int(value)):
+            raise ConfigError(f"must be {'an integer' if hint is int else 'a number'}, got {value!r}", key=path)
+        if value < 0:
+            raise ConfigError(f"must not be negative, got {value!r}", key=path)
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"must be a string, got {value!r}", key=path)
+        return str(value)
+    return value

@@ -1,0 +1,495 @@
+"""The training pipeline: pure steps named with verbs, wired by :func:`run_training`.
+
+``load → build_snapshot_splits → tune_models → fit_models → fit_baselines →
+evaluate_models → log_run (MLflow) → register_and_gate (champion/challenger)``.
+
+Honest evaluation: the split is by cutoff time with an embargo (labels never reach into
+a later split's period), the feature spec's vocabularies are fitted on the training
+period only, and every model is reported beside every baseline on the same test rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from journey_ml import __version__
+from journey_ml.baselines import (
+    ClassPriorBaseline,
+    MarkovChainBaseline,
+    RecencyBaseline,
+    StageMeanRevenueBaseline,
+)
+from journey_ml.bundle import ModelBundle
+from journey_ml.config import JourneyMap, TrainConfig
+from journey_ml.evaluate import drop_off_metrics, journey_length_bucket, metrics_by_group, next_stage_metrics, revenue_metrics
+from journey_ml.features import FeatureSpec, compute_features
+from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+from journey_ml.snapshots import build_snapshots, make_cutoffs, split_by_cutoff
+from journey_ml.tuning import TuningResult, tune
+
+LABELS = ("current_stage", "next_stage", "drop_off", "future_revenue")
+TASKS = ("next_stage", "drop_off", "revenue")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SnapshotSplits:
+    """Labelled snapshots split by cutoff time, and the feature spec fitted on train."""
+
+    spec: FeatureSpec
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    def X(self, part: str) -> pd.DataFrame:
+        return getattr(self, part)[self.spec.feature_names]
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for part in ("train", "valid", "test"):
+            frame = getattr(self, part)
+            cutoffs = frame["cutoff"]
+            out[part] = {
+                "rows": len(frame),
+                "customers": int(frame["customer_id"].nunique()),
+                "cutoffs": int(cutoffs.nunique()),
+                "first_cutoff": cutoffs.min().isoformat() if len(frame) else None,
+                "last_cutoff": cutoffs.max().isoformat() if len(frame) else None,
+                "drop_off_rate": float(frame["drop_off"].mean()) if len(frame) else float("nan"),
+            }
+        return out
+
+
+@dataclass
+class TrainResult:
+    """What ``journey-ml train --json`` prints (see :meth:`to_dict`)."""
+
+    run_id: str
+    model_uri: str
+    model_version: str
+    bundle_path: Path
+    promoted: bool
+    alias: str
+    metrics: dict[str, dict[str, float]]
+    baselines: dict[str, dict[str, dict[str, float]]]
+    gate: dict[str, Any]
+    tracking_uri: str
+    splits: dict[str, Any]
+    tuning: dict[str, Any]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "model_version": self.model_version,
+            "bundle_path": str(self.bundle_path),
+            "promoted": self.promoted,
+            "alias": self.alias,
+            "metrics": self.metrics,
+            "baselines": self.baselines,
+            "gate": self.gate,
+            "tracking_uri": self.tracking_uri,
+            "splits": self.splits,
+            "tuning": self.tuning,
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+
+# ---------------------------------------------------------------------------- steps
+def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config: TrainConfig) -> SnapshotSplits:
+    """Weekly labelled snapshots, split by cutoff, with the spec fitted on the train period."""
+    cutoffs = make_cutoffs(
+        events,
+        journey_map,
+        cadence_days=config.snapshots.cadence_days,
+        min_history_days=config.snapshots.min_history_days,
+    )
+    needed = config.split.valid_cutoffs + config.split.test_cutoffs + 1
+    if len(cutoffs) < needed:
+        raise ValueError(
+            f"only {len(cutoffs)} snapshot cutoffs fit in the data's time range; the split needs at "
+            f"least {needed} (snapshots.cadence_days={config.snapshots.cadence_days}, "
+            f"split.valid_cutoffs={config.split.valid_cutoffs}, split.test_cutoffs={config.split.test_cutoffs})"
+        )
+    # The spec's vocabularies (touchpoints, channels) come from events the training period
+    # could see: up to the last cutoff before validation starts.
+    first_valid = cutoffs[-(config.split.valid_cutoffs + config.split.test_cutoffs)]
+    spec = FeatureSpec.fit(events.loc[events["timestamp"] < first_valid], journey_map)
+    snapshots = build_snapshots(events, journey_map, spec, cutoffs=cutoffs)
+    train, valid, test = split_by_cutoff(
+        snapshots,
+        journey_map,
+        valid_cutoffs=config.split.valid_cutoffs,
+        test_cutoffs=config.split.test_cutoffs,
+    )
+    for name, part in (("train", train), ("validation", valid), ("test", test)):
+        if part.empty:
+            raise ValueError(f"the {name} split has no snapshot rows; use more data or fewer cutoffs")
+    return SnapshotSplits(spec=spec, train=train, valid=valid, test=test)
+
+
+def make_model(task: str, splits: SnapshotSplits, config: TrainConfig, params: dict[str, Any] | None = None) -> Any:
+    """An unfitted model for ``task`` with config defaults overridden by ``params``."""
+    base: dict[str, Any] = {
+        "n_estimators": config.model.n_estimators,
+        "early_stopping_rounds": config.model.early_stopping_rounds,
+        "learning_rate": config.model.learning_rate,
+        "num_leaves": config.model.num_leaves,
+        "min_child_samples": config.model.min_child_samples,
+        "random_state": config.seed,
+        "categorical_features": tuple(splits.spec.categorical_features),
+    }
+    base.update(params or {})
+    if task == "next_stage":
+        return NextStageModel(n_classes=len(splits.spec.journey_map.stages), **base)
+    if task == "drop_off":
+        return DropOffModel(**base)
+    if task == "revenue":
+        return RevenueModel(tweedie_variance_power=config.model.tweedie_variance_power, **base)
+    raise ValueError(f"unknown task {task!r}; tasks are {TASKS}")
+
+
+def target(task: str, frame: pd.DataFrame) -> np.ndarray:
+    column = {"next_stage": "next_stage", "drop_off": "drop_off", "revenue": "future_revenue"}[task]
+    return frame[column].to_numpy()
+
+
+def tune_models(splits: SnapshotSplits, config: TrainConfig, *, log_to_mlflow: bool = True) -> dict[str, TuningResult]:
+    """One seeded Optuna study per task; the time budget is shared equally."""
+    budget = config.tuning.timeout_seconds / len(TASKS) if config.tuning.timeout_seconds else None
+    return {
+        task: tune(
+            task,
+            lambda params, task=task: make_model(task, splits, config, params),
+            splits.X("train"),
+            target(task, splits.train),
+            splits.X("valid"),
+            target(task, splits.valid),
+            trials=config.tuning.trials,
+            timeout_seconds=budget,
+            seed=config.seed,
+            log_to_mlflow=log_to_mlflow,
+        )
+        for task in TASKS
+    }
+
+
+def fit_models(
+    splits: SnapshotSplits, config: TrainConfig, tuned: dict[str, TuningResult] | None = None
+) -> dict[str, Any]:
+    """Fit the three models on train, early-stopped and calibrated on validation."""
+    tuned = tuned or {}
+    models = {}
+    for task in TASKS:
+        params = tuned[task].best_params if task in tuned else {}
+        model = make_model(task, splits, config, params)
+        model.fit(
+            splits.X("train"),
+            target(task, splits.train),
+            X_valid=splits.X("valid"),
+            y_valid=target(task, splits.valid),
+        )
+        models[task] = model
+    return models
+
+
+def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
+    """Every baseline for every task, fitted on the training period."""
+    X, frame = splits.X("train"), splits.train
+    k = len(splits.spec.journey_map.stages)
+    return {
+        "next_stage": {
+            "class_prior": ClassPriorBaseline(n_classes=k).fit(X, target("next_stage", frame)),
+            "markov_chain": MarkovChainBaseline(n_classes=k).fit(X, target("next_stage", frame)),
+        },
+        "drop_off": {
+            "class_prior": ClassPriorBaseline(n_classes=2).fit(X, target("drop_off", frame)),
+            "recency": RecencyBaseline().fit(X, target("drop_off", frame)),
+        },
+        "revenue": {
+            "stage_mean": StageMeanRevenueBaseline().fit(X, target("revenue", frame)),
+        },
+    }
+
+
+def predict_task(task: str, model: Any, X: pd.DataFrame) -> np.ndarray:
+    """Next stage: (n, K) probabilities; drop-off: P(drop-off); revenue: expected revenue."""
+    if task == "next_stage":
+        return model.predict_proba(X)
+    if task == "drop_off":
+        proba = model.predict_proba(X)
+        return proba[:, 1] if proba.ndim == 2 else proba
+    return model.predict(X)
+
+
+def task_metrics(task: str, frame: pd.DataFrame, pred: np.ndarray, n_stages: int) -> dict[str, Any]:
+    y = target(task, frame)
+    if task == "next_stage":
+        return next_stage_metrics(y, pred, labels=list(range(n_stages)))
+    if task == "drop_off":
+        return drop_off_metrics(y, pred)
+    return revenue_metrics(y, pred)
+
+
+def evaluate_models(
+    splits: SnapshotSplits, models: dict[str, Any], baselines: dict[str, dict[str, Any]], part: str = "test"
+) -> dict[str, Any]:
+    """Metrics of every model and baseline on the same rows, overall and by group."""
+    frame = getattr(splits, part)
+    X = splits.X(part)
+    k = len(splits.spec.journey_map.stages)
+    stage_names = np.asarray(splits.spec.journey_map.stage_names, dtype=object)
+    groups = {
+        "by_stage": stage_names[np.clip(frame["current_stage"].to_numpy(), 0, k - 1)],
+        "by_journey_length": journey_length_bucket(frame["n_events"].to_numpy()),
+    }
+    report: dict[str, Any] = {"model": {}, "baselines": {}, "groups": {}}
+    for task in TASKS:
+        pred = predict_task(task, models[task], X)
+        report["model"][task] = task_metrics(task, frame, pred, k)
+        report["groups"][task] = {
+            name: metrics_by_group(
+                lambda y, p, task=task: _group_metrics(task, y, p, k), target(task, frame), pred, values
+            )
+            for name, values in groups.items()
+        }
+        report["baselines"][task] = {
+            name: task_metrics(task, frame, predict_task(task, baseline, X), k)
+            for name, baseline in baselines[task].items()
+        }
+    return report
+
+
+def _group_metrics(task: str, y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, Any]:
+    if task == "next_stage":
+        return next_stage_metrics(y, pred, labels=list(range(k)))
+    if task == "drop_off":
+        return drop_off_metrics(y, pred)
+    return revenue_metrics(y, pred)
+
+
+PRIMARY = {"drop_off": ("roc_auc", "max"), "next_stage": ("log_loss", "min")}
+
+
+def primary_metrics(report: dict[str, Any]) -> dict[str, float]:
+    return {f"{task}.{name}": float(report["model"][task][name]) for task, (name, _) in PRIMARY.items()}
+
+
+def beats(new: dict[str, float], old: dict[str, float]) -> bool:
+    """New wins the gate: no worse on every primary metric and strictly better on one."""
+    not_worse, better = True, False
+    for task, (name, direction) in PRIMARY.items():
+        key = f"{task}.{name}"
+        a, b = new[key], old[key]
+        if not (np.isfinite(a) and np.isfinite(b)):
+            return bool(np.isfinite(a)) and not np.isfinite(b)
+        worse = a < b if direction == "max" else a > b
+        improved = a > b if direction == "max" else a < b
+        not_worse &= not worse
+        better |= improved
+    return not_worse and better
+
+
+def champion_primary_metrics(
+    champion: ModelBundle, events: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, float]:
+    """The champion's primary metrics on the new run's test rows (its own feature spec)."""
+    features = compute_features(events, champion.spec, test[["customer_id", "cutoff"]])
+    X = features[champion.spec.feature_names]
+    k = len(champion.journey_map.stages)
+    return {
+        "drop_off.roc_auc": float(drop_off_metrics(test["drop_off"].to_numpy(), predict_task("drop_off", champion.drop_off, X))["roc_auc"]),
+        "next_stage.log_loss": float(
+            next_stage_metrics(test["next_stage"].to_numpy(), predict_task("next_stage", champion.next_stage, X), labels=list(range(k)))["log_loss"]
+        ),
+    }
+
+
+def flatten_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
+    """``{"a": {"b": 1.0}}`` -> ``{"prefix.a.b": 1.0}`` keeping finite scalars only."""
+    out: dict[str, float] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, (int, float, np.floating, np.integer)) and not isinstance(node, bool):
+            if np.isfinite(node):
+                out[path] = float(node)
+
+    walk(report, prefix)
+    return out
+
+
+def headline(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Scalar metrics per task (drops confusion matrices and per-class dicts)."""
+    return {
+        task: {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
+        for task, metrics in report.items()
+    }
+
+
+# ---------------------------------------------------------------------------- pipeline
+def run_training(
+    events: pd.DataFrame,
+    journey_map: JourneyMap,
+    config: TrainConfig,
+    *,
+    on_step: Progress | None = None,
+) -> TrainResult:
+    """Run the whole pipeline with MLflow tracking and the promotion gate."""
+    import mlflow
+
+    from journey_ml import tracking
+    from journey_ml.evaluate import plot_calibration, plot_confusion, plot_feature_importance
+
+    step = on_step or (lambda _msg: None)
+    started = time.perf_counter()
+    uri = tracking.configure(config.tracking.uri, config.tracking.experiment)
+    name = config.tracking.registered_model
+
+    step("building snapshots and features")
+    splits = build_snapshot_splits(events, journey_map, config)
+    fingerprint = tracking.data_fingerprint(events)
+
+    with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
+        mlflow.log_params(_params(config))
+        mlflow.log_dict(fingerprint, "data_fingerprint.json")
+        mlflow.set_tags({f"data.{k}": str(v) for k, v in fingerprint.items()})
+        mlflow.log_text(journey_map.to_yaml(), "journey_map.yaml")
+        mlflow.log_dict(splits.spec.to_dict(), "feature_spec.json")
+        mlflow.log_dict(splits.describe(), "splits.json")
+
+        step(f"tuning ({config.tuning.trials} trials per model)")
+        tuned = tune_models(splits, config)
+        step("fitting models and baselines")
+        models = fit_models(splits, config, tuned)
+        baselines = fit_baselines(splits)
+        step("evaluating on the test window")
+        report = evaluate_models(splits, models, baselines)
+        valid_report = evaluate_models(splits, models, baselines, part="valid")
+        calibration = {task: getattr(models[task], "calibration_report_", {}) for task in TASKS}
+
+        mlflow.log_metrics(flatten_metrics(report["model"], "test.model"))
+        mlflow.log_metrics(flatten_metrics(report["baselines"], "test.baseline"))
+        mlflow.log_metrics(flatten_metrics(valid_report["model"], "valid.model"))
+        mlflow.log_metrics(flatten_metrics(calibration, "calibration"))
+        mlflow.log_dict(report, "evaluation/test.json")
+        mlflow.log_dict({t: r.to_dict() for t, r in tuned.items()}, "tuning.json")
+        _log_plots(splits, models, report, plot_calibration, plot_confusion, plot_feature_importance)
+
+        metadata = {
+            "name": config.name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "journey_ml_version": __version__,
+            "run_id": run.info.run_id,
+            "training_window": {
+                "start": splits.train["cutoff"].min().isoformat(),
+                "end": splits.test["cutoff"].max().isoformat(),
+                "horizon_days": journey_map.horizon_days,
+            },
+            "splits": splits.describe(),
+            "metrics": {"test": headline(report["model"])},
+            "baselines": {task: headline(b) for task, b in report["baselines"].items()},
+            "data": fingerprint,
+            "seed": config.seed,
+        }
+        bundle = ModelBundle(
+            journey_map=journey_map,
+            spec=splits.spec,
+            next_stage=models["next_stage"],
+            drop_off=models["drop_off"],
+            revenue=models["revenue"],
+            metadata=metadata,
+        )
+
+        step("registering the bundle and applying the promotion gate")
+        champion_version = tracking.alias_version(tracking.CHAMPION, name)
+        gate: dict[str, Any] = {"new": primary_metrics(report), "champion_version": champion_version}
+        if champion_version is None:
+            promoted = True
+            gate["reason"] = "no champion yet"
+        else:
+            champion = ModelBundle.load(tracking.download_bundle(f"models:/{name}@{tracking.CHAMPION}", tracking_uri=uri))
+            gate["champion"] = champion_primary_metrics(champion, events, splits.test)
+            promoted = beats(gate["new"], gate["champion"])
+            gate["reason"] = "beats the champion on the primary metrics" if promoted else "does not beat the champion"
+
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = bundle.save(Path(tmp) / "bundle")
+            model_uri, version = tracking.log_bundle(staged, name)
+        alias = tracking.CHAMPION if promoted else tracking.CHALLENGER
+        tracking.set_alias(version, alias, name)
+        mlflow.set_tags({"journey_ml.alias": alias, "journey_ml.model_version": version})
+        mlflow.log_dict(gate, "promotion_gate.json")
+        mlflow.log_metric("promoted", float(promoted))
+
+        bundle.metadata.update({"model_version": version, "model_uri": model_uri, "alias": alias})
+        bundle_path = bundle.save(Path(config.out) / config.name)
+
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_uri=model_uri,
+        model_version=version,
+        bundle_path=bundle_path,
+        promoted=promoted,
+        alias=alias,
+        metrics=headline(report["model"]),
+        baselines={task: headline(b) for task, b in report["baselines"].items()},
+        gate=gate,
+        tracking_uri=uri,
+        splits=splits.describe(),
+        tuning={t: r.to_dict() for t, r in tuned.items()},
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _params(config: TrainConfig) -> dict[str, Any]:
+    """The config as flat ``section.key`` MLflow parameters."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key)
+        else:
+            out[path] = node
+
+    walk(config.to_dict(), "")
+    return out
+
+
+def _log_plots(splits: SnapshotSplits, models: dict[str, Any], report: dict[str, Any], plot_calibration: Any, plot_confusion: Any, plot_feature_importance: Any) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    X = splits.X("test")
+    y = target("drop_off", splits.test)
+    drop = models["drop_off"]
+    figures = {
+        "plots/calibration_drop_off.png": plot_calibration(y, _uncalibrated_drop_off(drop, X), predict_task("drop_off", drop, X)),
+        "plots/confusion_next_stage.png": plot_confusion(
+            np.asarray(report["model"]["next_stage"]["confusion_matrix"]), list(splits.spec.journey_map.stage_names)
+        ),
+        "plots/feature_importance_drop_off.png": plot_feature_importance(drop.booster_),
+        "plots/feature_importance_next_stage.png": plot_feature_importance(models["next_stage"].booster_),
+    }
+    for path, fig in figures.items():
+        mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+
+def _uncalibrated_drop_off(model: DropOffModel, X: pd.DataFrame) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-model.predict_raw(X)))
