@@ -1,0 +1,767 @@
+"""Load raw event files, validate every row, and return canonical events plus rejects.
+
+The canonical event frame (what every downstream function takes) has the columns
+
+``customer_id``  pandas ``str``; never parsed as a number (``"00042"`` stays ``"00042"``)
+``timestamp``    ``datetime64[ns, UTC]``
+``event_type``   ``str``
+``channel``      ``str``; ``"unknown"`` when missing
+``revenue``      ``float64`` >= 0; ``0.0`` when missing
+``session_id``   ``str``; derived from an inactivity gap when absent or null
+friction cols    ``float64`` with NaN where not applicable (every column a friction rule reads)
+other columns    kept as they came in (event properties)
+
+sorted stably by (``customer_id``, ``timestamp``) with index ``0..n-1``.
+
+Bad rows are never dropped silently or coerced: each one goes to ``LoadResult.rejects``
+with exactly one ``reject_reason`` -- the first failing check in this order:
+
+1. ``missing_customer_id``  null, empty or whitespace-only id
+2. ``missing_timestamp``    null, empty or whitespace-only timestamp
+3. ``bad_timestamp``        unparseable, or outside [1990-01-01, 2100-01-01)
+4. ``missing_event_type``   null, empty or whitespace-only event type
+5. ``bad_revenue``          revenue present but not a finite number
+6. ``negative_revenue``     revenue < 0
+7. ``bad_<column>``         a friction measure column present but not a finite number
+                            (checked in journey-map order)
+8. ``duplicate``            exact copy of an earlier accepted row (same customer, time,
+                            event type, channel, revenue, session id and properties); the
+                            first occurrence in the input is kept
+
+Timestamp rules
+---------------
+* Datetime columns (e.g. Parquet timestamps): tz-aware values are converted to UTC,
+  naive values are taken to be UTC.
+* Strings: ISO-8601 with or without a UTC offset (``Z``, ``+02:00``, ``-0530``), with
+  ``T`` or a space, optional fractional seconds, or date only (midnight). Offsets may
+  differ row by row. **Naive strings are taken to be UTC.** Other unambiguous formats are
+  tried per value by pandas' ``format="mixed"`` parser as a last resort.
+* Numbers, and strings that are plain numbers, are epoch times. The unit is chosen per
+  value by magnitude: ``|v| < 1e11`` seconds, ``< 1e14`` milliseconds, ``< 1e17``
+  microseconds, otherwise nanoseconds. (Any date in 1990..2100 is unambiguous under this
+  rule: seconds stop at ~4.1e9, milliseconds start at ~6.3e11.)
+
+Leading/trailing whitespace is stripped from ``customer_id``, ``event_type``,
+``channel`` and ``session_id``.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from journey_ml.config import JourneyMap
+>>> jm = JourneyMap.from_dict({"stages": [{"name": "visit", "events": ["view"]}]})
+>>> raw = pd.DataFrame({
+...     "customer_id": ["007", "007", ""],
+...     "timestamp": ["2026-01-01T10:00:00+02:00", "2026-01-01T09:30:00Z", "2026-01-01"],
+...     "event_type": ["view", "view", "view"],
+... })
+>>> result = validate_events(raw, jm, max_reject_share=1.0)
+>>> result.events["timestamp"].dt.strftime("%H:%M").tolist()
+['08:00', '09:30']
+>>> result.summary["reasons"]
+{'missing_customer_id': 1}
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from journey_ml.config import CANONICAL_COLUMNS, REQUIRED_COLUMNS, JourneyMap
+from journey_ml.exceptions import EventValidationError, did_you_mean
+from journey_ml.stages import stage_reach_counts
+
+__all__ = [
+    "CSV_SUFFIXES",
+    "JSON_SUFFIXES",
+    "PARQUET_SUFFIXES",
+    "REJECT_REASONS",
+    "LoadResult",
+    "load_events",
+    "read_event_file",
+    "summarize",
+    "validate_events",
+    "write_rejects",
+]
+
+CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
+PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+JSON_SUFFIXES: tuple[str, ...] = (".jsonl", ".ndjson", ".json")
+
+#: Fixed reasons, in check order; ``bad_<column>`` for friction columns sits before
+#: ``duplicate``.
+REJECT_REASONS: tuple[str, ...] = (
+    "missing_customer_id",
+    "missing_timestamp",
+    "bad_timestamp",
+    "missing_event_type",
+    "bad_revenue",
+    "negative_revenue",
+)
+DUPLICATE = "duplicate"
+
+MIN_TIMESTAMP = pd.Timestamp("1990-01-01", tz="UTC")
+MAX_TIMESTAMP = pd.Timestamp("2100-01-01", tz="UTC")
+UNKNOWN_CHANNEL = "unknown"
+
+# Epoch magnitude limits (absolute value) below which a number is s, ms, µs; else ns.
+_EPOCH_LIMITS: tuple[tuple[float, int], ...] = ((1e11, 10**9), (1e14, 10**6), (1e17, 10**3))
+_NS_MIN = MIN_TIMESTAMP.value
+_NS_MAX = MAX_TIMESTAMP.value
+
+
+# ------------------------------------------------------------------------------ result
+@dataclass(frozen=True)
+class LoadResult:
+    """Canonical events and rejected rows of one load.
+
+    Attributes
+    ----------
+    events : pandas.DataFrame
+        Accepted rows in canonical form (see module docstring).
+    rejects : pandas.DataFrame
+        Rejected rows exactly as they came in, plus ``reject_reason`` and ``row_number``
+        (0-based position in the input), ordered by ``row_number``.
+    rows_in : int
+        Number of input rows; always ``len(events) + len(rejects)``.
+    """
+
+    events: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_in: int
+
+    def __post_init__(self) -> None:
+        if self.rows_in != len(self.events) + len(self.rejects):
+            raise AssertionError(
+                f"rows not conserved: {self.rows_in} in, {len(self.events)} ok, "
+                f"{len(self.rejects)} rejected"
+            )
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """``rows_in``, ``rows_ok``, ``rows_rejected`` and ``reasons`` (count, descending)."""
+        counts = self.rejects["reject_reason"].value_counts(sort=False) if len(self.rejects) else {}
+        reasons = sorted(((str(k), int(v)) for k, v in dict(counts).items()), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "rows_in": self.rows_in,
+            "rows_ok": len(self.events),
+            "rows_rejected": len(self.rejects),
+            "reasons": dict(reasons),
+        }
+
+    @property
+    def reject_share(self) -> float:
+        """Share of input rows rejected (0.0 for an empty input)."""
+        return len(self.rejects) / self.rows_in if self.rows_in else 0.0
+
+
+# ------------------------------------------------------------------------------ public API
+def load_events(
+    path: str | Path,
+    journey_map: JourneyMap,
+    *,
+    rejects_path: str | Path | None = None,
+    max_reject_share: float | None = None,
+) -> LoadResult:
+    """Read an event file, rename its columns by the journey map and validate every row.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv`` (optionally ``.csv.gz``), ``.parquet``/``.pq`` or JSON lines
+        (``.jsonl``/``.ndjson``/``.json``; a ``.json`` file holding one array also works).
+        CSV columns are all read as strings, so ids keep leading zeros; integer ids in
+        Parquet/JSON become their decimal string.
+    journey_map : JourneyMap
+        Its ``columns:`` section maps canonical names to source names.
+    rejects_path : str or Path, optional
+        Where to write the rejected rows (CSV or Parquet by suffix). Written before a
+        reject-share failure is raised, so the bad rows can be inspected.
+    max_reject_share : float, optional
+        Fail when more than this share of rows is rejected; defaults to
+        ``journey_map.max_reject_share``.
+
+    Returns
+    -------
+    LoadResult
+        ``rejects`` carry the source column names, as in the file.
+
+    Raises
+    ------
+    EventValidationError
+        Unreadable or unsupported file, a required column missing (``column`` names it),
+        or too many rejected rows.
+    """
+    path = Path(path)
+    ids = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
+    raw = read_event_file(path, string_columns=ids)
+    rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
+    _require_columns(raw, journey_map, source=str(path))
+    # A source column that clashes with a canonical name it is not mapped to would be
+    # silently shadowed by the rename; refuse instead.
+    for src, canon in rename.items():
+        if canon in raw.columns and src in raw.columns:
+            raise EventValidationError(
+                f"{path}: both '{src}' (mapped to '{canon}' by the journey map) and '{canon}' "
+                f"are present; drop one or change columns.{canon}",
+                column=canon,
+            )
+    frame = raw.rename(columns=rename) if rename else raw
+    result = _validate(frame, journey_map)
+    if rename and len(result.rejects):
+        back = {canon: src for src, canon in rename.items()}
+        result = LoadResult(result.events, result.rejects.rename(columns=back), result.rows_in)
+    if rejects_path is not None:
+        write_rejects(result.rejects, rejects_path)
+    _check_share(result, journey_map, max_reject_share)
+    return result
+
+
+def validate_events(
+    frame: pd.DataFrame, journey_map: JourneyMap, *, max_reject_share: float | None = None
+) -> LoadResult:
+    """Validate an in-memory event frame (canonical column names) row by row.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Raw events; values may be strings (as read from CSV), numbers or datetimes.
+        Must contain ``customer_id``, ``timestamp`` and ``event_type``.
+    journey_map : JourneyMap
+        Supplies friction columns, ``session_gap_minutes`` and ``max_reject_share``.
+    max_reject_share : float, optional
+        Overrides ``journey_map.max_reject_share``.
+
+    Returns
+    -------
+    LoadResult
+
+    Raises
+    ------
+    EventValidationError
+        A required column is missing, or the reject share exceeds the limit.
+    """
+    _require_columns(frame, journey_map, source=None)
+    result = _validate(frame, journey_map)
+    _check_share(result, journey_map, max_reject_share)
+    return result
+
+
+def read_event_file(path: str | Path, *, string_columns: Collection[str] = ()) -> pd.DataFrame:
+    """Read an event file as it is, choosing the reader by suffix (see :func:`load_events`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The event file.
+    string_columns : collection of str, optional
+        Parquet integer columns with these names are read as decimal strings (CSV reads
+        every column as a string anyway).
+
+    Raises
+    ------
+    EventValidationError
+        The file does not exist, has an unsupported suffix or cannot be parsed.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if not path.is_file():
+        raise EventValidationError(f"event file not found: {path}")
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            return _read_csv(path)
+        if name.endswith(PARQUET_SUFFIXES):
+            return _read_parquet(path, set(string_columns))
+        if name.endswith(JSON_SUFFIXES):
+            return _read_json(path)
+    except EventValidationError:
+        raise
+    except (pa.ArrowException, ValueError, OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EventValidationError(f"cannot read {path}: {exc}") from exc
+    supported = [*CSV_SUFFIXES, *PARQUET_SUFFIXES, *JSON_SUFFIXES]
+    raise EventValidationError(f"unsupported event file type '{path.suffix}' ({path}); supported: {supported}")
+
+
+def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
+    """Write rejected rows to CSV (``.csv``/``.csv.gz``) or Parquet (``.parquet``/``.pq``).
+
+    Parameters
+    ----------
+    rejects : pandas.DataFrame
+        ``LoadResult.rejects``.
+    path : str or Path
+        Target file; parent directories are created.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name.endswith(PARQUET_SUFFIXES):
+        # Mixed-type property columns (JSON input) cannot go to Parquet as objects.
+        out = rejects.copy()
+        for col in out.columns:
+            if pd.api.types.is_object_dtype(out[col].dtype):
+                out[col] = out[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        out.to_parquet(path, index=False)
+    elif name.endswith(CSV_SUFFIXES):
+        rejects.to_csv(path, index=False)
+    else:
+        raise EventValidationError(
+            f"unsupported rejects file type '{path.suffix}' ({path}); use .csv, .csv.gz, .parquet or .pq"
+        )
+    return path
+
+
+def summarize(result: LoadResult, journey_map: JourneyMap) -> dict[str, Any]:
+    """``result.summary`` plus what was accepted.
+
+    Adds ``customers`` (distinct accepted customers), ``stages`` (stage -> customers who
+    reached it, a funnel via :func:`journey_ml.stages.stage_reach_counts`), ``time_range``
+    (``{"min", "max"}`` ISO-8601 UTC, ``None`` when empty) and ``event_types``
+    (event type -> count, descending).
+    """
+    events = result.events
+    out = dict(result.summary)
+    out["customers"] = int(events["customer_id"].nunique())
+    out["stages"] = stage_reach_counts(events, journey_map) if len(events) else dict.fromkeys(journey_map.stage_names, 0)
+    if len(events):
+        ts = events["timestamp"]
+        out["time_range"] = {"min": ts.min().isoformat(), "max": ts.max().isoformat()}
+    else:
+        out["time_range"] = {"min": None, "max": None}
+    counts = events["event_type"].value_counts()
+    out["event_types"] = {str(k): int(v) for k, v in counts.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------ readers
+def _read_csv(path: Path) -> pd.DataFrame:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), None)
+    if not header:
+        raise EventValidationError(f"{path} is empty: expected a header row")
+    # Every column as string: ids keep leading zeros and bad values reach validation
+    # instead of failing type inference. Empty cells stay "" (treated as missing).
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
+    )
+    table = pacsv.read_csv(path, convert_options=convert)
+    return table.to_pandas()
+
+
+def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
+    table = pq.read_table(path)
+    # Cast integer ids to decimal strings in Arrow, before pandas would turn a nullable
+    # integer column into float64 (and 42 into "42.0").
+    for i, field in enumerate(table.schema):
+        if field.name in string_columns and pa.types.is_integer(field.type):
+            table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
+    return table.to_pandas()
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip()
+    lines = not head.startswith(b"[")
+    # dtype=False: never infer types, so "00042" stays a string.
+    frame = pd.read_json(path, lines=lines, dtype=False, convert_dates=False)
+    return frame
+
+
+# ------------------------------------------------------------------------------ validation
+def _require_columns(frame: pd.DataFrame, journey_map: JourneyMap, *, source: str | None) -> None:
+    present = [str(c) for c in frame.columns]
+    for canon in REQUIRED_COLUMNS:
+        name = journey_map.source_column(canon) if source is not None else canon
+        if name in present:
+            continue
+        mapped = f" (the journey map's columns.{canon})" if name != canon else ""
+        where = f" in {source}" if source else ""
+        raise EventValidationError(
+            f"required column '{name}'{mapped} is missing{where}"
+            f"{did_you_mean(name, present)}; columns present: {present}",
+            column=canon,
+        )
+
+
+def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
+    n = len(frame)
+    reason = np.zeros(n, dtype=np.int16)  # 0 = accepted, k = k-th reason in `names`
+    names: list[str] = [*REJECT_REASONS, *(f"bad_{c}" for c in journey_map.friction_columns), DUPLICATE]
+    code = {name: i + 1 for i, name in enumerate(names)}
+
+    def reject(mask: np.ndarray, name: str) -> None:
+        # First failing check wins: only rows still accepted take this reason.
+        reason[mask & (reason == 0)] = code[name]
+
+    cid, cid_missing = _clean_strings(frame["customer_id"])
+    reject(cid_missing, "missing_customer_id")
+
+    ts_ns, ts_missing, ts_bad = _parse_timestamps(frame["timestamp"])
+    reject(ts_missing, "missing_timestamp")
+    reject(ts_bad, "bad_timestamp")
+
+    etype, etype_missing = _clean_strings(frame["event_type"])
+    reject(etype_missing, "missing_event_type")
+
+    if "revenue" in frame.columns:
+        revenue, rev_missing, rev_bad = _parse_floats(frame["revenue"])
+        reject(rev_bad, "bad_revenue")
+        revenue = np.where(rev_missing, 0.0, revenue)
+        reject(revenue < 0, "negative_revenue")
+    else:
+        revenue = np.zeros(n)
+
+    friction: dict[str, np.ndarray] = {}
+    for col in journey_map.friction_columns:
+        if col in frame.columns:
+            values, _, bad = _parse_floats(frame[col])
+            reject(bad, f"bad_{col}")
+            friction[col] = values
+        else:
+            friction[col] = np.full(n, np.nan)
+
+    if "channel" in frame.columns:
+        channel, ch_missing = _clean_strings(frame["channel"])
+        channel = channel.where(~ch_missing, UNKNOWN_CHANNEL)
+    else:
+        channel = pd.Series(np.full(n, UNKNOWN_CHANNEL, dtype=object), dtype="str")
+    if "session_id" in frame.columns:
+        session, sess_missing = _clean_strings(frame["session_id"])
+    else:
+        session, sess_missing = None, np.ones(n, dtype=bool)
+
+    # ---- order the accepted rows by (customer, time); rejects never influence sorting
+    ok = np.flatnonzero(reason == 0)
+    cid_codes = _sorted_codes(cid.iloc[ok])
+    ts_ok = ts_ns[ok]
+    order = _lexsort_codes_time(cid_codes, ts_ok)
+    rows = ok[order]  # input positions of accepted rows, in output order
+    codes_sorted = cid_codes[order]
+    ts_sorted = ts_ok[order]
+
+    property_cols = [
+        c for c in frame.columns if c not in CANONICAL_COLUMNS and c not in friction
+    ]
+    dup = _duplicates(
+        rows, codes_sorted, ts_sorted,
+        {
+            "event_type": etype, "channel": channel, "revenue": revenue,
+            **({"session_id": session} if session is not None else {}),
+            **friction, **{c: frame[c] for c in property_cols},
+        },
+    )
+    if dup.any():
+        reason[rows[dup]] = code[DUPLICATE]
+        keep = ~dup
+        rows, codes_sorted, ts_sorted = rows[keep], codes_sorted[keep], ts_sorted[keep]
+
+    # ---- canonical frame
+    cid_out = _take_str(cid, rows)
+    sess_out = _session_ids(cid_out, codes_sorted, ts_sorted, journey_map.session_gap_minutes)
+    if session is not None:
+        given = ~sess_missing[rows]
+        if given.any():
+            sess_out = sess_out.where(~given, _take_str(session, rows))
+    data: dict[str, Any] = {
+        "customer_id": cid_out,
+        "timestamp": pd.DatetimeIndex(ts_sorted.view("datetime64[ns]")).tz_localize("UTC"),
+        "event_type": _take_str(etype, rows),
+        "channel": _take_str(channel, rows),
+        "revenue": revenue[rows].astype(np.float64),
+        "session_id": sess_out,
+    }
+    for col, values in friction.items():
+        data[col] = values[rows]
+    for col in property_cols:
+        data[col] = frame[col].iloc[rows].reset_index(drop=True)
+    events = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for k, v in data.items()})
+
+    bad = np.flatnonzero(reason)
+    rejects = frame.iloc[bad].reset_index(drop=True)
+    reason_names = np.array(["", *names], dtype=object)
+    rejects["reject_reason"] = pd.Series(reason_names[reason[bad]], dtype="str")
+    rejects["row_number"] = bad.astype(np.int64)
+    return LoadResult(events=events, rejects=rejects, rows_in=n)
+
+
+def _check_share(result: LoadResult, journey_map: JourneyMap, limit: float | None) -> None:
+    limit = journey_map.max_reject_share if limit is None else float(limit)
+    if not 0.0 <= limit <= 1.0:
+        raise EventValidationError(f"max_reject_share must be within [0, 1], got {limit}")
+    share = result.reject_share
+    if share <= limit:
+        return
+    s = result.summary
+    top = ", ".join(f"{k}: {v}" for k, v in list(s["reasons"].items())[:3])
+    raise EventValidationError(
+        f"too many rejected rows: {s['rows_rejected']} of {s['rows_in']} rejected "
+        f"({s['rows_ok']} ok), share {share:.2%} exceeds max_reject_share {limit:.2%}; "
+        f"top reasons: {top}"
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+def _as_string(series: pd.Series) -> pd.Series:
+    """Any column as pandas ``str`` (nulls kept), integers as their decimal string."""
+    dtype = series.dtype
+    if dtype == "str":
+        return series
+    if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return series.astype("str")
+    if pd.api.types.is_float_dtype(dtype):
+        # A nullable integer column read as float: print 42.0 as "42", keep 42.5 as is.
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(values)
+        if np.all(values[finite] == np.round(values[finite])):
+            return series.astype("Int64").astype("str")
+        return series.astype("str")
+    if pd.api.types.is_object_dtype(dtype):
+        # JSON: mixed Python values; floats that are whole numbers print as ints.
+        def fmt(v: Any) -> Any:
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                return None
+            if isinstance(v, float) and v.is_integer():
+                return str(int(v))
+            return str(v)
+
+        return pd.Series([fmt(v) for v in series.to_numpy()], index=series.index, dtype="str")
+    return series.astype("str")
+
+
+def _clean_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Stripped ``str`` series (index 0..n-1) and a mask of null/empty/whitespace values."""
+    s = _as_string(series).reset_index(drop=True).str.strip()
+    missing = (s.isna() | (s == "")).to_numpy(dtype=bool)
+    return s, missing
+
+
+def _take_str(series: pd.Series, rows: np.ndarray) -> pd.Series:
+    return series.iloc[rows].reset_index(drop=True)
+
+
+def _parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, missing, bad): a float64 array with NaN where missing or bad."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        return values, missing, np.isinf(values)
+    s, missing = _clean_strings(series)
+    arr = pa.array(s.where(~missing, None), type=pa.string(), from_pandas=True)
+    try:
+        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        # Some value is not a number: the slower coercing parser finds which.
+        values = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~missing & ~np.isfinite(values)
+    values = np.where(bad, np.nan, values)
+    return values, missing, bad
+
+
+def _parse_timestamps(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int64 ns since epoch UTC, missing, bad); ns is 0 where missing or bad."""
+    n = len(series)
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        idx = pd.DatetimeIndex(series)
+        idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+        missing = np.asarray(idx.isna())
+        ns = _to_ns(idx, missing)
+        return _range_check(ns, missing, np.zeros(n, dtype=bool))
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        ns, bad = _epoch_to_ns(values)
+        return _range_check(ns, missing, bad & ~missing)
+
+    s, missing = _clean_strings(series)
+    ns = np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    arr = pa.array(s.where(~missing, None), type=pa.string(), from_pandas=True)
+    # Plain digit strings are epochs (see module docstring), everything else is a date.
+    digits = pc.fill_null(pc.utf8_is_digit(arr), False).to_numpy(zero_copy_only=False)
+    todo = ~missing & ~digits
+    if digits.any():
+        ns[digits], bad[digits] = _epoch_to_ns(pd.to_numeric(s[digits]).to_numpy(dtype=np.float64))
+    if todo.any():
+        idx = np.flatnonzero(todo)
+        sub = arr.take(pa.array(idx)) if len(idx) < n else arr
+        got, ok = _parse_iso(sub)
+        ns[idx[ok]] = got[ok]
+        rest = idx[~ok]
+        if len(rest):
+            ns[rest], bad[rest] = _parse_fallback(s.iloc[rest])
+    return _range_check(ns, missing, bad)
+
+
+def _parse_iso(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Fast vectorised ISO-8601 parse: (ns, parsed mask)."""
+    # Arrow's cast is ~10x faster than pandas but all-or-nothing; try it on the whole
+    # array for the common clean file (all with offsets, or all naive = UTC).
+    # A naive cast yields wall-clock ns since the epoch, i.e. the value read as UTC.
+    for target in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):
+        try:
+            out = pc.cast(arr, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        ns = out.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return np.asarray(ns, dtype=np.int64), np.ones(len(arr), dtype=bool)
+    values = pd.Series(arr, dtype="str")
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    ok = parsed.notna().to_numpy()
+    return _to_ns(pd.DatetimeIndex(parsed), ~ok), ok
+
+
+def _parse_fallback(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Slow path for the few values the fast path rejected: decimal epochs, then any format."""
+    ns = np.zeros(len(values), dtype=np.int64)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    is_num = ~np.isnan(numbers)
+    bad = ~is_num
+    if is_num.any():
+        ns[is_num], bad[is_num] = _epoch_to_ns(numbers[is_num])
+    other = np.flatnonzero(~is_num)
+    if len(other):
+        parsed = pd.to_datetime(values.iloc[other], utc=True, format="mixed", errors="coerce")
+        ok = parsed.notna().to_numpy()
+        ns[other] = _to_ns(pd.DatetimeIndex(parsed), ~ok)
+        bad[other] = ~ok
+    return ns, bad
+
+
+def _to_ns(idx: pd.DatetimeIndex, missing: np.ndarray) -> np.ndarray:
+    """int64 ns of a UTC DatetimeIndex of any unit, without overflowing out-of-range units."""
+    unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[idx.unit]
+    raw = idx.asi8.copy()
+    raw[missing] = 0
+    # Values outside 1990..2100 are rejected later; clip so the multiplication cannot overflow.
+    lo, hi = _NS_MIN // unit_ns - 1, _NS_MAX // unit_ns + 1
+    return np.clip(raw, lo, hi) * unit_ns
+
+
+def _epoch_to_ns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch numbers (unit by magnitude, see module docstring) to ns; bad = not finite."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    mag = np.abs(np.where(finite, values, 0.0))
+    scale = np.ones(len(values), dtype=np.float64)  # ns by default
+    for limit, factor in reversed(_EPOCH_LIMITS):
+        scale[mag < limit] = factor
+    scaled = np.where(finite, values * scale, 0.0)
+    # Keep in int64 range: anything this far out fails the range check anyway.
+    scaled = np.clip(scaled, _NS_MIN - 1e18, _NS_MAX + 1e18)
+    return np.round(scaled).astype(np.int64), ~finite
+
+
+def _range_check(ns: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    out_of_range = (ns < _NS_MIN) | (ns >= _NS_MAX)
+    bad = (bad | out_of_range) & ~missing
+    return np.where(missing | bad, 0, ns), missing, bad
+
+
+def _sorted_codes(ids: pd.Series) -> np.ndarray:
+    """Integer codes whose order is the lexical order of the ids."""
+    codes, uniques = pd.factorize(ids, sort=False)
+    if len(uniques) == 0:
+        return codes.astype(np.int64)
+    order = np.asarray(pc.sort_indices(pa.array(np.asarray(uniques, dtype=object), type=pa.string())))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank[codes]
+
+
+def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Stable permutation ordering rows by (code, ts)."""
+    n = len(codes)
+    if n < 2:
+        return np.arange(n)
+    same = codes[1:] == codes[:-1]
+    if np.all(codes[1:] >= codes[:-1]) and np.all(ts[1:][same] >= ts[:-1][same]):
+        return np.arange(n)  # already ordered, e.g. files written by this package
+    # One stable sort on a packed int64 key when codes and (time / common unit) fit.
+    rel = ts - ts.min()
+    for unit in (10**9, 10**6, 10**3, 1):
+        if unit == 1 or not np.any(rel % unit):
+            rel = rel // unit
+            break
+    code_bits = int(codes.max()).bit_length()
+    time_bits = int(rel.max()).bit_length()
+    if code_bits + time_bits <= 62:
+        return np.argsort((codes << time_bits) | rel, kind="stable")
+    first = np.argsort(ts, kind="stable")
+    return first[np.argsort(codes[first], kind="stable")]
+
+
+def _duplicates(
+    rows: np.ndarray, codes: np.ndarray, ts: np.ndarray, columns: Mapping[str, Any]
+) -> np.ndarray:
+    """Mask (in output order) of rows that exactly repeat an earlier input row.
+
+    Duplicates share customer and time, so after sorting they sit in runs of equal
+    (code, ts); only rows in such runs are compared on every column.
+    """
+    n = len(rows)
+    dup = np.zeros(n, dtype=bool)
+    if n < 2:
+        return dup
+    tie = (codes[1:] == codes[:-1]) & (ts[1:] == ts[:-1])
+    if not tie.any():
+        return dup
+    cand = np.zeros(n, dtype=bool)
+    cand[1:] |= tie
+    cand[:-1] |= tie
+    pos = np.flatnonzero(cand)
+    src = rows[pos]
+    sub = {"_code": codes[pos], "_ts": ts[pos]}
+    for name, col in columns.items():
+        values = col.iloc[src] if isinstance(col, pd.Series) else np.asarray(col)[src]
+        values = pd.Series(np.asarray(values, dtype=object) if isinstance(values, pd.Series) and values.dtype == object else values)
+        if pd.api.types.is_object_dtype(values.dtype):
+            # Unhashable JSON values (lists, dicts) compare by their text.
+            values = values.map(lambda v: v if v is None or isinstance(v, (str, int, float, bool)) else repr(v))
+        sub[name] = values.reset_index(drop=True)
+    frame = pd.DataFrame(sub)
+    # Compare in input order so the first occurrence in the file is the one kept.
+    by_input = np.argsort(src, kind="stable")
+    is_dup = frame.iloc[by_input].duplicated(keep="first").to_numpy()
+    dup[pos[by_input]] = is_dup
+    return dup
+
+
+def _session_ids(cid: pd.Series, codes: np.ndarray, ts: np.ndarray, gap_minutes: float) -> pd.Series:
+    """``"{customer_id}#{n}"``: n counts sessions per customer from 1; a session ends after
+    more than ``gap_minutes`` of silence."""
+    n = len(codes)
+    if n == 0:
+        return pd.Series([], dtype="str")
+    gap_ns = round(gap_minutes * 60 * 10**9)
+    new_customer = np.ones(n, dtype=bool)
+    new_customer[1:] = codes[1:] != codes[:-1]
+    new_session = new_customer.copy()
+    new_session[1:] |= (ts[1:] - ts[:-1]) > gap_ns
+    running = np.cumsum(new_session)
+    first = np.maximum.accumulate(np.where(new_customer, np.arange(n), 0))
+    number = running - running[first] + 1
+    joined = pc.binary_join_element_wise(
+        pa.array(cid, type=pa.string(), from_pandas=True), pc.cast(pa.array(number), pa.string()), "#"
+    )
+    return pd.Series(joined.to_pandas(), dtype="str")
+
