@@ -1,0 +1,144 @@
+"""``journey-ml train`` and ``journey-ml score``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from journey_ml.cli.app import app, console, print_json, progress, user_errors
+
+DEFAULT_CONFIG = Path("pipelines/train.yaml")
+
+
+@app.command()
+def train(
+    events: Annotated[Path | None, typer.Argument(help="Event file (CSV/Parquet/JSONL); default: the config's data.")] = None,
+    journey_map: Annotated[Path | None, typer.Option("--journey-map", "-m", help="Journey map YAML (default: the config's).")] = None,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline config YAML.")] = DEFAULT_CONFIG,
+    trials: Annotated[int | None, typer.Option(help="Optuna trials per model (tuning.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Tuning time budget in seconds (tuning.timeout_seconds).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory the bundle copy lands in (<out>/<name>).")] = None,
+    name: Annotated[str | None, typer.Option(help="Bundle name under --out.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else ./mlflow.db).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set split.test_cutoffs=3 (repeatable).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")] = False,
+) -> None:
+    """Train the next-stage, drop-off and revenue models, log everything to MLflow and
+    register the bundle (champion only if it beats the current champion)."""
+    from journey_ml.config import JourneyMap, TrainConfig, parse_override
+    from journey_ml.events import load_events
+    from journey_ml.train import run_training
+
+    with user_errors():
+        overrides = dict(parse_override(item) for item in set_ or [])
+        overrides.update(
+            {
+                "data": str(events) if events else None,
+                "journey_map": str(journey_map) if journey_map else None,
+                "tuning.trials": trials,
+                "tuning.timeout_seconds": timeout,
+                "seed": seed,
+                "out": str(out) if out else None,
+                "name": name,
+                "tracking.uri": tracking_uri,
+            }
+        )
+        cfg = TrainConfig.from_yaml(config if config.exists() or config != DEFAULT_CONFIG else None, overrides)
+        if cfg.data is None:
+            raise typer.BadParameter("give an EVENTS file or set data: in the config", param_hint="EVENTS")
+        jm = JourneyMap.from_yaml(cfg.journey_map)
+        with progress("training", quiet=json_out) as bar:
+            task = bar.tasks[0].id
+            loaded = load_events(cfg.data, jm)
+            result = run_training(loaded.events, jm, cfg, on_step=lambda msg: bar.update(task, description=msg))
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console.print(comparison_table(result.metrics, result.baselines))
+    verdict = "[green]promoted to champion[/]" if result.promoted else "[yellow]registered as challenger[/]"
+    console.print(f"model {result.model_uri} {verdict} ({result.gate.get('reason')})")
+    console.print(f"bundle: {result.bundle_path}   run: {result.run_id}   {result.seconds:.1f}s")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}")
+
+
+def comparison_table(metrics: dict, baselines: dict) -> Table:
+    """Model vs every baseline on the test window, primary metrics first."""
+    columns = {
+        "next_stage": ["log_loss", "accuracy", "macro_f1"],
+        "drop_off": ["roc_auc", "pr_auc", "brier", "ece", "lift_at_10"],
+        "revenue": ["mae", "spearman", "gini"],
+    }
+    table = Table(title="Test window: model vs baselines")
+    table.add_column("task")
+    table.add_column("model")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for task, names in columns.items():
+        rows = [("lightgbm", metrics[task])] + list(baselines[task].items())
+        for label, values in rows:
+            for metric in names:
+                if metric in values:
+                    table.add_row(task, label, metric, f"{values[metric]:.4f}")
+        table.add_section()
+    return table
+
+
+@app.command()
+def score(
+    events: Annotated[Path, typer.Argument(help="Event file (CSV/Parquet/JSONL).")],
+    model: Annotated[str, typer.Option("--model", help="Bundle directory or MLflow URI, e.g. models:/journey-ml@champion.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
+    at: Annotated[str | None, typer.Option("--at", help="Scoring time (ISO-8601); default: the latest event.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ URIs.")] = None,
+    reasons: Annotated[bool, typer.Option("--reasons/--no-reasons", help="Add the top reason codes per customer.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Score every customer active at TIME: stage, next stage, probabilities, drop-off risk, revenue."""
+    from journey_ml.bundle import load_bundle
+    from journey_ml.events import load_events
+    from journey_ml.scoring import score as score_events
+
+    with user_errors(), progress("scoring", quiet=json_out):
+        bundle = load_bundle(model, tracking_uri=tracking_uri)
+        loaded = load_events(events, bundle.journey_map)
+        scores = score_events(loaded.events, bundle, at=at)
+        if reasons:
+            scores = _with_reasons(scores, loaded.events, bundle, at)
+        write_table(scores, out)
+    summary = {
+        "out": str(out),
+        "customers": len(scores),
+        "at": str(at or loaded.events["timestamp"].max()),
+        "mean_drop_off_risk": float(scores["drop_off_risk"].mean()) if len(scores) else None,
+        "expected_revenue": float(scores["expected_revenue"].sum()),
+        "model_version": bundle.version,
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"scored {summary['customers']} customers at {summary['at']} -> {out}")
+
+
+def _with_reasons(scores: pd.DataFrame, events: pd.DataFrame, bundle, at) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    try:
+        from journey_ml.ranking import add_reason_codes
+    except ImportError:  # ranking not available in this build
+        return scores
+    return add_reason_codes(scores, events, bundle, at=at)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True, date_format="iso")
+    else:
+        raise typer.BadParameter(f"unsupported output suffix {path.suffix!r}; use .parquet, .csv or .jsonl", param_hint="--out")
