@@ -1,0 +1,1107 @@
+"""The shared feature pipeline: one feature spec for training, batch and online scoring.
+
+Every feature is computed from a customer's events at or before a cutoff time ``t`` and
+nothing else. The same function, :func:`compute_features`, serves training snapshots
+(:mod:`journey_ml.snapshots`), batch scoring (:func:`features_at`) and the online service
+(:func:`features_for_customer`), so offline and online features cannot diverge.
+
+How it stays fast (no per-customer Python loop anywhere):
+
+* events are sorted once by (customer, time) and encoded as small integer codes
+  (customer, event type, channel, touchpoint, stage evidence);
+* for every indicator (a touchpoint, a stage, a friction, ...) a prefix sum over the
+  whole sorted event array is taken; the count of matching events of customer ``c`` in
+  ``(t - w, t]`` is then the difference of two prefix-sum values gathered at "index of
+  the last event of ``c`` at or before ``t``" and "... before ``t - w``";
+* those indices come from one ``np.searchsorted`` on a monotone key
+  ``customer_code * (J + 1) + bucket`` where ``bucket`` is the rank of the event time
+  among the ``J`` distinct query times. That key is exact at nanosecond resolution and
+  never overflows int64, unlike ``customer * BIG + nanoseconds``;
+* "time since last matching event" reads the position of the k-th matching event, where
+  k is the prefix count.
+
+Features are named functions (Hamilton style): a scalar feature is a function whose name
+is its column; a *family* (per touchpoint, per stage, ...) is a function whose columns are
+listed by a names function next to it. :class:`FeatureSpec` gathers them in a stable
+order together with the vocabularies learned at fit time.
+
+Missing values: time-since features are NaN when the event never happened; categorical
+codes are -1 when there is no event (LightGBM treats negative categories as missing).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from journey_ml.config import JourneyMap
+from journey_ml.exceptions import EventValidationError
+from journey_ml.stages import NO_STAGE, event_stage_evidence, sort_events
+
+WINDOWS: tuple[int, ...] = (7, 30, 90)
+OTHER = "other"
+SPEC_VERSION = 1
+_NS_PER_DAY = 86_400 * 10**9
+_MAX_CHANNELS = 12
+_MAX_EVENT_TYPES = 60
+_MAX_BIGRAMS = 20
+# Every query offset (days before the cutoff) any feature needs; 14 is the trend window.
+_OFFSETS: tuple[int, ...] = (0, 7, 14, 30, 90)
+
+
+# ============================================================================ spec
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything needed to turn events into the model's input columns, learned once.
+
+    Build it with :meth:`FeatureSpec.fit` on *training* events only, so that the
+    vocabularies (touchpoints, channels, event types, transition bigrams) and friction
+    reference levels carry no information from the validation or test period.
+
+    Attributes
+    ----------
+    journey_map : JourneyMap
+        The journey map the spec was fitted with.
+    event_types, channels : tuple of str
+        Known event types and channels (most frequent first); anything else is ``other``.
+    touchpoints : tuple of str
+        Touchpoint vocabulary: ``event_type`` or ``event_type:channel`` (per
+        ``journey_map.touchpoints_by``), at most ``max_touchpoints`` most frequent ones;
+        the rest are pooled into ``other``.
+    stage_bigrams : tuple of (int, int)
+        Stage transitions ``a -> b`` (a != b) between consecutive stage-evidencing events.
+    event_bigrams : tuple of (str, str)
+        Most frequent consecutive event-type pairs.
+    friction_measure_reference : dict
+        For each friction with a measure column, the friction-free level of that measure
+        (median of the measure on that touchpoint's events *below* the friction
+        threshold in the training data; 0 when there are none).
+
+    Examples
+    --------
+    >>> from journey_ml.config import load_journey_map
+    >>> ev = pd.DataFrame({
+    ...     "customer_id": pd.Series(["a", "a"], dtype="str"),
+    ...     "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True),
+    ...     "event_type": pd.Series(["ad_click", "purchase"], dtype="str"),
+    ...     "channel": pd.Series(["email", "web"], dtype="str"),
+    ...     "revenue": [0.0, 30.0],
+    ...     "session_id": pd.Series(["s1", "s2"], dtype="str"),
+    ... })
+    >>> spec = FeatureSpec.fit(ev, load_journey_map())
+    >>> spec.touchpoints[:2]
+    ('ad_click:email', 'purchase:web')
+    >>> "recency_days" in spec.feature_names
+    True
+    """
+
+    journey_map: JourneyMap
+    event_types: tuple[str, ...]
+    channels: tuple[str, ...]
+    touchpoints: tuple[str, ...]
+    stage_bigrams: tuple[tuple[int, int], ...] = ()
+    event_bigrams: tuple[tuple[str, str], ...] = ()
+    friction_measure_reference: Mapping[str, float] = field(default_factory=dict)
+    windows: tuple[int, ...] = WINDOWS
+
+    # ------------------------------------------------------------------ fit / io
+    @classmethod
+    def fit(
+        cls, events: pd.DataFrame, journey_map: JourneyMap, *, max_touchpoints: int = 40
+    ) -> FeatureSpec:
+        """Learn the vocabularies from (training) events.
+
+        Parameters
+        ----------
+        events : DataFrame
+            Canonical events (see :mod:`journey_ml.events`) of the training period only.
+        journey_map : JourneyMap
+            The journey map.
+        max_touchpoints : int, default 40
+            Keep at most this many touchpoints (most frequent first); rarer ones are
+            pooled into ``other``.
+
+        Returns
+        -------
+        FeatureSpec
+        """
+        if max_touchpoints < 1:
+            raise ValueError(f"max_touchpoints must be >= 1, got {max_touchpoints}")
+        _check_columns(events)
+        events = sort_events(events)
+        et_codes, et_uniques = pd.factorize(events["event_type"], sort=True)
+        et_freq = np.bincount(et_codes, minlength=len(et_uniques))
+        known = [e for e in journey_map.known_event_types]
+        seen = [str(et_uniques[i]) for i in np.argsort(-et_freq, kind="stable")]
+        event_types = tuple(dict.fromkeys(known + seen))[: max(_MAX_EVENT_TYPES, len(known))]
+
+        ch_codes, ch_uniques = pd.factorize(_channel(events), sort=True)
+        ch_freq = np.bincount(ch_codes, minlength=len(ch_uniques))
+        channels = tuple(str(ch_uniques[i]) for i in np.argsort(-ch_freq, kind="stable"))
+        channels = tuple(c for c in channels if c != OTHER)[:_MAX_CHANNELS]
+
+        if "channel" in journey_map.touchpoints_by:
+            tp_code = et_codes.astype(np.int64) * len(ch_uniques) + ch_codes
+            tp_freq = np.bincount(tp_code, minlength=len(et_uniques) * len(ch_uniques))
+            order = np.argsort(-tp_freq, kind="stable")
+            order = order[tp_freq[order] > 0]
+            names = [
+                f"{et_uniques[i // len(ch_uniques)]}:{ch_uniques[i % len(ch_uniques)]}"
+                for i in order
+            ]
+        else:
+            order = np.argsort(-et_freq, kind="stable")
+            names = [str(et_uniques[i]) for i in order if et_freq[i] > 0]
+        touchpoints = tuple(n for n in names if n != OTHER)[:max_touchpoints]
+
+        stage = _stage_evidence(events, et_codes, et_uniques, journey_map)
+        same = _same_customer_as_previous(events)
+        # Stage transitions between consecutive stage-evidencing events of one customer.
+        sub = np.flatnonzero(stage >= 0)
+        s_sub = stage[sub].astype(np.int64)
+        cust_prev_same = _same_customer_pairs(events, sub)
+        moved = cust_prev_same & (s_sub[1:] != s_sub[:-1])
+        n_st = len(journey_map.stages)
+        pair = s_sub[:-1][moved] * n_st + s_sub[1:][moved]
+        pfreq = np.bincount(pair, minlength=n_st * n_st)
+        porder = [int(i) for i in np.argsort(-pfreq, kind="stable") if pfreq[i] > 0]
+        stage_bigrams = tuple((i // n_st, i % n_st) for i in porder[:_MAX_BIGRAMS])
+
+        n_et = len(et_uniques)
+        eb = et_codes[:-1].astype(np.int64)[same[1:]] * n_et + et_codes[1:][same[1:]]
+        efreq = np.bincount(eb, minlength=n_et * n_et)
+        eorder = [int(i) for i in np.argsort(-efreq, kind="stable") if efreq[i] > 0]
+        event_bigrams = tuple(
+            (str(et_uniques[i // n_et]), str(et_uniques[i % n_et])) for i in eorder[:_MAX_BIGRAMS]
+        )
+
+        reference: dict[str, float] = {}
+        for fr in journey_map.friction:
+            if fr.column is None:
+                continue
+            if fr.column not in events.columns:
+                raise EventValidationError(
+                    f"friction '{fr.name}' reads column '{fr.column}', which the events lack; "
+                    f"columns: {list(events.columns)}",
+                    column=fr.column,
+                )
+            values = events[fr.column].to_numpy(dtype=np.float64, na_value=np.nan)
+            on_tp = ~np.isnan(values)
+            if fr.event_type is not None:
+                on_tp &= (events["event_type"] == fr.event_type).to_numpy()
+            calm = values[on_tp & ~_friction_hit(values, fr.min)]
+            reference[fr.name] = float(np.median(calm)) if calm.size else 0.0
+
+        return cls(
+            journey_map=journey_map,
+            event_types=event_types,
+            channels=channels,
+            touchpoints=touchpoints,
+            stage_bigrams=stage_bigrams,
+            event_bigrams=event_bigrams,
+            friction_measure_reference=reference,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form (goes into the model bundle; no pickle)."""
+        return {
+            "version": SPEC_VERSION,
+            "journey_map": self.journey_map.to_dict(),
+            "event_types": list(self.event_types),
+            "channels": list(self.channels),
+            "touchpoints": list(self.touchpoints),
+            "stage_bigrams": [list(p) for p in self.stage_bigrams],
+            "event_bigrams": [list(p) for p in self.event_bigrams],
+            "friction_measure_reference": dict(self.friction_measure_reference),
+            "windows": list(self.windows),
+            "feature_names": list(self.feature_names),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
+        """Inverse of :meth:`to_dict`; refuses a spec whose feature list does not match."""
+        version = d.get("version")
+        if version != SPEC_VERSION:
+            raise ValueError(f"feature spec version {version!r} is not supported (expected {SPEC_VERSION})")
+        spec = cls(
+            journey_map=JourneyMap.from_dict(d["journey_map"]),
+            event_types=tuple(d["event_types"]),
+            channels=tuple(d["channels"]),
+            touchpoints=tuple(d["touchpoints"]),
+            stage_bigrams=tuple((int(a), int(b)) for a, b in d["stage_bigrams"]),
+            event_bigrams=tuple((str(a), str(b)) for a, b in d["event_bigrams"]),
+            friction_measure_reference={k: float(v) for k, v in d["friction_measure_reference"].items()},
+            windows=tuple(int(w) for w in d["windows"]),
+        )
+        stored = d.get("feature_names")
+        if stored is not None and list(stored) != spec.feature_names:
+            raise ValueError(
+                "feature spec's stored feature_names do not match the names this version "
+                "of journey_ml derives from it; re-fit the spec"
+            )
+        return spec
+
+    def __post_init__(self) -> None:
+        if tuple(self.windows) != WINDOWS:
+            raise ValueError(f"windows must be {WINDOWS}, got {self.windows}")
+
+    # ------------------------------------------------------------------ derived
+    @cached_property
+    def stage_slugs(self) -> tuple[str, ...]:
+        return tuple(_slugs(self.journey_map.stage_names))
+
+    @cached_property
+    def touchpoint_slugs(self) -> tuple[str, ...]:
+        return tuple(_slugs([*self.touchpoints, OTHER]))
+
+    @cached_property
+    def channel_slugs(self) -> tuple[str, ...]:
+        return tuple(_slugs([*self.channels, OTHER]))
+
+    @cached_property
+    def friction_slugs(self) -> tuple[str, ...]:
+        return tuple(_slugs([f.name for f in self.journey_map.friction]))
+
+    @cached_property
+    def categories(self) -> dict[str, list[str]]:
+        """Fixed category list of each categorical feature (the code is the list index)."""
+        return {
+            "current_stage": list(self.journey_map.stage_names),
+            "last_event_type": [*self.event_types, OTHER],
+            "last_channel": [*self.channels, OTHER],
+            "first_channel": [*self.channels, OTHER],
+        }
+
+    @cached_property
+    def categorical_features(self) -> list[str]:
+        """Integer-coded categorical columns; pass these to LightGBM as categoricals."""
+        return list(self.categories)
+
+    @cached_property
+    def feature_names(self) -> list[str]:
+        """The model's input columns in a stable order."""
+        names: list[str] = []
+        for _, names_of in FEATURE_FAMILIES:
+            names += names_of(self)
+        return names
+
+    @cached_property
+    def friction_features(self) -> dict[str, list[str]]:
+        """Friction name -> its friction-only feature columns."""
+        return {
+            fr.name: _friction_names_one(self, i) for i, fr in enumerate(self.journey_map.friction)
+        }
+
+    @cached_property
+    def friction_reference(self) -> dict[str, float]:
+        """The "fixed" value of every friction feature (for counterfactual re-prediction).
+
+        Counts are 0; "days since last friction" is NaN (never happened, which the
+        models see as missing); measure aggregates (mean/max/last) are the friction-free
+        level of the measure, ``friction_measure_reference`` (see the class docstring).
+        """
+        out: dict[str, float] = {}
+        for i, fr in enumerate(self.journey_map.friction):
+            level = float(self.friction_measure_reference.get(fr.name, 0.0))
+            for name in _friction_names_one(self, i):
+                if name.endswith("_days_since_last"):
+                    out[name] = float("nan")
+                elif "_count" in name.removeprefix(f"friction_{self.friction_slugs[i]}"):
+                    out[name] = 0.0
+                else:
+                    out[name] = level
+        return out
+
+    @cached_property
+    def feature_groups(self) -> dict[str, list[str]]:
+        """Touchpoint or friction name -> the feature columns that belong to it.
+
+        Each touchpoint maps to its exposure, share and recency columns; each friction
+        name maps to its friction features. A friction is also added to the group of the
+        touchpoint it is attached to (``Friction.touchpoint``) when that touchpoint is in
+        the vocabulary, so groups can overlap: sum attributions per group, not across.
+        """
+        groups: dict[str, list[str]] = {}
+        for tp, slug in zip([*self.touchpoints, OTHER], self.touchpoint_slugs, strict=True):
+            groups[tp] = _touchpoint_names_one(slug)
+        for fr, names in zip(self.journey_map.friction, self.friction_features.values(), strict=True):
+            groups.setdefault(fr.name, [])
+            groups[fr.name] = list(dict.fromkeys([*groups[fr.name], *names]))
+            if fr.touchpoint in groups and fr.touchpoint != fr.name:
+                groups[fr.touchpoint] = list(dict.fromkeys([*groups[fr.touchpoint], *names]))
+        return groups
+
+
+# ============================================================================ encoding
+@dataclass
+class _Encoded:
+    """Sorted events as integer codes and numbers (the only thing features read)."""
+
+    customers: pd.Index  # sorted unique customer ids; position = customer code
+    code: np.ndarray  # int64 customer code per event (non-decreasing)
+    start: np.ndarray  # int64 first event index of each customer, plus n at the end
+    ts: np.ndarray  # int64 ns UTC, non-decreasing within a customer
+    etype: np.ndarray  # int16 code into spec.event_types (len = other)
+    channel: np.ndarray  # int16 code into spec.channels (len = other)
+    touchpoint: np.ndarray  # int16 code into spec.touchpoints (len = other)
+    stage: np.ndarray  # int8 stage evidence, NO_STAGE for none
+    conversion: np.ndarray  # bool
+    exit: np.ndarray  # bool
+    revenue: np.ndarray  # float64, revenue of conversion events (0 elsewhere)
+    session_start: np.ndarray  # bool
+    friction: list[np.ndarray]  # bool per friction
+    measure: list[np.ndarray | None]  # float64 measure on the friction's touchpoint, NaN elsewhere
+    event_bigram: np.ndarray  # int16 code into spec.event_bigrams, -1 none
+    stage_bigram: np.ndarray  # int16 code into spec.stage_bigrams, -1 none
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+
+def _check_columns(events: pd.DataFrame) -> None:
+    for col in ("customer_id", "timestamp", "event_type"):
+        if col not in events.columns:
+            raise EventValidationError(
+                f"events lack the required column '{col}'; columns: {list(events.columns)}",
+                column=col,
+            )
+
+
+def _channel(events: pd.DataFrame) -> pd.Series:
+    if "channel" in events.columns:
+        return events["channel"].fillna("unknown")
+    return pd.Series("unknown", index=events.index, dtype="str")
+
+
+def _arrow(col: pd.Series) -> pa.Array:
+    arr = pa.array(col.array) if isinstance(col.dtype, pd.StringDtype) else pa.array(col.astype("str").array)
+    return arr
+
+
+def _same_customer_as_previous(events: pd.DataFrame) -> np.ndarray:
+    """``out[i]`` is True when event i has the same customer as event i-1 (False at 0)."""
+    n = len(events)
+    out = np.zeros(n, dtype=bool)
+    if n > 1:
+        arr = _arrow(events["customer_id"])
+        out[1:] = pc.equal(arr.slice(1), arr.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    return out
+
+
+def _same_customer_pairs(events: pd.DataFrame, sub: np.ndarray) -> np.ndarray:
+    """For consecutive positions in ``sub``: do they belong to the same customer?"""
+    if len(sub) < 2:
+        return np.zeros(0, dtype=bool)
+    same = _same_customer_as_previous(events)
+    # Same customer iff no customer boundary lies in (sub[k], sub[k+1]].
+    boundaries = np.concatenate([[0], np.cumsum(~same[1:])])
+    return boundaries[sub[1:]] == boundaries[sub[:-1]]
+
+
+def _stage_evidence(
+    events: pd.DataFrame, et_codes: np.ndarray, et_uniques: pd.Index, journey_map: JourneyMap
+) -> np.ndarray:
+    # Hand event_stage_evidence categorical columns so it reuses our codes instead of
+    # re-hashing millions of strings.
+    same = _same_customer_as_previous(events)
+    cust = np.cumsum(~same) - 1
+    light = pd.DataFrame(
+        {
+            "customer_id": pd.Categorical.from_codes(cust, categories=pd.RangeIndex(int(cust[-1]) + 1 if len(cust) else 0)),
+            "event_type": pd.Categorical.from_codes(et_codes, categories=et_uniques.astype(object)),
+        }
+    )
+    return event_stage_evidence(light, journey_map)
+
+
+def _friction_hit(values: np.ndarray, minimum: float | None) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return values >= minimum if minimum is not None else values > 0
+
+
+def _lookup(uniques: pd.Index, vocab: Sequence[str], other: int) -> np.ndarray:
+    pos = {v: i for i, v in enumerate(vocab)}
+    return np.array([pos.get(str(u), other) for u in uniques], dtype=np.int16)
+
+
+def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
+    _check_columns(events)
+    events = sort_events(events)
+    jm = spec.journey_map
+    n = len(events)
+    same = _same_customer_as_previous(events)
+    code = np.cumsum(~same, dtype=np.int64) - 1
+    starts = np.flatnonzero(~same)
+    start = np.append(starts, n).astype(np.int64)
+    customers = pd.Index(events["customer_id"].iloc[starts].to_numpy(), dtype="str")
+    ts = _ns(events["timestamp"])
+
+    et_codes, et_uniques = pd.factorize(events["event_type"], sort=False)
+    ch_codes, ch_uniques = pd.factorize(_channel(events), sort=False)
+    etype = _lookup(et_uniques, spec.event_types, len(spec.event_types))[et_codes]
+    channel = _lookup(ch_uniques, spec.channels, len(spec.channels))[ch_codes]
+    if "channel" in jm.touchpoints_by:
+        names = [f"{e}:{c}" for e in et_uniques for c in ch_uniques]
+        table = _lookup(pd.Index(names), spec.touchpoints, len(spec.touchpoints))
+        touchpoint = table[et_codes.astype(np.int64) * len(ch_uniques) + ch_codes]
+    else:
+        touchpoint = _lookup(et_uniques, spec.touchpoints, len(spec.touchpoints))[et_codes]
+
+    stage = _stage_evidence(events, et_codes, et_uniques, jm)
+    conv_table = np.array([u in jm.conversion_events for u in et_uniques], dtype=bool)
+    exit_table = np.array([u in jm.exit_events for u in et_uniques], dtype=bool)
+    conversion = conv_table[et_codes] if n else np.zeros(0, dtype=bool)
+    exits = exit_table[et_codes] if n else np.zeros(0, dtype=bool)
+    if "revenue" in events.columns:
+        rev = events["revenue"].to_numpy(dtype=np.float64, na_value=0.0)
+        revenue = np.where(conversion, rev, 0.0)
+    else:
+        revenue = np.zeros(n)
+
+    if "session_id" in events.columns:
+        sess = _arrow(events["session_id"])
+        session_start = ~same.copy()
+        if n > 1:
+            changed = pc.not_equal(sess.slice(1), sess.slice(0, n - 1))
+            session_start[1:] |= changed.to_numpy(zero_copy_only=False)
+    else:
+        gap = np.diff(ts, prepend=ts[:1] if n else ts)
+        session_start = ~same | (gap > int(jm.session_gap_minutes * 60 * 10**9))
+
+    friction: list[np.ndarray] = []
+    measure: list[np.ndarray | None] = []
+    for fr in jm.friction:
+        on_type = (
+            np.ones(n, dtype=bool)
+            if fr.event_type is None
+            else np.array([u == fr.event_type for u in et_uniques], dtype=bool)[et_codes]
+            if n
+            else np.zeros(0, dtype=bool)
+        )
+        if fr.column is None:
+            friction.append(on_type)
+            measure.append(None)
+            continue
+        if fr.column not in events.columns:
+            raise EventValidationError(
+                f"friction '{fr.name}' reads column '{fr.column}', which the events lack; "
+                f"columns: {list(events.columns)}",
+                column=fr.column,
+            )
+        values = events[fr.column].to_numpy(dtype=np.float64, na_value=np.nan)
+        values = np.where(on_type, values, np.nan)
+        friction.append(_friction_hit(values, fr.min))
+        measure.append(values)
+
+    # Event-type bigrams (previous event -> this event, same customer).
+    n_e = len(spec.event_types) + 1
+    table = np.full(n_e * n_e, -1, dtype=np.int16)
+    epos = {e: i for i, e in enumerate(spec.event_types)}
+    for k, (a, b) in enumerate(spec.event_bigrams):
+        if a in epos and b in epos:
+            table[epos[a] * n_e + epos[b]] = k
+    event_bigram = np.full(n, -1, dtype=np.int16)
+    if n > 1:
+        pair = etype[:-1].astype(np.int64) * n_e + etype[1:]
+        event_bigram[1:] = np.where(same[1:], table[pair], -1)
+
+    # Stage bigrams between consecutive stage-evidencing events of one customer.
+    n_s = len(jm.stages)
+    stable = np.full(n_s * n_s, -1, dtype=np.int16)
+    for k, (a, b) in enumerate(spec.stage_bigrams):
+        stable[a * n_s + b] = k
+    stage_bigram = np.full(n, -1, dtype=np.int16)
+    sub = np.flatnonzero(stage >= 0)
+    if len(sub) > 1:
+        s_sub = stage[sub].astype(np.int64)
+        ok = code[sub[1:]] == code[sub[:-1]]
+        pair = s_sub[:-1] * n_s + s_sub[1:]
+        stage_bigram[sub[1:]] = np.where(ok, stable[pair], -1)
+
+    return _Encoded(
+        customers=customers,
+        code=code,
+        start=start,
+        ts=ts,
+        etype=etype,
+        channel=channel,
+        touchpoint=touchpoint,
+        stage=stage,
+        conversion=conversion,
+        exit=exits,
+        revenue=revenue,
+        session_start=session_start,
+        friction=friction,
+        measure=measure,
+        event_bigram=event_bigram,
+        stage_bigram=stage_bigram,
+    )
+
+
+# ============================================================================ locating
+@dataclass
+class _Rows:
+    """Snapshot rows (customer code, cutoff) and where they sit in the sorted events.
+
+    ``last[o]`` is the index of the customer's last event at or before ``t - o days``
+    (``first - 1`` when there is none); ``first`` is the customer's first event index.
+    Rows of customers without any event have ``first = 0`` and ``last = -1``.
+    """
+
+    code: np.ndarray
+    t: np.ndarray  # int64 ns
+    first: np.ndarray
+    last: dict[float, np.ndarray]
+
+
+def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequence[float]) -> _Rows:
+    known = code >= 0
+    safe = np.where(known, code, 0)
+    queries = [t - int(o * _NS_PER_DAY) for o in offsets_days]
+    times = np.unique(np.concatenate(queries)) if queries else np.zeros(0, np.int64)
+    # bucket = number of query times strictly before the event: ts <= q_j  <=>  bucket <= j
+    bucket = np.searchsorted(times, enc.ts, side="left").astype(np.int64)
+    width = len(times) + 1
+    key = enc.code * width + bucket
+    first = np.where(known, enc.start[safe] if len(enc.start) > 1 else 0, 0)
+    last: dict[float, np.ndarray] = {}
+    for o, q in zip(offsets_days, queries, strict=True):
+        j = np.searchsorted(times, q, side="left")
+        idx = np.searchsorted(key, safe * width + j, side="right") - 1
+        last[o] = np.where(known, idx, -1)
+    return _Rows(code=code, t=t, first=first, last=last)
+
+
+# ============================================================================ context
+class _Ctx:
+    """Per-row gathers of prefix sums; what every feature function reads."""
+
+    def __init__(self, enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> None:
+        self.enc = enc
+        self.rows = rows
+        self.spec = spec
+        self.n_rows = len(rows.t)
+
+    @staticmethod
+    def prefix(x: np.ndarray) -> np.ndarray:
+        """``p[i]`` = sum of ``x[:i]`` (length n + 1)."""
+        dtype = np.float64 if x.dtype.kind == "f" else np.int64 if len(x) >= 2**31 else np.int32
+        out = np.zeros(len(x) + 1, dtype=dtype)
+        np.cumsum(x, out=out[1:], dtype=dtype)
+        return out
+
+    def count(self, p: np.ndarray, days: int | None = None) -> np.ndarray:
+        """Sum of the indicator/values over ``(t - days, t]`` (all history when ``None``)."""
+        hi = p[self.rows.last[0] + 1]
+        lo = p[self.rows.first] if days is None else p[self.rows.last[days] + 1]
+        return hi - lo
+
+    def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Days from event ``idx`` to the cutoff (NaN where not ``valid``)."""
+        ts = self.enc.ts[np.where(valid, idx, 0)] if self.enc.n else np.zeros(len(idx), np.int64)
+        out = ((self.rows.t - ts) / _NS_PER_DAY).astype(np.float32)
+        out[~valid] = np.nan
+        return out
+
+    def indicator(self, ind: np.ndarray, windows: Sequence[int | None]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Counts per window, plus first and last matching event index and validity."""
+        p = self.prefix(ind)
+        counts = [self.count(p, w) for w in windows]
+        before = p[self.rows.first]
+        upto = p[self.rows.last[0] + 1]
+        has = upto > before
+        pos = np.flatnonzero(ind)
+        if len(pos):
+            last_idx = pos[np.clip(upto - 1, 0, len(pos) - 1)]
+            first_idx = pos[np.clip(before, 0, len(pos) - 1)]
+        else:
+            last_idx = first_idx = np.zeros(self.n_rows, dtype=np.int64)
+        return counts, first_idx, last_idx, has
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan).astype(np.float32)
+
+
+# ============================================================================ features
+# A scalar feature's function name is its column. Families return several columns and have
+# a ``*_names(spec)`` function beside them; FEATURE_FAMILIES fixes the order.
+
+
+def events_total(ctx: _Ctx) -> np.ndarray:
+    """Number of events at or before the cutoff."""
+    return _f32(ctx.rows.last[0] + 1 - ctx.rows.first)
+
+
+def recency_days(ctx: _Ctx) -> np.ndarray:
+    """Days since the last event."""
+    last = ctx.rows.last[0]
+    return ctx.days_since(last, last >= ctx.rows.first)
+
+
+def tenure_days(ctx: _Ctx) -> np.ndarray:
+    """Days since the first event."""
+    return ctx.days_since(ctx.rows.first, ctx.rows.last[0] >= ctx.rows.first)
+
+
+def rfm(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Event counts per window, conversions, revenue, order value, conversion recency."""
+    rows = ctx.rows
+    out: dict[str, np.ndarray] = {}
+    for w in WINDOWS:
+        out[f"events_{w}d"] = _f32(rows.last[0] - rows.last[w])
+    (conv_total, conv_90), _, last_conv, has_conv = ctx.indicator(ctx.enc.conversion, [None, 90])
+    prev = ctx.prefix(ctx.enc.revenue)
+    revenue_total = ctx.count(prev)
+    out["conversions_total"] = _f32(conv_total)
+    out["conversions_90d"] = _f32(conv_90)
+    out["revenue_total"] = _f32(revenue_total)
+    out["revenue_90d"] = _f32(ctx.count(prev, 90))
+    out["avg_order_value"] = _ratio(revenue_total, conv_total)
+    out["days_since_last_conversion"] = ctx.days_since(last_conv, has_conv)
+    return out
+
+
+def rfm_names(spec: FeatureSpec) -> list[str]:
+    return [
+        *(f"events_{w}d" for w in WINDOWS),
+        "conversions_total",
+        "conversions_90d",
+        "revenue_total",
+        "revenue_90d",
+        "avg_order_value",
+        "days_since_last_conversion",
+    ]
+
+
+def trend(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Events in the last 7 days against the 7 days before."""
+    last7 = ctx.rows.last[0] - ctx.rows.last[7]
+    prev7 = ctx.rows.last[7] - ctx.rows.last[14]
+    return {
+        "events_prev_7d": _f32(prev7),
+        "trend_7d": _f32(last7 - prev7),
+        "trend_ratio_7d": _f32((last7 + 1) / (prev7 + 1)),
+    }
+
+
+def trend_names(spec: FeatureSpec) -> list[str]:
+    return ["events_prev_7d", "trend_7d", "trend_ratio_7d"]
+
+
+def stage_features(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Current stage (code), dwell time in it, and per-stage counts and first/last times.
+
+    A customer with only stage-less events (e-mail opens, support, ...) is placed in the
+    first stage: they are known to the brand, so they are at least aware of it.
+    """
+    enc, rows, spec = ctx.enc, ctx.rows, ctx.spec
+    n_st = len(spec.journey_map.stages)
+    out: dict[str, np.ndarray] = {}
+    first_t = np.zeros((ctx.n_rows, n_st), dtype=np.int64)
+    for s, slug in enumerate(spec.stage_slugs):
+        (count,), first_idx, last_idx, has = ctx.indicator(enc.stage == s, [None])
+        out[f"stage_{slug}_events"] = _f32(count)
+        out[f"stage_{slug}_days_since_first"] = ctx.days_since(first_idx, has)
+        out[f"stage_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
+        first_t[:, s] = np.where(has, enc.ts[first_idx] if enc.n else 0, -1)
+    current = current_stage_codes(enc, rows)
+    reached = first_t[np.arange(ctx.n_rows), current]
+    some = rows.last[0] >= rows.first
+    since = np.where(reached >= 0, reached, enc.ts[rows.first] if enc.n else 0)
+    dwell = ((rows.t - since) / _NS_PER_DAY).astype(np.float32)
+    dwell[~some] = np.nan
+    return {
+        "current_stage": np.where(some, current, -1).astype(np.int32),
+        "stage_dwell_days": dwell,
+        **out,
+    }
+
+
+def stage_features_names(spec: FeatureSpec) -> list[str]:
+    names = ["current_stage", "stage_dwell_days"]
+    for slug in spec.stage_slugs:
+        names += [f"stage_{slug}_events", f"stage_{slug}_days_since_first", f"stage_{slug}_days_since_last"]
+    return names
+
+
+def current_stage_codes(enc: _Encoded, rows: _Rows, offset: int = 0) -> np.ndarray:
+    """Furthest stage evidenced by each row's events at or before ``t - offset days``.
+
+    Stage-less-only customers are placed in stage 0 (see :func:`stage_features`).
+    """
+    return np.maximum(_running_stage(enc)[np.maximum(rows.last[offset], 0)], 0) * (
+        rows.last[offset] >= rows.first
+    )
+
+
+def _running_stage(enc: _Encoded) -> np.ndarray:
+    """Per event, the customer's furthest stage so far (NO_STAGE before any evidence)."""
+    if not enc.n:
+        return np.zeros(1, dtype=np.int64)
+    width = int(max(enc.stage.max(initial=0), 0)) + 2
+    # Offsetting by customer makes one global cumulative max restart at each customer.
+    key = enc.code * width + (enc.stage.astype(np.int64) + 1)
+    return np.maximum.accumulate(key) - enc.code * width - 1
+
+
+def touchpoint_features(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Per touchpoint: counts and shares of events in 7/30/90 days, days since last."""
+    out: dict[str, np.ndarray] = {}
+    totals = {w: ctx.rows.last[0] - ctx.rows.last[w] for w in WINDOWS}
+    for k, slug in enumerate(ctx.spec.touchpoint_slugs):
+        counts, _, last_idx, has = ctx.indicator(ctx.enc.touchpoint == k, WINDOWS)
+        for w, c in zip(WINDOWS, counts, strict=True):
+            out[f"tp_{slug}_count_{w}d"] = _f32(c)
+            out[f"tp_{slug}_share_{w}d"] = _ratio(c, totals[w])
+        out[f"tp_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
+    return out
+
+
+def _touchpoint_names_one(slug: str) -> list[str]:
+    names = []
+    for w in WINDOWS:
+        names += [f"tp_{slug}_count_{w}d", f"tp_{slug}_share_{w}d"]
+    return [*names, f"tp_{slug}_days_since_last"]
+
+
+def touchpoint_features_names(spec: FeatureSpec) -> list[str]:
+    return [n for slug in spec.touchpoint_slugs for n in _touchpoint_names_one(slug)]
+
+
+def friction_features(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Per friction: counts in 7/30/90 days and overall, days since last; for a measured
+    friction also the mean of the measure over 90 days, its maximum and its last value
+    (over the friction touchpoint's events, whether or not above the threshold)."""
+    out: dict[str, np.ndarray] = {}
+    enc = ctx.enc
+    for i, slug in enumerate(ctx.spec.friction_slugs):
+        counts, _, last_idx, has = ctx.indicator(enc.friction[i], [*WINDOWS, None])
+        for w, c in zip([*WINDOWS, None], counts, strict=True):
+            suffix = "total" if w is None else f"{w}d"
+            out[f"friction_{slug}_count_{suffix}"] = _f32(c)
+        out[f"friction_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
+        values = enc.measure[i]
+        if values is None:
+            continue
+        valid = ~np.isnan(values)
+        (n90,), _, m_last, m_has = ctx.indicator(valid, [90])
+        s90 = ctx.count(ctx.prefix(np.where(valid, values, 0.0)), 90)
+        col = ctx.spec.journey_map.friction[i].column
+        out[f"friction_{slug}_{col}_mean_90d"] = _ratio(s90, n90)
+        sub = np.flatnonzero(valid)
+        # Running max per customer over the measured events only.
+        cummax = pd.Series(values[sub]).groupby(enc.code[sub]).cummax().to_numpy()
+        k = np.clip(ctx.prefix(valid)[ctx.rows.last[0] + 1] - 1, 0, max(len(sub) - 1, 0))
+        mx = np.where(m_has, cummax[k] if len(sub) else np.nan, np.nan)
+        lastv = np.where(m_has, values[m_last] if enc.n else np.nan, np.nan)
+        out[f"friction_{slug}_{col}_max"] = _f32(mx)
+        out[f"friction_{slug}_{col}_last"] = _f32(lastv)
+    return out
+
+
+def _friction_names_one(spec: FeatureSpec, i: int) -> list[str]:
+    slug = spec.friction_slugs[i]
+    names = [f"friction_{slug}_count_{w}d" for w in WINDOWS]
+    names += [f"friction_{slug}_count_total", f"friction_{slug}_days_since_last"]
+    col = spec.journey_map.friction[i].column
+    if col is not None:
+        names += [f"friction_{slug}_{col}_mean_90d", f"friction_{slug}_{col}_max", f"friction_{slug}_{col}_last"]
+    return names
+
+
+def friction_features_names(spec: FeatureSpec) -> list[str]:
+    return [n for i in range(len(spec.journey_map.friction)) for n in _friction_names_one(spec, i)]
+
+
+def transitions(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Counts of stage transitions and event-type bigrams so far."""
+    out: dict[str, np.ndarray] = {}
+    for k, name in enumerate(_stage_bigram_names(ctx.spec)):
+        (c,), *_ = ctx.indicator(ctx.enc.stage_bigram == k, [None])
+        out[name] = _f32(c)
+    for k, name in enumerate(_event_bigram_names(ctx.spec)):
+        (c,), *_ = ctx.indicator(ctx.enc.event_bigram == k, [None])
+        out[name] = _f32(c)
+    return out
+
+
+def _stage_bigram_names(spec: FeatureSpec) -> list[str]:
+    s = spec.stage_slugs
+    return [f"trans_stage_{s[a]}__{s[b]}" for a, b in spec.stage_bigrams]
+
+
+def _event_bigram_names(spec: FeatureSpec) -> list[str]:
+    raw = [f"trans_event_{a}__{b}" for a, b in spec.event_bigrams]
+    return _slugs(raw)
+
+
+def transitions_names(spec: FeatureSpec) -> list[str]:
+    return _stage_bigram_names(spec) + _event_bigram_names(spec)
+
+
+def sessions(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Sessions so far and in 30 days, events per session, mean/last/max gap between events."""
+    enc, rows = ctx.enc, ctx.rows
+    (total, s30), *_ = ctx.indicator(enc.session_start, [None, 30])
+    n = rows.last[0] + 1 - rows.first
+    some = n > 0
+    span = np.where(some, enc.ts[np.maximum(rows.last[0], 0)] - enc.ts[rows.first] if enc.n else 0, 0)
+    mean_gap = _ratio(span / 3.6e12, n - 1)
+    two = n >= 2
+    li = np.maximum(rows.last[0], 1)
+    last_gap = np.where(two, (enc.ts[li] - enc.ts[li - 1]) / 3.6e12 if enc.n > 1 else 0.0, np.nan)
+    # Max gap so far: one global cumulative max, restarted per customer by a code offset.
+    gaps = np.zeros(enc.n, dtype=np.int64)
+    if enc.n > 1:
+        gaps[1:] = np.diff(enc.ts) // 10**9
+        gaps[enc.start[:-1]] = 0
+    big = np.int64(2**40)  # seconds; ~35,000 years of gap
+    run_max = np.maximum.accumulate(enc.code * big + gaps) - enc.code * big if enc.n else gaps
+    max_gap = np.where(two, run_max[np.maximum(rows.last[0], 0)] / 86_400 if enc.n else 0.0, np.nan)
+    return {
+        "sessions_total": _f32(total),
+        "sessions_30d": _f32(s30),
+        "events_per_session": _ratio(n, total),
+        "mean_gap_hours": mean_gap,
+        "last_gap_hours": _f32(last_gap),
+        "max_gap_days": _f32(max_gap),
+    }
+
+
+def sessions_names(spec: FeatureSpec) -> list[str]:
+    return ["sessions_total", "sessions_30d", "events_per_session", "mean_gap_hours", "last_gap_hours", "max_gap_days"]
+
+
+def channel_mix(ctx: _Ctx) -> dict[str, np.ndarray]:
+    """Share of each channel among the events of the last 90 days, plus first/last channel
+    and last event type as categorical codes (-1 when there is no event)."""
+    enc, rows = ctx.enc, ctx.rows
+    total = rows.last[0] - rows.last[90]
+    out: dict[str, np.ndarray] = {}
+    for k, slug in enumerate(ctx.spec.channel_slugs):
+        (c,), *_ = ctx.indicator(enc.channel == k, [90])
+        out[f"channel_{slug}_share_90d"] = _ratio(c, total)
+    some = rows.last[0] >= rows.first
+    li = np.maximum(rows.last[0], 0)
+    fi = rows.first
+    if enc.n:
+        out["last_event_type"] = np.where(some, enc.etype[li], -1).astype(np.int32)
+        out["last_channel"] = np.where(some, enc.channel[li], -1).astype(np.int32)
+        out["first_channel"] = np.where(some, enc.channel[fi], -1).astype(np.int32)
+    else:
+        for name in ("last_event_type", "last_channel", "first_channel"):
+            out[name] = np.full(ctx.n_rows, -1, dtype=np.int32)
+    return out
+
+
+def channel_mix_names(spec: FeatureSpec) -> list[str]:
+    shares = [f"channel_{slug}_share_90d" for slug in spec.channel_slugs]
+    return [*shares, "last_event_type", "last_channel", "first_channel"]
+
+
+def _scalar(fn: Callable[[_Ctx], np.ndarray]) -> tuple[Callable[[_Ctx], dict[str, np.ndarray]], Callable[[FeatureSpec], list[str]]]:
+    return (lambda ctx: {fn.__name__: fn(ctx)}), (lambda spec: [fn.__name__])
+
+
+# The feature set: (compute, names) pairs, in column order. Versioned by git.
+FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], dict[str, np.ndarray]], Callable[[FeatureSpec], list[str]]], ...] = (
+    _scalar(events_total),
+    _scalar(recency_days),
+    _scalar(tenure_days),
+    (rfm, rfm_names),
+    (trend, trend_names),
+    (stage_features, stage_features_names),
+    (touchpoint_features, touchpoint_features_names),
+    (friction_features, friction_features_names),
+    (transitions, transitions_names),
+    (sessions, sessions_names),
+    (channel_mix, channel_mix_names),
+)
+
+
+# ============================================================================ public API
+def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
+    """Feature columns for located rows, in ``spec.feature_names`` order."""
+    ctx = _Ctx(enc, rows, spec)
+    names = spec.feature_names
+    floats = [n for n in names if n not in spec.categories]
+    col_of = {n: i for i, n in enumerate(floats)}
+    # One preallocated float32 block: no consolidation copy when the frame is built.
+    block = np.empty((ctx.n_rows, len(floats)), dtype=np.float32)
+    cats: dict[str, np.ndarray] = {}
+    produced: list[str] = []
+    for compute, _ in FEATURE_FAMILIES:
+        for name, values in compute(ctx).items():
+            produced.append(name)
+            if name in spec.categories:
+                cats[name] = values.astype(np.int32)
+            else:
+                block[:, col_of[name]] = values
+    if sorted(produced) != sorted(names):
+        raise RuntimeError(f"feature functions and names disagree: {set(produced) ^ set(names)}")
+    frame = pd.DataFrame(block, columns=pd.Index(floats, dtype=object), copy=False)
+    for name, values in cats.items():
+        frame[name] = values
+    return frame[names]
+
+
+def _ns(values: Any) -> np.ndarray:
+    """int64 nanoseconds since the epoch (UTC) of timestamps; naive ones are taken as UTC."""
+    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True) if not _is_utc_series(values) else values)
+    return idx.tz_convert("UTC").as_unit("ns").asi8
+
+
+def _is_utc_series(values: Any) -> bool:
+    return isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype)
+
+
+def _row_codes(enc: _Encoded, customer_id: pd.Series) -> np.ndarray:
+    return enc.customers.get_indexer(pd.Index(customer_id.astype("str"))).astype(np.int64)
+
+
+def compute_features(events: pd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFrame) -> pd.DataFrame:
+    """Features of each (customer, cutoff) row from that customer's events at or before it.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Canonical events (any order; they are sorted stably by customer and time).
+        Events after a row's cutoff are ignored for that row.
+    spec : FeatureSpec
+        The fitted feature spec.
+    cutoffs : DataFrame
+        Columns ``customer_id`` and ``cutoff`` (tz-aware or naive-UTC times), one row per
+        wanted feature row. A customer without events gets counts 0 and NaN recencies.
+
+    Returns
+    -------
+    DataFrame
+        The same rows in the same order: ``customer_id``, ``cutoff`` and every column of
+        ``spec.feature_names`` (float32, categorical codes int32).
+    """
+    for col in ("customer_id", "cutoff"):
+        if col not in cutoffs.columns:
+            raise ValueError(f"cutoffs need a '{col}' column; got {list(cutoffs.columns)}")
+    enc = _encode(events, spec)
+    code = _row_codes(enc, cutoffs["customer_id"])
+    t = _ns(cutoffs["cutoff"])
+    rows = _locate(enc, code, t, _OFFSETS)
+    feats = _features_frame(enc, rows, spec)
+    head = pd.DataFrame(
+        {
+            "customer_id": cutoffs["customer_id"].astype("str").to_numpy(),
+            "cutoff": pd.to_datetime(t, utc=True),
+        }
+    )
+    return pd.concat([head, feats], axis=1)
+
+
+def _active_rows(enc: _Encoded, jm: JourneyMap, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(customer code, cutoff ns) of every customer active at each time, sorted by both.
+
+    Active at t: has an event at or before t, the last one at most ``inactivity_days``
+    before t, and no exit event at or before t.
+    """
+    n_c = len(enc.customers)
+    times = np.unique(np.asarray(times, dtype=np.int64))
+    if not enc.n or not len(times):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # Candidate cutoffs per customer: from their first event to last event + inactivity;
+    # expanding only those (not customers x cutoffs) keeps memory proportional to rows.
+    gone = int(jm.inactivity_days * _NS_PER_DAY)
+    j0 = np.searchsorted(times, enc.ts[enc.start[:-1]], side="left")
+    j1 = np.searchsorted(times, enc.ts[enc.start[1:] - 1] + gone, side="right")
+    counts = np.maximum(j1 - j0, 0)
+    code = np.repeat(np.arange(n_c, dtype=np.int64), counts)
+    offsets = np.cumsum(counts) - counts
+    t = times[j0[code] + np.arange(len(code)) - offsets[code]]
+    rows = _locate(enc, code, t, (0,))
+    last = rows.last[0]
+    has = last >= rows.first
+    p_exit = _Ctx.prefix(enc.exit)
+    exited = p_exit[last + 1] - p_exit[rows.first] > 0
+    recent = (t - enc.ts[np.maximum(last, 0)]) <= gone
+    keep = has & recent & ~exited
+    return code[keep], t[keep]
+
+
+def features_at(events: pd.DataFrame, spec: FeatureSpec, at: Any) -> pd.DataFrame:
+    """Features of every customer active at ``at`` (scoring time), via :func:`compute_features`.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Canonical events; those after ``at`` are ignored.
+    spec : FeatureSpec
+    at : timestamp-like
+        Scoring time (naive means UTC).
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id``, ``cutoff`` and ``spec.feature_names``, one row per active customer.
+    """
+    enc = _encode(events, spec)
+    code, t = _active_rows(enc, spec.journey_map, _ns([at]))
+    cut = pd.DataFrame({"customer_id": enc.customers[code], "cutoff": pd.to_datetime(t, utc=True)})
+    return compute_features(events, spec, cut)
+
+
+def features_for_customer(events: pd.DataFrame, spec: FeatureSpec, at: Any) -> pd.DataFrame:
+    """Serving-time features of one customer at ``at``: the batch code path on their events.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Canonical events of a single customer (events after ``at`` are ignored).
+    spec : FeatureSpec
+    at : timestamp-like
+
+    Returns
+    -------
+    DataFrame
+        One row: ``customer_id``, ``cutoff`` and ``spec.feature_names``.
+    """
+    ids = events["customer_id"].astype("str").unique()
+    if len(ids) != 1:
+        raise ValueError(f"features_for_customer needs the events of exactly one customer, got {len(ids)}")
+    cut = pd.DataFrame({"customer_id": pd.Series(ids, dtype="str"), "cutoff": [pd.Timestamp(at)]})
+    return compute_features(events, spec, cut)
+
+
+def _slugs(names: Sequence[str]) -> list[str]:
+    """Column-safe, unique versions of ``names`` (LightGBM refuses ``:,[]{}"``)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        slug = re.sub(r"[^0-9A-Za-z_]+", "_", str(name)).strip("_") or "x"
+        base, k = slug, 2
+        while slug in seen:
+            slug, k = f"{base}_{k}", k + 1
+        seen.add(slug)
+        out.append(slug)
+    return out
+
+
+__all__ = [
+    "FEATURE_FAMILIES",
+    "FeatureSpec",
+    "compute_features",
+    "features_at",
+    "features_for_customer",
+]
