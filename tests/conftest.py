@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,3 +58,43 @@ def canonical(rows: Sequence[tuple], extra: Sequence[str] = ()) -> pd.DataFrame:
 @pytest.fixture()
 def make_events():
     return canonical
+
+
+@dataclass
+class TrainedBundle:
+    """A small simulated data set and a bundle trained on it (no MLflow, no tuning)."""
+
+    bundle_dir: Path
+    bundle: Any
+    events: pd.DataFrame
+    truth: dict[str, Any]
+    splits: Any
+
+
+def train_small_bundle(out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11) -> TrainedBundle:
+    from journey_ml.bundle import ModelBundle
+    from journey_ml.config import ModelConfig, TrainConfig
+    from journey_ml.simulate import SimulationConfig, simulate
+    from journey_ml.train import build_snapshot_splits, fit_models
+
+    sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed), truth=True)
+    jm = JourneyMap.from_yaml(DEFAULT_MAP)
+    config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20))
+    splits = build_snapshot_splits(sim.events, jm, config)
+    models = fit_models(splits, config)
+    bundle = ModelBundle(
+        journey_map=jm,
+        spec=splits.spec,
+        next_stage=models["next_stage"],
+        drop_off=models["drop_off"],
+        revenue=models["revenue"],
+        metadata={"name": "test", "created": "2026-01-01T00:00:00+00:00", "model_version": "test-1"},
+    )
+    bundle.save(out_dir)
+    return TrainedBundle(out_dir, ModelBundle.load(out_dir), sim.events, sim.truth or {}, splits)
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> TrainedBundle:
+    """Session-wide small trained bundle: simulated data -> snapshots -> three models."""
+    return train_small_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
