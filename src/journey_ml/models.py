@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -67,7 +68,7 @@ def _check_weight(sample_weight: ArrayLike, n_rows: int) -> NDArray[np.float64]:
     if w.ndim != 1 or w.shape[0] != n_rows:
         raise ValueError(f"sample_weight must have shape ({n_rows},), got {w.shape}")
     if np.any(w < 0):
-        raise ValueError(f"sample_weight must be >= 0; got {w[w < 0][0]!r}")
+        raise ValueError(f"sample_weight must be >= 0; got {w[w < 0][0].item()!r}")
     return w
 
 
@@ -160,7 +161,7 @@ class _LightGBMEstimator(BaseEstimator):
             if values.size and (np.any(values < 0) or np.any(values != np.round(values))):
                 raise ValueError(
                     f"categorical feature '{col}' must hold non-negative integer codes; "
-                    f"got e.g. {values[(values < 0) | (values != np.round(values))][0]!r}"
+                    f"got e.g. {values[(values < 0) | (values != np.round(values))][0].item()!r}"
                 )
         return list(self.categorical_features)
 
@@ -203,6 +204,7 @@ class _LightGBMEstimator(BaseEstimator):
         X_valid: ArrayLike | None = None,
         y_valid: ArrayLike | None = None,
         sample_weight: ArrayLike | None = None,
+        callbacks: Sequence[Callable[..., Any]] = (),
     ) -> Self:
         """Train the booster, early-stop and calibrate on the validation set when given.
 
@@ -218,6 +220,9 @@ class _LightGBMEstimator(BaseEstimator):
             for calibration; give both or neither.
         sample_weight : array-like of shape (n_samples,), optional
             Per-row training weights.
+        callbacks : sequence of callables, optional
+            Extra LightGBM callbacks (e.g. Optuna's pruning callback, which reads the
+            validation set named ``"valid"``).
 
         Returns
         -------
@@ -241,7 +246,7 @@ class _LightGBMEstimator(BaseEstimator):
             free_raw_data=True,
         )
         valid_sets: list[lgb.Dataset] = []
-        callbacks: list[Any] = []
+        callbacks = list(callbacks)
         Xv: NDArray[np.float64] | None = None
         yv: NDArray[np.float64] | None = None
         if X_valid is not None and y_valid is not None:
@@ -481,7 +486,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
             raise ValueError(f"{name} must be 1-d stage indices, got shape {ya.shape}")
         if np.any(ya != np.round(ya)) or np.any(ya < 0):
             bad = ya[(ya != np.round(ya)) | (ya < 0)][0]
-            raise ValueError(f"{name} must hold stage indices 0..K-1; got {bad!r}")
+            raise ValueError(f"{name} must hold stage indices 0..K-1; got {bad.item()!r}")
         if self.n_classes is not None and ya.size and ya.max() >= self.n_classes:
             raise ValueError(
                 f"{name} holds stage index {int(ya.max())} but n_classes={self.n_classes} "
@@ -553,7 +558,8 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
 
     def predict(self, X: ArrayLike) -> NDArray[np.int64]:
         """Most probable next stage index per row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 def _top_class_ece(proba: NDArray[np.float64], y: NDArray[np.int64]) -> float:
@@ -637,7 +643,7 @@ class DropOffModel(ClassifierMixin, _LightGBMEstimator):
             raise ValueError(f"{name} must be 1-d 0/1 drop-off labels, got shape {ya.shape}")
         bad = ~np.isin(ya, (0.0, 1.0))
         if bad.any():
-            raise ValueError(f"{name} must hold only 0/1 drop-off labels; got {ya[bad][0]!r}")
+            raise ValueError(f"{name} must hold only 0/1 drop-off labels; got {ya[bad][0].item()!r}")
         return ya
 
     def _set_classes(self, y: NDArray[np.float64]) -> None:
@@ -792,7 +798,7 @@ class RevenueModel(RegressorMixin, _LightGBMEstimator):
         if ya.ndim != 1:
             raise ValueError(f"{name} must be 1-d future revenue, got shape {ya.shape}")
         if np.any(ya < 0):
-            raise ValueError(f"{name} must be >= 0 (future revenue); got {ya[ya < 0][0]!r}")
+            raise ValueError(f"{name} must be >= 0 (future revenue); got {ya[ya < 0][0].item()!r}")
         return ya
 
     def _identity_calibrator(self) -> dict[str, Any]:
