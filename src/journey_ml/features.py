@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from journey_ml.config import JourneyMap
 from journey_ml.exceptions import EventValidationError
-from journey_ml.stages import NO_STAGE, event_stage_evidence, sort_events
+from journey_ml.stages import event_stage_evidence, sort_events
 
 WINDOWS: tuple[int, ...] = (7, 30, 90)
 OTHER = "other"
@@ -136,7 +136,7 @@ class FeatureSpec:
         if max_touchpoints < 1:
             raise ValueError(f"max_touchpoints must be >= 1, got {max_touchpoints}")
         _check_columns(events)
-        events = sort_events(events)
+        events = _sorted(events)
         et_codes, et_uniques = pd.factorize(events["event_type"], sort=True)
         et_freq = np.bincount(et_codes, minlength=len(et_uniques))
         known = [e for e in journey_map.known_event_types]
@@ -387,6 +387,21 @@ def _arrow(col: pd.Series) -> pa.Array:
     return arr
 
 
+def _sorted(events: pd.DataFrame) -> pd.DataFrame:
+    """Events sorted stably by (customer, time); a cheap check first, as loaders sort already."""
+    n = len(events)
+    if n < 2:
+        return events.reset_index(drop=True)
+    ids = _arrow(events["customer_id"])
+    ids_sorted = not pc.any(pc.less(ids.slice(1), ids.slice(0, n - 1))).as_py()
+    if ids_sorted:
+        same = _same_customer_as_previous(events)
+        ts = _ns(events["timestamp"])
+        if not np.any(same[1:] & (ts[1:] < ts[:-1])):
+            return events.reset_index(drop=True) if not isinstance(events.index, pd.RangeIndex) else events
+    return sort_events(events)
+
+
 def _same_customer_as_previous(events: pd.DataFrame) -> np.ndarray:
     """``out[i]`` is True when event i has the same customer as event i-1 (False at 0)."""
     n = len(events)
@@ -435,7 +450,7 @@ def _lookup(uniques: pd.Index, vocab: Sequence[str], other: int) -> np.ndarray:
 
 def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     _check_columns(events)
-    events = sort_events(events)
+    events = _sorted(events)
     jm = spec.journey_map
     n = len(events)
     same = _same_customer_as_previous(events)
@@ -596,7 +611,8 @@ class _Ctx:
         """``p[i]`` = sum of ``x[:i]`` (length n + 1)."""
         dtype = np.float64 if x.dtype.kind == "f" else np.int64 if len(x) >= 2**31 else np.int32
         out = np.zeros(len(x) + 1, dtype=dtype)
-        np.cumsum(x, out=out[1:], dtype=dtype)
+        # Summing bytes is markedly faster than casting booleans element by element.
+        np.cumsum(x.view(np.int8) if x.dtype == bool else x, out=out[1:], dtype=dtype)
         return out
 
     def count(self, p: np.ndarray, days: int | None = None) -> np.ndarray:
@@ -612,14 +628,19 @@ class _Ctx:
         out[~valid] = np.nan
         return out
 
-    def indicator(self, ind: np.ndarray, windows: Sequence[int | None]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-        """Counts per window, plus first and last matching event index and validity."""
+    def indicator(
+        self, ind: np.ndarray, windows: Sequence[int | None], *, positions: bool = True
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Counts per window, plus first and last matching event index and validity.
+
+        With ``positions=False`` the indices are not computed (zeros), saving a pass.
+        """
         p = self.prefix(ind)
         counts = [self.count(p, w) for w in windows]
         before = p[self.rows.first]
         upto = p[self.rows.last[0] + 1]
         has = upto > before
-        pos = np.flatnonzero(ind)
+        pos = np.flatnonzero(ind) if positions else np.zeros(0, dtype=np.int64)
         if len(pos):
             last_idx = pos[np.clip(upto - 1, 0, len(pos) - 1)]
             first_idx = pos[np.clip(before, 0, len(pos) - 1)]
@@ -799,7 +820,7 @@ def friction_features(ctx: _Ctx) -> dict[str, np.ndarray]:
         if values is None:
             continue
         valid = ~np.isnan(values)
-        (n90,), _, m_last, m_has = ctx.indicator(valid, [90])
+        (n90,), _, m_last, m_has = ctx.indicator(valid, [90])  # last measured event
         s90 = ctx.count(ctx.prefix(np.where(valid, values, 0.0)), 90)
         col = ctx.spec.journey_map.friction[i].column
         out[f"friction_{slug}_{col}_mean_90d"] = _ratio(s90, n90)
@@ -832,10 +853,10 @@ def transitions(ctx: _Ctx) -> dict[str, np.ndarray]:
     """Counts of stage transitions and event-type bigrams so far."""
     out: dict[str, np.ndarray] = {}
     for k, name in enumerate(_stage_bigram_names(ctx.spec)):
-        (c,), *_ = ctx.indicator(ctx.enc.stage_bigram == k, [None])
+        (c,), *_ = ctx.indicator(ctx.enc.stage_bigram == k, [None], positions=False)
         out[name] = _f32(c)
     for k, name in enumerate(_event_bigram_names(ctx.spec)):
-        (c,), *_ = ctx.indicator(ctx.enc.event_bigram == k, [None])
+        (c,), *_ = ctx.indicator(ctx.enc.event_bigram == k, [None], positions=False)
         out[name] = _f32(c)
     return out
 
@@ -857,7 +878,7 @@ def transitions_names(spec: FeatureSpec) -> list[str]:
 def sessions(ctx: _Ctx) -> dict[str, np.ndarray]:
     """Sessions so far and in 30 days, events per session, mean/last/max gap between events."""
     enc, rows = ctx.enc, ctx.rows
-    (total, s30), *_ = ctx.indicator(enc.session_start, [None, 30])
+    (total, s30), *_ = ctx.indicator(enc.session_start, [None, 30], positions=False)
     n = rows.last[0] + 1 - rows.first
     some = n > 0
     span = np.where(some, enc.ts[np.maximum(rows.last[0], 0)] - enc.ts[rows.first] if enc.n else 0, 0)
@@ -894,7 +915,7 @@ def channel_mix(ctx: _Ctx) -> dict[str, np.ndarray]:
     total = rows.last[0] - rows.last[90]
     out: dict[str, np.ndarray] = {}
     for k, slug in enumerate(ctx.spec.channel_slugs):
-        (c,), *_ = ctx.indicator(enc.channel == k, [90])
+        (c,), *_ = ctx.indicator(enc.channel == k, [90], positions=False)
         out[f"channel_{slug}_share_90d"] = _ratio(c, total)
     some = rows.last[0] >= rows.first
     li = np.maximum(rows.last[0], 0)
@@ -942,7 +963,8 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     floats = [n for n in names if n not in spec.categories]
     col_of = {n: i for i, n in enumerate(floats)}
     # One preallocated float32 block: no consolidation copy when the frame is built.
-    block = np.empty((ctx.n_rows, len(floats)), dtype=np.float32)
+    # Column-major so that writing one feature touches contiguous memory.
+    block = np.empty((len(floats), ctx.n_rows), dtype=np.float32).T
     cats: dict[str, np.ndarray] = {}
     produced: list[str] = []
     for compute, _ in FEATURE_FAMILIES:

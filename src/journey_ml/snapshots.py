@@ -30,7 +30,7 @@ label window reaches into the validation period (see :func:`split_by_cutoff`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,17 +203,37 @@ def build_snapshots(
     return out
 
 
-class Split(NamedTuple):
-    """Train / validation / test snapshot rows and the cutoffs left out by the embargo."""
+class Split(tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]):
+    """``(train, valid, test)`` snapshot rows; ``.embargoed`` holds the cutoffs left out.
 
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
+    Unpacks as a 3-tuple: ``train, valid, test = split_by_cutoff(...)``.
+    """
+
     embargoed: pd.DatetimeIndex
+
+    def __new__(
+        cls, train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, embargoed: pd.DatetimeIndex
+    ) -> Split:
+        obj = super().__new__(cls, (train, valid, test))
+        obj.embargoed = embargoed
+        return obj
+
+    @property
+    def train(self) -> pd.DataFrame:
+        return self[0]
+
+    @property
+    def valid(self) -> pd.DataFrame:
+        return self[1]
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self[2]
 
 
 def split_by_cutoff(
     snapshots: pd.DataFrame,
+    journey_map: JourneyMap | None = None,
     *,
     valid_cutoffs: int = 1,
     test_cutoffs: int = 1,
@@ -235,14 +255,18 @@ def split_by_cutoff(
     valid_cutoffs, test_cutoffs : int, default 1
         Number of distinct cutoffs in the validation and test sets (``valid_cutoffs``
         may be 0: no validation set, the embargo then sits between train and test).
+    journey_map : JourneyMap, optional
+        Gives the label horizon ``H``.
     horizon_days : float, optional
-        Label horizon; default ``snapshots.attrs["horizon_days"]``.
+        Label horizon when no journey map is given; default ``snapshots.attrs["horizon_days"]``.
 
     Returns
     -------
     Split
-        ``train``, ``valid``, ``test`` frames and the ``embargoed`` cutoffs.
+        ``(train, valid, test)`` frames; ``.embargoed`` lists the dropped cutoffs.
     """
+    if journey_map is not None:
+        horizon_days = journey_map.horizon_days
     if horizon_days is None:
         horizon_days = snapshots.attrs.get("horizon_days")
         if horizon_days is None:
