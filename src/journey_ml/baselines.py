@@ -89,7 +89,7 @@ class _Baseline(BaseEstimator):
         if w.ndim != 1 or w.shape[0] != n:
             raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
         if np.any(w < 0):
-            raise ValueError(f"sample_weight must be >= 0; got {w[w < 0][0]!r}")
+            raise ValueError(f"sample_weight must be >= 0; got {w[w < 0][0].item()!r}")
         return w
 
     @staticmethod
@@ -149,7 +149,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _class_labels(y: NDArray[np.float64], n_classes: int | None) -> tuple[NDArray[np.int64], int]:
     if np.any(y != np.round(y)) or np.any(y < 0):
         raise ValueError(
-            f"y must hold class indices 0..K-1; got {y[(y != np.round(y)) | (y < 0)][0]!r}"
+            f"y must hold class indices 0..K-1; got {y[(y != np.round(y)) | (y < 0)][0].item()!r}"
         )
     yi = y.astype(np.int64)
     if n_classes is not None and n_classes < 2:
@@ -221,7 +221,8 @@ class ClassPriorBaseline(ClassifierMixin, _Baseline):
 
     def predict(self, X: ArrayLike) -> NDArray[np.int64]:
         """The most frequent training class for every row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class MarkovChainBaseline(ClassifierMixin, _Baseline):
@@ -318,7 +319,8 @@ class MarkovChainBaseline(ClassifierMixin, _Baseline):
 
     def predict(self, X: ArrayLike) -> NDArray[np.int64]:
         """Most probable next stage per row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class RecencyBaseline(ClassifierMixin, _Baseline):
@@ -382,7 +384,7 @@ class RecencyBaseline(ClassifierMixin, _Baseline):
         check_consistent_length(recency, ya)
         bad = ~np.isin(ya, (0.0, 1.0))
         if bad.any():
-            raise ValueError(f"y must hold only 0/1 drop-off labels; got {ya[bad][0]!r}")
+            raise ValueError(f"y must hold only 0/1 drop-off labels; got {ya[bad][0].item()!r}")
         w = self._weights(sample_weight, ya.size)
         if w.sum() <= 0:
             raise ValueError("RecencyBaseline needs at least one training row with weight > 0")
@@ -463,7 +465,7 @@ class StageMeanRevenueBaseline(RegressorMixin, _Baseline):
         ya = self._labels(y)
         check_consistent_length(current, ya)
         if np.any(ya < 0):
-            raise ValueError(f"y must be >= 0 (future revenue); got {ya[ya < 0][0]!r}")
+            raise ValueError(f"y must be >= 0 (future revenue); got {ya[ya < 0][0].item()!r}")
         w = self._weights(sample_weight, ya.size)
         if w.sum() <= 0:
             raise ValueError("StageMeanRevenueBaseline needs at least one training row")

@@ -174,7 +174,7 @@ def next_stage_metrics(
     dict
         ``n``, ``log_loss``, ``accuracy``, ``macro_f1`` (over classes present in
         ``y_true`` or predicted, so absent stages do not count as zeros),
-        ``recall[<name>]`` per class (NaN when the class never occurs in ``y_true``) and
+        ``recall_<name>`` per class (NaN when the class never occurs in ``y_true``) and
         ``confusion_matrix`` (nested list, rows = true, columns = predicted, in
         ``labels`` order).
     """
@@ -213,7 +213,7 @@ def next_stage_metrics(
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
     for name, r in zip(names, recall, strict=True):
-        out[f"recall[{name}]"] = float(r)
+        out[f"recall_{name}"] = float(r)
     out["confusion_matrix"] = cm.tolist()
     return out
 
@@ -233,7 +233,7 @@ def drop_off_metrics(y_true: ArrayLike, p: ArrayLike, *, n_bins: int = 10) -> di
     _check_same_length(y.size, p=prob)
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError(
-            f"y_true must be 0/1 drop-off labels; got {y[~np.isin(y, (0.0, 1.0))][0]!r}"
+            f"y_true must be 0/1 drop-off labels; got {y[~np.isin(y, (0.0, 1.0))][0].item()!r}"
         )
     if y.size == 0:
         return {"n": 0.0}

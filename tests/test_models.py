@@ -1,0 +1,314 @@
+"""LightGBM models, plus the one contract test every model and baseline must pass."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone, is_classifier, is_regressor
+
+from journey_ml.baselines import (
+    ClassPriorBaseline,
+    MarkovChainBaseline,
+    RecencyBaseline,
+    StageMeanRevenueBaseline,
+    load_baseline,
+)
+from journey_ml.evaluate import drop_off_metrics, next_stage_metrics, revenue_metrics
+from journey_ml.exceptions import ModelBundleError, NotFittedError
+from journey_ml.models import DropOffModel, NextStageModel, RevenueModel, load_model
+from tests.synthetic_snapshots import N_STAGES, make_snapshots, split
+
+# n_jobs=1: two OpenMP threads spin badly when other test runs share the 2 cores.
+SMALL = {
+    "n_estimators": 40,
+    "num_leaves": 7,
+    "min_child_samples": 10,
+    "learning_rate": 0.1,
+    "n_jobs": 1,
+}
+CAT = ("channel_code",)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    X, y = split(make_snapshots(800, seed=1))
+    Xv, yv = split(make_snapshots(400, seed=2))
+    Xt, yt = split(make_snapshots(400, seed=3))
+    return {"X": X, "y": y, "Xv": Xv, "yv": yv, "Xt": Xt, "yt": yt}
+
+
+# (id, task, factory): every estimator the pipeline can report, same interface.
+ESTIMATORS: list[tuple[str, str, Callable[[], Any]]] = [
+    (
+        "next_stage_model",
+        "next_stage",
+        lambda: NextStageModel(n_classes=N_STAGES, categorical_features=CAT, **SMALL),
+    ),
+    ("drop_off_platt", "drop_off", lambda: DropOffModel(categorical_features=CAT, **SMALL)),
+    (
+        "drop_off_isotonic",
+        "drop_off",
+        lambda: DropOffModel(
+            calibration_method="isotonic", bagging_fraction=0.8, feature_fraction=0.8, **SMALL
+        ),
+    ),
+    ("revenue_model", "revenue", lambda: RevenueModel(categorical_features=CAT, **SMALL)),
+    ("class_prior_stage", "next_stage", lambda: ClassPriorBaseline(n_classes=N_STAGES)),
+    ("class_prior_drop", "drop_off", lambda: ClassPriorBaseline(n_classes=2)),
+    ("markov_chain", "next_stage", lambda: MarkovChainBaseline(n_classes=N_STAGES)),
+    ("recency", "drop_off", lambda: RecencyBaseline()),
+    ("stage_mean_revenue", "revenue", lambda: StageMeanRevenueBaseline()),
+]
+IDS = [e[0] for e in ESTIMATORS]
+N_CLASSES = {"next_stage": N_STAGES, "drop_off": 2}
+
+
+def _fit(est: Any, task: str, data: dict[str, Any]) -> Any:
+    return est.fit(data["X"], data["y"][task], X_valid=data["Xv"], y_valid=data["yv"][task])
+
+
+def _outputs(est: Any, X: pd.DataFrame) -> list[np.ndarray]:
+    out = [np.asarray(est.predict(X))]
+    if hasattr(est, "predict_proba"):
+        out.append(est.predict_proba(X))
+    return out
+
+
+@pytest.mark.parametrize(("name", "task", "factory"), ESTIMATORS, ids=IDS)
+def test_estimator_contract(
+    name: str, task: str, factory: Callable[[], Any], data: dict[str, Any]
+) -> None:
+    est = factory()
+    Xt = data["Xt"]
+    # Refuses use before fit.
+    with pytest.raises(NotFittedError, match="not fitted"):
+        est.predict(Xt)
+    if hasattr(est, "predict_proba"):
+        with pytest.raises(NotFittedError):
+            est.predict_proba(Xt)
+    with pytest.raises(NotFittedError):
+        est.to_dict()
+    # sklearn contract: clone keeps hyperparameters, fit returns self.
+    assert clone(est).get_params() == est.get_params()
+    assert _fit(est, task, data) is est
+    pred = np.asarray(est.predict(Xt))
+    assert pred.shape == (len(Xt),)
+    if task == "revenue":
+        assert is_regressor(est)
+        assert np.isfinite(pred).all() and (pred >= 0).all()
+    else:
+        assert is_classifier(est)
+        k = N_CLASSES[task]
+        proba = est.predict_proba(Xt)
+        assert proba.shape == (len(Xt), k)
+        assert np.array_equal(est.classes_, np.arange(k))
+        assert np.all((proba >= 0) & (proba <= 1))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+        assert set(np.unique(pred)) <= set(range(k))
+        if task == "next_stage":
+            np.testing.assert_array_equal(pred, np.argmax(proba, axis=1))
+    # Deterministic for a seed: an independent refit gives bit-identical predictions.
+    again = _fit(clone(est), task, data)
+    for a, b in zip(_outputs(est, Xt), _outputs(again, Xt), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("name", "task", "factory"), ESTIMATORS, ids=IDS)
+def test_save_load_round_trip(
+    name: str, task: str, factory: Callable[[], Any], data: dict[str, Any], tmp_path: Path
+) -> None:
+    est = _fit(factory(), task, data)
+    est.save(tmp_path / name)
+    loaded = type(est).load(tmp_path / name)
+    is_baseline = type(est).__module__ == "journey_ml.baselines"
+    generic = (load_baseline if is_baseline else load_model)(tmp_path / name)
+    assert loaded.get_params() == est.get_params()
+    for other in (loaded, generic):
+        for a, b in zip(_outputs(est, data["Xt"]), _outputs(other, data["Xt"]), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # Persisted metadata is plain JSON: no pickle anywhere in the directory.
+    for file in (tmp_path / name).iterdir():
+        if file.suffix == ".json":
+            json.loads(file.read_text())
+        assert file.suffix in {".json", ".txt"}
+
+
+def test_lightgbm_models_beat_baselines_on_real_signal(data: dict[str, Any]) -> None:
+    X, y, Xv, yv, Xt, yt = (data[k] for k in ("X", "y", "Xv", "yv", "Xt", "yt"))
+    stage = NextStageModel(n_classes=N_STAGES, **SMALL).fit(
+        X, y["next_stage"], X_valid=Xv, y_valid=yv["next_stage"]
+    )
+    markov = MarkovChainBaseline(n_classes=N_STAGES).fit(X, y["next_stage"])
+    labels = list(range(N_STAGES))
+    m = next_stage_metrics(yt["next_stage"], stage.predict_proba(Xt), labels=labels)
+    b = next_stage_metrics(yt["next_stage"], markov.predict_proba(Xt), labels=labels)
+    assert m["log_loss"] < b["log_loss"] - 0.05
+    assert m["accuracy"] > b["accuracy"]
+
+    drop = DropOffModel(**SMALL).fit(X, y["drop_off"], X_valid=Xv, y_valid=yv["drop_off"])
+    recency = RecencyBaseline().fit(X, y["drop_off"])
+    m = drop_off_metrics(yt["drop_off"], drop.predict_proba(Xt)[:, 1])
+    b = drop_off_metrics(yt["drop_off"], recency.predict_proba(Xt)[:, 1])
+    assert m["roc_auc"] > b["roc_auc"] + 0.05
+    assert m["brier"] < b["brier"]
+
+    revenue = RevenueModel(**SMALL).fit(X, y["revenue"], X_valid=Xv, y_valid=yv["revenue"])
+    stage_mean = StageMeanRevenueBaseline().fit(X, y["revenue"])
+    m = revenue_metrics(yt["revenue"], revenue.predict(Xt))
+    b = revenue_metrics(yt["revenue"], stage_mean.predict(Xt))
+    assert m["gini"] > b["gini"] + 0.1
+    assert m["spearman"] > b["spearman"]
+
+
+def test_drop_off_calibration_fixes_a_shifted_base_rate() -> None:
+    # Training period has far fewer drop-offs than validation/test: uncalibrated risk is too low.
+    X, y = split(make_snapshots(1500, seed=10, drop_intercept=-2.5))
+    Xv, yv = split(make_snapshots(800, seed=11, drop_intercept=0.0))
+    Xt, yt = split(make_snapshots(800, seed=12, drop_intercept=0.0))
+    for method in ("platt", "isotonic"):
+        cal = DropOffModel(calibration_method=method, **SMALL).fit(
+            X, y["drop_off"], X_valid=Xv, y_valid=yv["drop_off"]
+        )
+        raw = DropOffModel(calibrate=False, **SMALL).fit(
+            X, y["drop_off"], X_valid=Xv, y_valid=yv["drop_off"]
+        )
+        rep = cal.calibration_report_
+        assert rep["log_loss_after"] < rep["log_loss_before"]
+        assert rep["ece_after"] < rep["ece_before"]
+        assert raw.calibration_report_ == {} and raw.calibrator_ == {
+            "method": "platt",
+            "a": 1.0,
+            "b": 0.0,
+        }
+        before = drop_off_metrics(yt["drop_off"], raw.predict_proba(Xt)[:, 1])
+        after = drop_off_metrics(yt["drop_off"], cal.predict_proba(Xt)[:, 1])
+        # Out of sample too, on a fresh draw from the validation distribution.
+        assert after["log_loss"] < before["log_loss"]
+        assert after["ece"] < before["ece"]
+        if method == "platt":
+            # Platt is monotone in the margin, so the ranking (AUC) is unchanged.
+            assert after["roc_auc"] == pytest.approx(before["roc_auc"], abs=1e-12)
+
+
+def test_temperature_scaling_softens_an_overconfident_next_stage_model() -> None:
+    # Clean training labels, noisy later periods: the trained model is overconfident there.
+    X, y = split(make_snapshots(1500, seed=20))
+    Xv, yv = split(make_snapshots(800, seed=21, stage_noise=0.4))
+    Xt, yt = split(make_snapshots(800, seed=22, stage_noise=0.4))
+    params = {**SMALL, "num_leaves": 31, "min_child_samples": 5}
+    cal = NextStageModel(n_classes=N_STAGES, **params).fit(
+        X, y["next_stage"], X_valid=Xv, y_valid=yv["next_stage"]
+    )
+    raw = NextStageModel(n_classes=N_STAGES, calibrate=False, **params).fit(
+        X, y["next_stage"], X_valid=Xv, y_valid=yv["next_stage"]
+    )
+    assert cal.calibrator_["temperature"] > 1.0
+    rep = cal.calibration_report_
+    assert rep["log_loss_after"] < rep["log_loss_before"]
+    labels = list(range(N_STAGES))
+    before = next_stage_metrics(yt["next_stage"], raw.predict_proba(Xt), labels=labels)
+    after = next_stage_metrics(yt["next_stage"], cal.predict_proba(Xt), labels=labels)
+    assert after["log_loss"] < before["log_loss"]
+    # Temperature keeps each row's class order, hence the same predicted stage.
+    np.testing.assert_array_equal(cal.predict(Xt), raw.predict(Xt))
+
+
+def test_revenue_scale_calibration_matches_validation_mean() -> None:
+    X, y = split(make_snapshots(1000, seed=30))
+    Xv, yv = split(make_snapshots(500, seed=31))
+    yv_doubled = yv["revenue"] * 2.0
+    model = RevenueModel(**SMALL).fit(X, y["revenue"], X_valid=Xv, y_valid=yv_doubled)
+    assert model.predict(Xv).mean() == pytest.approx(yv_doubled.mean(), rel=1e-9)
+    assert model.calibration_report_["mean_ratio_after"] == pytest.approx(1.0)
+    assert model.calibrator_["scale"] > 1.2
+    np.testing.assert_allclose(
+        model.predict(Xv), np.exp(model.predict_raw(Xv)) * model.calibrator_["scale"]
+    )
+
+
+def test_next_stage_pads_classes_absent_from_training(data: dict[str, Any]) -> None:
+    keep = np.isin(data["y"]["next_stage"], [1, 2, 4])
+    X, y = data["X"][keep], data["y"]["next_stage"][keep]
+    model = NextStageModel(n_classes=N_STAGES, **SMALL).fit(X, y)
+    proba = model.predict_proba(data["Xt"])
+    floor = 1.0 / (len(y) + N_STAGES)
+    assert proba.shape == (len(data["Xt"]), N_STAGES)
+    np.testing.assert_allclose(proba[:, [0, 3, 5]], floor)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    assert model.trained_classes_.tolist() == [1, 2, 4]
+    assert set(model.predict(data["Xt"])) <= {1, 2, 4}
+
+
+def test_raw_margin_is_the_booster_output_at_best_iteration(data: dict[str, Any]) -> None:
+    model = DropOffModel(**SMALL).fit(
+        data["X"], data["y"]["drop_off"], X_valid=data["Xv"], y_valid=data["yv"]["drop_off"]
+    )
+    raw = model.predict_raw(data["Xt"])
+    direct = model.booster_.predict(
+        data["Xt"].to_numpy(dtype=float), raw_score=True, num_iteration=model.best_iteration_
+    )
+    np.testing.assert_array_equal(raw, direct)
+    assert 1 <= model.best_iteration_ <= SMALL["n_estimators"]
+    cal = model.calibrator_
+    np.testing.assert_allclose(
+        model.predict_proba(data["Xt"])[:, 1],
+        1 / (1 + np.exp(-(cal["a"] * raw + cal["b"]))),
+        rtol=1e-12,
+    )
+    assert list(model.feature_names_in_) == list(data["X"].columns)
+    assert model.booster_.feature_name() == list(data["X"].columns)
+
+
+def test_fit_validates_inputs(data: dict[str, Any]) -> None:
+    X = data["X"]
+    with pytest.raises(ValueError, match="stage index 7 but n_classes=6"):
+        NextStageModel(n_classes=6, **SMALL).fit(X, np.full(len(X), 7))
+    with pytest.raises(ValueError, match=r"0/1 drop-off labels; got 2\.0"):
+        DropOffModel(**SMALL).fit(X, np.full(len(X), 2))
+    with pytest.raises(ValueError, match=">= 0"):
+        RevenueModel(**SMALL).fit(X, -np.ones(len(X)))
+    with pytest.raises(ValueError, match="together"):
+        DropOffModel(**SMALL).fit(X, data["y"]["drop_off"], X_valid=data["Xv"])
+    with pytest.raises(
+        ValueError, match=r"'chanel_code' is not a feature column \(did you mean 'channel_code'"
+    ):
+        DropOffModel(categorical_features=("chanel_code",), **SMALL).fit(X, data["y"]["drop_off"])
+    with pytest.raises(ValueError, match="non-negative integer codes"):
+        DropOffModel(categorical_features=("engagement",), **SMALL).fit(X, data["y"]["drop_off"])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        DropOffModel(**SMALL).fit(X, data["y"]["drop_off"][:-1])
+    with pytest.raises(ValueError, match="calibration_method"):
+        DropOffModel(calibration_method="sigmoid", **SMALL).fit(X, data["y"]["drop_off"])
+    model = DropOffModel(**SMALL).fit(X, data["y"]["drop_off"])
+    with pytest.raises(ValueError, match=r"missing:\n- noise"):
+        model.predict_proba(X.drop(columns=["noise"]))
+
+
+def test_sample_weight_changes_the_fit(data: dict[str, Any]) -> None:
+    X, y = data["X"], data["y"]["drop_off"]
+    w = np.where(y == 1, 5.0, 1.0)
+    plain = DropOffModel(calibrate=False, **SMALL).fit(X, y)
+    weighted = DropOffModel(calibrate=False, **SMALL).fit(X, y, sample_weight=w)
+    assert (
+        weighted.predict_proba(data["Xt"])[:, 1].mean()
+        > plain.predict_proba(data["Xt"])[:, 1].mean()
+    )
+    with pytest.raises(ValueError, match="sample_weight"):
+        DropOffModel(**SMALL).fit(X, y, sample_weight=w[:-1])
+
+
+def test_load_refuses_wrong_kind_and_missing_files(data: dict[str, Any], tmp_path: Path) -> None:
+    DropOffModel(**SMALL).fit(data["X"], data["y"]["drop_off"]).save(tmp_path / "drop")
+    with pytest.raises(ModelBundleError, match="expected 'revenue'"):
+        RevenueModel.load(tmp_path / "drop")
+    with pytest.raises(ModelBundleError, match=r"missing model\.txt"):
+        DropOffModel.load(tmp_path / "nowhere")
+    (tmp_path / "drop" / "meta.json").write_text('{"kind": "dropoff"}')
+    with pytest.raises(ModelBundleError, match="did you mean 'drop_off'"):
+        load_model(tmp_path / "drop")
