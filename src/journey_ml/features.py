@@ -187,13 +187,7 @@ class FeatureSpec:
         for fr in journey_map.friction:
             if fr.column is None:
                 continue
-            if fr.column not in events.columns:
-                raise EventValidationError(
-                    f"friction '{fr.name}' reads column '{fr.column}', which the events lack; "
-                    f"columns: {list(events.columns)}",
-                    column=fr.column,
-                )
-            values = events[fr.column].to_numpy(dtype=np.float64, na_value=np.nan)
+            values = _measure(events, fr.column)
             on_tp = ~np.isnan(values)
             if fr.event_type is not None:
                 on_tp &= (events["event_type"] == fr.event_type).to_numpy()
@@ -438,6 +432,20 @@ def _stage_evidence(
     return event_stage_evidence(light, journey_map)
 
 
+def _measure(events: pd.DataFrame, column: str) -> np.ndarray:
+    """A friction measure column as float64; absent means "not measured" (all NaN), so a
+    serving request or a source without that property still gets features."""
+    if column not in events.columns:
+        return np.full(len(events), np.nan)
+    try:
+        return events[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise EventValidationError(
+            f"friction measure column '{column}' must be numeric, got dtype {events[column].dtype}",
+            column=column,
+        ) from exc
+
+
 def _friction_hit(values: np.ndarray, minimum: float | None) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return values >= minimum if minimum is not None else values > 0
@@ -506,13 +514,7 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
             friction.append(on_type)
             measure.append(None)
             continue
-        if fr.column not in events.columns:
-            raise EventValidationError(
-                f"friction '{fr.name}' reads column '{fr.column}', which the events lack; "
-                f"columns: {list(events.columns)}",
-                column=fr.column,
-            )
-        values = events[fr.column].to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _measure(events, fr.column)
         values = np.where(on_type, values, np.nan)
         friction.append(_friction_hit(values, fr.min))
         measure.append(values)
