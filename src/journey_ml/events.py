@@ -204,8 +204,8 @@ def load_events(
         or too many rejected rows.
     """
     path = Path(path)
-    ids = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
-    raw = read_event_file(path, string_columns=ids)
+    text_columns = [journey_map.source_column(c) for c in ("customer_id", "event_type", "channel", "session_id")]
+    raw = read_event_file(path, string_columns=text_columns)
     rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
     _require_columns(raw, journey_map, source=str(path))
     # A source column that clashes with a canonical name it is not mapped to would be
@@ -219,9 +219,14 @@ def load_events(
             )
     frame = raw.rename(columns=rename) if rename else raw
     result = _validate(frame, journey_map)
-    if rename and len(result.rejects):
-        back = {canon: src for src, canon in rename.items()}
-        result = LoadResult(result.events, result.rejects.rename(columns=back), result.rows_in)
+    rejects = result.rejects
+    for col in text_columns:
+        # Undo the reader's dictionary encoding: rejects show the values as in the file.
+        if col in rejects.columns and isinstance(rejects[col].dtype, pd.CategoricalDtype):
+            rejects[col] = rejects[col].astype("str")
+    if rename:
+        rejects = rejects.rename(columns={canon: src for src, canon in rename.items()})
+    result = LoadResult(result.events, rejects, result.rows_in)
     if rejects_path is not None:
         write_rejects(result.rejects, rejects_path)
     _check_share(result, journey_map, max_reject_share)
@@ -266,8 +271,9 @@ def read_event_file(path: str | Path, *, string_columns: Collection[str] = ()) -
     path : str or Path
         The event file.
     string_columns : collection of str, optional
-        Parquet integer columns with these names are read as decimal strings (CSV reads
-        every column as a string anyway).
+        Parquet columns holding ids or labels: integer ones are read as decimal strings,
+        string ones dictionary-encoded (pandas categorical). CSV reads every column as a
+        plain string anyway.
 
     Raises
     ------
@@ -366,7 +372,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
-    table = pq.read_table(path)
+    schema = pq.read_schema(path)
+    # Read the canonical string columns dictionary-encoded: they arrive as pandas
+    # categoricals, which validation uses as ready-made codes without touching strings.
+    dictionary = [
+        f.name for f in schema
+        if f.name in string_columns and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    table = pq.read_table(path, read_dictionary=dictionary or None)
     # Cast integer ids to decimal strings in Arrow, before pandas would turn a nullable
     # integer column into float64 (and 42 into "42.0").
     for i, field in enumerate(table.schema):
@@ -410,15 +423,17 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         # First failing check wins: only rows still accepted take this reason.
         reason[mask & (reason == 0)] = code[name]
 
-    cid, cid_missing = _clean_strings(frame["customer_id"])
-    reject(cid_missing, "missing_customer_id")
+    # String columns are handled as (codes, distinct values): cleaning, comparing and
+    # reordering int codes is far cheaper than touching millions of strings.
+    cid = _Factor.of(frame["customer_id"], sort=True)
+    reject(cid.missing, "missing_customer_id")
 
     ts_ns, ts_missing, ts_bad = _parse_timestamps(frame["timestamp"])
     reject(ts_missing, "missing_timestamp")
     reject(ts_bad, "bad_timestamp")
 
-    etype, etype_missing = _clean_strings(frame["event_type"])
-    reject(etype_missing, "missing_event_type")
+    etype = _Factor.of(frame["event_type"])
+    reject(etype.missing, "missing_event_type")
 
     if "revenue" in frame.columns:
         revenue, rev_missing, rev_bad = _parse_floats(frame["revenue"])
@@ -437,53 +452,40 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         else:
             friction[col] = np.full(n, np.nan)
 
-    if "channel" in frame.columns:
-        channel, ch_missing = _clean_strings(frame["channel"])
-        channel = channel.where(~ch_missing, UNKNOWN_CHANNEL)
-    else:
-        channel = pd.Series(np.full(n, UNKNOWN_CHANNEL, dtype=object), dtype="str")
-    if "session_id" in frame.columns:
-        session, sess_missing = _clean_strings(frame["session_id"])
-    else:
-        session, sess_missing = None, np.ones(n, dtype=bool)
+    channel = _Factor.of(frame["channel"]) if "channel" in frame.columns else _Factor.constant(n, UNKNOWN_CHANNEL)
+    channel = channel.fill_missing(UNKNOWN_CHANNEL)
+    session = _Factor.of(frame["session_id"]) if "session_id" in frame.columns else None
 
     # ---- order the accepted rows by (customer, time); rejects never influence sorting
     ok = np.flatnonzero(reason == 0)
-    cid_codes = _sorted_codes(cid.iloc[ok])
-    ts_ok = ts_ns[ok]
-    order = _lexsort_codes_time(cid_codes, ts_ok)
+    order = _lexsort_codes_time(cid.codes[ok], ts_ns[ok])
     rows = ok[order]  # input positions of accepted rows, in output order
-    codes_sorted = cid_codes[order]
-    ts_sorted = ts_ok[order]
 
-    property_cols = [
-        c for c in frame.columns if c not in CANONICAL_COLUMNS and c not in friction
-    ]
-    dup = _duplicates(
-        rows, codes_sorted, ts_sorted,
-        {
-            "event_type": etype, "channel": channel, "revenue": revenue,
-            **({"session_id": session} if session is not None else {}),
-            **friction, **{c: frame[c] for c in property_cols},
-        },
-    )
+    property_cols = [c for c in frame.columns if c not in CANONICAL_COLUMNS and c not in friction]
+    compare: dict[str, Any] = {
+        "event_type": etype.codes, "channel": channel.codes, "revenue": revenue, **friction,
+    }
+    if session is not None:
+        compare["session_id"] = session.codes
+    compare.update({c: frame[c] for c in property_cols})
+    dup = _duplicates(rows, cid.codes[rows], ts_ns[rows], compare)
     if dup.any():
         reason[rows[dup]] = code[DUPLICATE]
-        keep = ~dup
-        rows, codes_sorted, ts_sorted = rows[keep], codes_sorted[keep], ts_sorted[keep]
+        rows = rows[~dup]
 
     # ---- canonical frame
-    cid_out = _take_str(cid, rows)
-    sess_out = _session_ids(cid_out, codes_sorted, ts_sorted, journey_map.session_gap_minutes)
+    cid_codes, ts_sorted = cid.codes[rows], ts_ns[rows]
+    cid_out = cid.take(rows)
+    sess_out = _session_ids(cid_out, cid_codes, ts_sorted, journey_map.session_gap_minutes)
     if session is not None:
-        given = ~sess_missing[rows]
+        given = ~session.missing[rows]
         if given.any():
-            sess_out = sess_out.where(~given, _take_str(session, rows))
+            sess_out = sess_out.where(~given, session.take(rows))
     data: dict[str, Any] = {
         "customer_id": cid_out,
         "timestamp": pd.DatetimeIndex(ts_sorted.view("datetime64[ns]")).tz_localize("UTC"),
-        "event_type": _take_str(etype, rows),
-        "channel": _take_str(channel, rows),
+        "event_type": etype.take(rows),
+        "channel": channel.take(rows),
         "revenue": revenue[rows].astype(np.float64),
         "session_id": sess_out,
     }
@@ -491,7 +493,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         data[col] = values[rows]
     for col in property_cols:
         data[col] = frame[col].iloc[rows].reset_index(drop=True)
-    events = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for k, v in data.items()})
+    events = pd.DataFrame(data)
 
     bad = np.flatnonzero(reason)
     rejects = frame.iloc[bad].reset_index(drop=True)
@@ -545,15 +547,64 @@ def _as_string(series: pd.Series) -> pd.Series:
     return series.astype("str")
 
 
-def _clean_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Stripped ``str`` series (index 0..n-1) and a mask of null/empty/whitespace values."""
-    s = _as_string(series).reset_index(drop=True).str.strip()
-    missing = (s.isna() | (s == "")).to_numpy(dtype=bool)
-    return s, missing
+@dataclass(frozen=True)
+class _Factor:
+    """A string column as int codes into stripped distinct values; code -1 = missing."""
 
+    codes: np.ndarray
+    values: pa.Array
 
-def _take_str(series: pd.Series, rows: np.ndarray) -> pd.Series:
-    return series.iloc[rows].reset_index(drop=True)
+    @classmethod
+    def of(cls, series: pd.Series, *, sort: bool = False) -> _Factor:
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            # Already factorised (e.g. a dictionary-encoded Parquet column): reuse it.
+            raw_codes = series.cat.codes.to_numpy()
+            uniques = _as_string(pd.Series(series.cat.categories))
+        else:
+            raw_codes, uniques = pd.factorize(_as_string(series).reset_index(drop=True))
+        # Clean the distinct values only; stripping can merge some ("a" and " a").
+        cleaned = pd.Series(uniques, dtype="str").str.strip()
+        codes2, values = pd.factorize(cleaned)
+        empty = np.asarray(values == "", dtype=bool)
+        remap = np.where(empty[codes2], -1, codes2) if len(codes2) else codes2
+        values_arr = pa.array(np.asarray(values, dtype=object), type=pa.string())
+        if sort and len(values_arr):
+            # Codes in lexical order of the values, so sorting codes sorts the strings.
+            order = np.asarray(pc.sort_indices(values_arr))
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order), dtype=np.int64)
+            remap = np.where(remap >= 0, rank[np.maximum(remap, 0)], -1)
+            values_arr = values_arr.take(pa.array(order))
+        table = np.append(remap, -1).astype(np.int64)  # raw code -1 (null) maps to -1
+        return cls(codes=table[raw_codes], values=values_arr)
+
+    @classmethod
+    def constant(cls, n: int, value: str) -> _Factor:
+        return cls(codes=np.zeros(n, dtype=np.int64), values=pa.array([value], type=pa.string()))
+
+    @property
+    def missing(self) -> np.ndarray:
+        return self.codes < 0
+
+    def fill_missing(self, value: str) -> _Factor:
+        if not self.missing.any():
+            return self
+        values = self.values.to_pylist()
+        if value in values:
+            fill = values.index(value)
+        else:
+            fill = len(values)
+            values.append(value)
+        codes = np.where(self.codes < 0, fill, self.codes)
+        return _Factor(codes=codes, values=pa.array(values, type=pa.string()))
+
+    def take(self, rows: np.ndarray) -> pd.Series:
+        """The cleaned strings at ``rows`` as a pandas ``str`` series (null where missing)."""
+        codes = self.codes[rows]
+        mask = codes < 0
+        indices = pa.array(np.where(mask, 0, codes).astype(np.int32), mask=mask if mask.any() else None)
+        decoded = pa.DictionaryArray.from_arrays(indices, self.values).cast(pa.string())
+        return decoded.to_pandas().reset_index(drop=True)
 
 
 def _parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -563,14 +614,19 @@ def _parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         missing = np.isnan(values)
         return values, missing, np.isinf(values)
-    s, missing = _clean_strings(series)
-    arr = pa.array(s.where(~missing, None), type=pa.string(), from_pandas=True)
+    # Parse each distinct text once: numeric columns in files repeat values a lot.
+    factor = _Factor.of(series)
+    texts = factor.values
     try:
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        parsed = pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
-        # Some value is not a number: the slower coercing parser finds which.
-        values = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    values = np.asarray(values, dtype=np.float64)
+        # Some value is not a number: the coercing parser finds which.
+        parsed = pd.to_numeric(pd.Series(texts.to_pandas(), dtype="str"), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    parsed = np.append(np.asarray(parsed, dtype=np.float64), np.nan)  # code -1 -> NaN
+    values = parsed[factor.codes]
+    missing = factor.missing
     bad = ~missing & ~np.isfinite(values)
     values = np.where(bad, np.nan, values)
     return values, missing, bad
@@ -592,15 +648,20 @@ def _parse_timestamps(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.nda
         ns, bad = _epoch_to_ns(values)
         return _range_check(ns, missing, bad & ~missing)
 
-    s, missing = _clean_strings(series)
+    arr = pc.utf8_trim_whitespace(pa.array(_as_string(series), type=pa.string(), from_pandas=True))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    empty = pc.fill_null(pc.equal(arr, ""), True)
+    missing = empty.to_numpy(zero_copy_only=False)
+    arr = pc.if_else(empty, pa.scalar(None, pa.string()), arr)
     ns = np.zeros(n, dtype=np.int64)
     bad = np.zeros(n, dtype=bool)
-    arr = pa.array(s.where(~missing, None), type=pa.string(), from_pandas=True)
     # Plain digit strings are epochs (see module docstring), everything else is a date.
     digits = pc.fill_null(pc.utf8_is_digit(arr), False).to_numpy(zero_copy_only=False)
     todo = ~missing & ~digits
     if digits.any():
-        ns[digits], bad[digits] = _epoch_to_ns(pd.to_numeric(s[digits]).to_numpy(dtype=np.float64))
+        numbers = pc.cast(arr.filter(pa.array(digits)), pa.float64()).to_numpy(zero_copy_only=False)
+        ns[digits], bad[digits] = _epoch_to_ns(numbers)
     if todo.any():
         idx = np.flatnonzero(todo)
         sub = arr.take(pa.array(idx)) if len(idx) < n else arr
@@ -608,7 +669,8 @@ def _parse_timestamps(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.nda
         ns[idx[ok]] = got[ok]
         rest = idx[~ok]
         if len(rest):
-            ns[rest], bad[rest] = _parse_fallback(s.iloc[rest])
+            texts = arr.take(pa.array(rest)).to_pandas()
+            ns[rest], bad[rest] = _parse_fallback(pd.Series(texts, dtype="str"))
     return _range_check(ns, missing, bad)
 
 
@@ -677,17 +739,6 @@ def _range_check(ns: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[
     return np.where(missing | bad, 0, ns), missing, bad
 
 
-def _sorted_codes(ids: pd.Series) -> np.ndarray:
-    """Integer codes whose order is the lexical order of the ids."""
-    codes, uniques = pd.factorize(ids, sort=False)
-    if len(uniques) == 0:
-        return codes.astype(np.int64)
-    order = np.asarray(pc.sort_indices(pa.array(np.asarray(uniques, dtype=object), type=pa.string())))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order), dtype=np.int64)
-    return rank[codes]
-
-
 def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Stable permutation ordering rows by (code, ts)."""
     n = len(codes)
@@ -733,7 +784,7 @@ def _duplicates(
     sub = {"_code": codes[pos], "_ts": ts[pos]}
     for name, col in columns.items():
         values = col.iloc[src] if isinstance(col, pd.Series) else np.asarray(col)[src]
-        values = pd.Series(np.asarray(values, dtype=object) if isinstance(values, pd.Series) and values.dtype == object else values)
+        values = pd.Series(values).reset_index(drop=True)
         if pd.api.types.is_object_dtype(values.dtype):
             # Unhashable JSON values (lists, dicts) compare by their text.
             values = values.map(lambda v: v if v is None or isinstance(v, (str, int, float, bool)) else repr(v))
