@@ -382,10 +382,13 @@ def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
     table = pq.read_table(path, read_dictionary=dictionary or None)
     # Cast integer ids to decimal strings in Arrow, before pandas would turn a nullable
     # integer column into float64 (and 42 into "42.0").
+    cast = False
     for i, field in enumerate(table.schema):
         if field.name in string_columns and pa.types.is_integer(field.type):
             table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
-    return table.to_pandas()
+            cast = True
+    # pandas metadata would turn the cast column back into its written dtype (e.g. Int64).
+    return table.to_pandas(ignore_metadata=cast)
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -393,7 +396,7 @@ def _read_json(path: Path) -> pd.DataFrame:
         head = fh.read(64).lstrip()
     lines = not head.startswith(b"[")
     # dtype=False: never infer types, so "00042" stays a string.
-    frame = pd.read_json(path, lines=lines, dtype=False, convert_dates=False)
+    frame = pd.read_json(path, lines=lines, dtype=False)
     return frame
 
 

@@ -1,0 +1,382 @@
+"""Event loading and validation: reject reasons, time parsing, ids, sorting, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from journey_ml.config import JourneyMap
+from journey_ml.events import (
+    LoadResult,
+    load_events,
+    read_event_file,
+    summarize,
+    validate_events,
+    write_rejects,
+)
+from journey_ml.exceptions import EventValidationError
+
+DATA = Path(__file__).parent / "data"
+CANON = ["customer_id", "timestamp", "event_type", "channel", "revenue", "session_id"]
+
+
+@pytest.fixture(scope="module")
+def renamed_map(journey_map: JourneyMap) -> JourneyMap:
+    raw = journey_map.to_dict()
+    raw["columns"] = {"customer_id": "user", "timestamp": "ts", "event_type": "event", "revenue": "value"}
+    return JourneyMap.from_dict(raw)
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def ev(cid: str = "c1", ts: object = "2026-01-01T00:00:00Z", et: object = "site_visit", **kw: object) -> dict:
+    return {"customer_id": cid, "timestamp": ts, "event_type": et, **kw}
+
+
+def check_contract(events: pd.DataFrame, journey_map: JourneyMap) -> None:
+    assert list(events.columns[:6]) == CANON
+    assert events["customer_id"].dtype == "str"
+    assert str(events["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert events["event_type"].dtype == "str"
+    assert events["channel"].dtype == "str" and events["channel"].notna().all()
+    assert events["revenue"].dtype == np.float64 and (events["revenue"] >= 0).all()
+    assert events["session_id"].dtype == "str" and events["session_id"].notna().all()
+    for col in journey_map.friction_columns:
+        assert events[col].dtype == np.float64
+    assert events.index.equals(pd.RangeIndex(len(events)))
+    order = events.sort_values(["customer_id", "timestamp"], kind="stable").index
+    assert (order == np.arange(len(events))).all()
+
+
+# --------------------------------------------------------------------------- bad-row corpus
+EXPECTED_FIXTURE_REASONS = {
+    2: "duplicate",
+    3: "missing_customer_id",
+    4: "missing_customer_id",
+    5: "missing_timestamp",
+    6: "bad_timestamp",
+    7: "bad_timestamp",
+    8: "bad_timestamp",
+    9: "missing_event_type",
+    10: "bad_revenue",
+    11: "bad_revenue",
+    12: "negative_revenue",
+    13: "bad_wait_minutes",
+    14: "bad_delay_days",
+    15: "bad_irrelevant",
+}
+
+
+def test_fixture_corpus_every_reason(renamed_map: JourneyMap, tmp_path: Path) -> None:
+    rejects_path = tmp_path / "rejects.csv"
+    result = load_events(DATA / "bad_events.csv", renamed_map, rejects_path=rejects_path, max_reject_share=1.0)
+    rej = result.rejects
+    got = dict(zip((rej["row_number"] + 1).tolist(), rej["reject_reason"].tolist(), strict=True))
+    assert got == EXPECTED_FIXTURE_REASONS
+    # Rejects are the rows as they came in: source names, original text.
+    assert {"user", "ts", "event", "value", "note"} <= set(rej.columns)
+    assert rej.loc[rej["reject_reason"] == "bad_revenue", "value"].tolist() == ["abc", "inf"]
+    written = pd.read_csv(rejects_path, dtype=str, keep_default_na=False)
+    assert len(written) == len(rej)
+    assert written["reject_reason"].tolist() == rej["reject_reason"].tolist()
+
+    events = result.events
+    check_contract(events, renamed_map)
+    assert events["customer_id"].tolist() == ["00007", "00007", "00042", "00042"]
+    assert events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M").tolist() == [
+        "2026-01-05T00:00", "2026-01-05T09:00", "2026-01-05T10:00", "2026-01-05T10:09",
+    ]
+    assert events["channel"].tolist()[-1] == "unknown"
+    assert events["revenue"].tolist() == [0.0, 0.0, 0.0, 25.5]
+    assert events["wait_minutes"].tolist()[1] == 45.0
+    assert events["note"].tolist()[-1] == "epoch seconds ok; channel missing"
+
+    s = result.summary
+    assert s["rows_in"] == 18 == s["rows_ok"] + s["rows_rejected"]
+    assert list(s["reasons"].items())[:2] == [("bad_timestamp", 3), ("bad_revenue", 2)]
+    assert list(s["reasons"].values()) == sorted(s["reasons"].values(), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (ev(cid=None), "missing_customer_id"),
+        (ev(cid=" \t"), "missing_customer_id"),
+        (ev(ts=None), "missing_timestamp"),
+        (ev(ts="  "), "missing_timestamp"),
+        (ev(ts="2026-02-30T00:00:00Z"), "bad_timestamp"),
+        (ev(ts="yesterday-ish"), "bad_timestamp"),
+        (ev(ts="123"), "bad_timestamp"),  # epoch 123 s = 1970: outside 1990..2100
+        (ev(et=None), "missing_event_type"),
+        (ev(et=""), "missing_event_type"),
+        (ev(revenue="12,5"), "bad_revenue"),
+        (ev(revenue="-inf"), "bad_revenue"),
+        (ev(revenue="-0.01"), "negative_revenue"),
+        (ev(wait_minutes="n/a"), "bad_wait_minutes"),
+        (ev(cid=None, ts="garbage", et=None, revenue="-1"), "missing_customer_id"),  # first check wins
+        (ev(ts="garbage", et=None), "bad_timestamp"),
+        (ev(et=None, revenue="x"), "missing_event_type"),
+    ],
+)
+def test_in_memory_reject_reasons(journey_map: JourneyMap, row: dict, reason: str) -> None:
+    good = ev(cid="ok", ts="2026-01-01T00:00:00Z", revenue="1", wait_minutes="3")
+    raw = frame([good, row]).astype(object)
+    result = validate_events(raw, journey_map, max_reject_share=1.0)
+    assert result.rejects["reject_reason"].tolist() == [reason]
+    assert result.rejects["row_number"].tolist() == [1]
+    assert result.events["customer_id"].tolist() == ["ok"]
+
+
+def test_duplicates_keep_first_and_compare_every_column(journey_map: JourneyMap) -> None:
+    rows = [
+        ev(cid="a", ts="2026-01-01T00:00:00Z", channel="email", note="x"),
+        ev(cid="b", ts="2026-01-01T00:00:00Z", channel="email", note="x"),
+        ev(cid="a", ts="2026-01-01T00:00:00Z", channel="email", note="y"),  # property differs
+        ev(cid="a", ts="2026-01-01T01:00:00+01:00", channel="email", note="x"),  # same instant: dup
+        ev(cid="a", ts="2026-01-01T00:00:00Z", channel="social", note="x"),  # channel differs
+        ev(cid="a", ts="2026-01-01T00:00:00Z", channel="email", note="x"),  # dup
+    ]
+    result = validate_events(frame(rows), journey_map, max_reject_share=1.0)
+    assert result.rejects["row_number"].tolist() == [3, 5]
+    assert set(result.rejects["reject_reason"]) == {"duplicate"}
+    assert len(result.events) == 4
+
+
+def test_timezones_mixed_offsets_z_naive_and_date_only(journey_map: JourneyMap) -> None:
+    stamps = [
+        "2026-03-01T12:00:00+02:00",
+        "2026-03-01T12:00:00Z",
+        "2026-03-01T12:00:00-05:30",
+        "2026-03-01 12:00:00",  # naive: taken as UTC
+        "2026-03-01",
+        "2026-03-01T12:00:00.123456789+0000",
+    ]
+    raw = frame([ev(cid=str(i), ts=t) for i, t in enumerate(stamps)])
+    ts = validate_events(raw, journey_map).events.set_index("customer_id")["timestamp"]
+    expected = [
+        "2026-03-01T10:00:00", "2026-03-01T12:00:00", "2026-03-01T17:30:00",
+        "2026-03-01T12:00:00", "2026-03-01T00:00:00",
+    ]
+    for i, want in enumerate(expected):
+        assert ts[str(i)] == pd.Timestamp(want, tz="UTC")
+    assert ts["5"].value == pd.Timestamp("2026-03-01T12:00:00", tz="UTC").value + 123456789
+
+
+def test_all_naive_and_all_offset_files_use_fast_path_correctly(journey_map: JourneyMap) -> None:
+    naive = validate_events(frame([ev(ts="2026-03-01T12:00:00")]), journey_map).events
+    aware = validate_events(frame([ev(ts="2026-03-01T14:00:00+02:00")]), journey_map).events
+    assert naive["timestamp"].iloc[0] == aware["timestamp"].iloc[0] == pd.Timestamp("2026-03-01T12:00Z")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1772366400, 1772366400_000, 1772366400_000_000, 1772366400_000_000_000,
+     "1772366400", "1772366400000", "1772366400000000", "1772366400.0", 1772366400.0],
+)
+def test_epoch_units_by_magnitude(journey_map: JourneyMap, value: object) -> None:
+    raw = frame([ev(ts=value)]).astype({"timestamp": object})
+    got = validate_events(raw, journey_map).events["timestamp"].iloc[0]
+    assert got == pd.Timestamp("2026-03-01T12:00:00Z")
+
+
+def test_numeric_and_datetime_timestamp_columns(journey_map: JourneyMap) -> None:
+    ms = frame([ev(ts=1772366400_000), ev(cid="c2", ts=1772366400_500)])
+    got = validate_events(ms, journey_map).events["timestamp"]
+    assert got.iloc[1] - got.iloc[0] == pd.Timedelta(milliseconds=500)
+    naive = frame([ev(ts=pd.Timestamp("2026-03-01 12:00"))])
+    berlin = frame([ev(ts=pd.Timestamp("2026-03-01 13:00", tz="Europe/Berlin"))])
+    a = validate_events(naive, journey_map).events["timestamp"].iloc[0]
+    b = validate_events(berlin, journey_map).events["timestamp"].iloc[0]
+    assert a == b == pd.Timestamp("2026-03-01T12:00Z")
+    far = frame([ev(ts=pd.Timestamp("2200-01-01")), ev(cid="c2", ts=pd.NaT)])
+    reasons = validate_events(far, journey_map, max_reject_share=1.0).rejects["reject_reason"]
+    assert reasons.tolist() == ["bad_timestamp", "missing_timestamp"]
+
+
+def test_unsorted_input_is_sorted_stably_and_sessions_derived(journey_map: JourneyMap) -> None:
+    rows = [
+        ev(cid="b", ts="2026-01-01T03:00:00Z", et="purchase", revenue=5),
+        ev(cid="a", ts="2026-01-01T02:00:00Z", et="product_view"),
+        ev(cid="a", ts="2026-01-01T00:00:00Z", et="site_visit"),
+        ev(cid="a", ts="2026-01-01T00:10:00Z", et="product_view"),
+        ev(cid="a", ts="2026-01-01T00:10:00Z", et="add_to_cart"),  # tie keeps file order
+        ev(cid="10", ts="2026-01-01T00:00:00Z", et="site_visit"),
+    ]
+    events = validate_events(frame(rows), journey_map).events
+    check_contract(events, journey_map)
+    assert events["customer_id"].tolist() == ["10", "a", "a", "a", "a", "b"]
+    assert events["event_type"].tolist()[1:4] == ["site_visit", "product_view", "add_to_cart"]
+    # 30-minute gap: a's 02:00 event starts session 2.
+    assert events["session_id"].tolist() == ["10#1", "a#1", "a#1", "a#1", "a#2", "b#1"]
+    assert events["revenue"].tolist() == [0, 0, 0, 0, 0, 5.0]
+
+
+def test_given_session_ids_are_kept_and_nulls_derived(journey_map: JourneyMap) -> None:
+    rows = [ev(session_id="s-9"), ev(ts="2026-01-01T05:00:00Z", session_id=None)]
+    events = validate_events(frame(rows), journey_map).events
+    assert events["session_id"].tolist() == ["s-9", "c1#2"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "jsonl", "parquet", "json"])
+def test_leading_zero_ids_survive_every_format(journey_map: JourneyMap, tmp_path: Path, fmt: str) -> None:
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["00042", "007", "00042"],
+            "timestamp": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"],
+            "event_type": ["site_visit", "ad_click", "purchase"],
+            "revenue": [None, None, 9.5],
+        }
+    )
+    path = tmp_path / f"events.{fmt}"
+    if fmt.startswith("csv"):
+        raw.to_csv(path, index=False)
+    elif fmt == "parquet":
+        raw.to_parquet(path, index=False)
+    else:
+        raw.to_json(path, orient="records", lines=fmt == "jsonl")
+    events = load_events(path, journey_map).events
+    assert events["customer_id"].tolist() == ["00042", "00042", "007"]
+    assert events["revenue"].tolist() == [0.0, 9.5, 0.0]
+
+
+def test_integer_ids_become_decimal_strings(journey_map: JourneyMap, tmp_path: Path) -> None:
+    raw = pd.DataFrame(
+        {"customer_id": pd.array([42, 7, None], dtype="Int64"), "timestamp": [1772366400] * 3, "event_type": ["ad_click"] * 3}
+    )
+    raw.to_parquet(tmp_path / "e.parquet", index=False)
+    result = load_events(tmp_path / "e.parquet", journey_map, max_reject_share=1.0)
+    assert result.events["customer_id"].tolist() == ["42", "7"]
+    assert result.rejects["reject_reason"].tolist() == ["missing_customer_id"]
+    json_path = tmp_path / "e.jsonl"
+    json_path.write_text('{"customer_id": 42, "timestamp": 1772366400, "event_type": "ad_click"}\n')
+    assert load_events(json_path, journey_map).events["customer_id"].tolist() == ["42"]
+
+
+def test_max_reject_share_failure_writes_rejects_first(journey_map: JourneyMap, tmp_path: Path) -> None:
+    rows = [ev(cid=f"c{i}") for i in range(6)]
+    rows += [ev(cid=None)] * 3 + [ev(ts="bad")] * 2 + [ev(revenue="-1")]
+    path = tmp_path / "events.csv"
+    frame(rows).to_csv(path, index=False)
+    rejects = tmp_path / "out" / "rejects.parquet"
+    with pytest.raises(EventValidationError) as info:
+        load_events(path, journey_map, rejects_path=rejects, max_reject_share=0.25)
+    msg = str(info.value)
+    assert "6 of 12 rejected" in msg and "6 ok" in msg
+    assert "50.00%" in msg and "25.00%" in msg
+    assert "missing_customer_id: 3, bad_timestamp: 2, negative_revenue: 1" in msg
+    written = pd.read_parquet(rejects)
+    assert written["reject_reason"].value_counts().to_dict() == {
+        "missing_customer_id": 3, "bad_timestamp": 2, "negative_revenue": 1,
+    }
+    # The map's limit (5%) applies when no argument is given; in-memory too.
+    with pytest.raises(EventValidationError, match="exceeds max_reject_share 5.00%"):
+        validate_events(frame(rows), journey_map)
+    assert validate_events(frame(rows), journey_map, max_reject_share=0.5).summary["rows_rejected"] == 6
+
+
+def test_missing_required_column_is_named(renamed_map: JourneyMap, tmp_path: Path, journey_map: JourneyMap) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("user,tss,event\n1,2026-01-01,ad_click\n")
+    with pytest.raises(EventValidationError) as info:
+        load_events(path, renamed_map)
+    assert info.value.column == "timestamp"
+    msg = str(info.value)
+    assert "'ts'" in msg and "did you mean 'tss'" in msg and "['user', 'tss', 'event']" in msg
+    with pytest.raises(EventValidationError, match="'event_type'") as info2:
+        validate_events(pd.DataFrame({"customer_id": ["a"], "timestamp": ["2026-01-01"], "event": ["x"]}), journey_map)
+    assert info2.value.column == "event_type"
+
+
+def test_unreadable_inputs(journey_map: JourneyMap, tmp_path: Path) -> None:
+    with pytest.raises(EventValidationError, match="not found"):
+        load_events(tmp_path / "nope.csv", journey_map)
+    (tmp_path / "e.xlsx").write_text("x")
+    with pytest.raises(EventValidationError, match=r"unsupported event file type '\.xlsx'"):
+        load_events(tmp_path / "e.xlsx", journey_map)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(EventValidationError, match="empty"):
+        read_event_file(tmp_path / "empty.csv")
+
+
+def test_empty_input(journey_map: JourneyMap) -> None:
+    raw = pd.DataFrame({"customer_id": [], "timestamp": [], "event_type": []}, dtype=object)
+    result = validate_events(raw, journey_map)
+    assert result.summary == {"rows_in": 0, "rows_ok": 0, "rows_rejected": 0, "reasons": {}}
+    assert summarize(result, journey_map)["customers"] == 0
+
+
+def test_summarize(journey_map: JourneyMap) -> None:
+    rows = [
+        ev(cid="a", ts="2026-01-01T00:00:00Z", et="ad_click"),
+        ev(cid="a", ts="2026-01-02T00:00:00Z", et="purchase", revenue=10),
+        ev(cid="b", ts="2026-01-03T00:00:00Z", et="site_visit"),
+        ev(cid=None),
+    ]
+    result = validate_events(frame(rows), journey_map, max_reject_share=1.0)
+    s = summarize(result, journey_map)
+    assert s["customers"] == 2
+    assert s["stages"]["awareness"] == 2 and s["stages"]["purchase"] == 1 and s["stages"]["retention"] == 0
+    assert s["time_range"] == {"min": "2026-01-01T00:00:00+00:00", "max": "2026-01-03T00:00:00+00:00"}
+    assert s["event_types"] == {"ad_click": 1, "purchase": 1, "site_visit": 1}
+    assert s["reasons"] == {"missing_customer_id": 1}
+
+
+def test_write_rejects_refuses_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(EventValidationError, match=r"\.txt"):
+        write_rejects(pd.DataFrame({"a": [1]}), tmp_path / "r.txt")
+
+
+def test_load_result_refuses_non_conservation() -> None:
+    with pytest.raises(AssertionError, match="not conserved"):
+        LoadResult(events=pd.DataFrame({"a": [1]}), rejects=pd.DataFrame({"reject_reason": []}), rows_in=3)
+
+
+# --------------------------------------------------------------------------- properties
+GOOD_TIMES = st.sampled_from(
+    ["2026-01-01T00:00:00Z", "2026-01-01T00:20:00+01:00", "2026-01-01 09:00:00", "2026-01-02", "1767225600", "1767226000000"]
+)
+BAD = st.sampled_from([None, "", " ", "??"])
+ROW = st.fixed_dictionaries(
+    {
+        "customer_id": st.one_of(st.sampled_from(["001", "01", "1", "a b", "Z"]), BAD),
+        "timestamp": st.one_of(GOOD_TIMES, BAD, st.just("1800-01-01")),
+        "event_type": st.one_of(st.sampled_from(["ad_click", "purchase", "support_contact", "new_thing"]), BAD),
+        "channel": st.one_of(st.sampled_from(["email", "social"]), st.none()),
+        "revenue": st.one_of(st.sampled_from(["", "0", "12.5", "99"]), st.sampled_from(["-3", "x", "inf"])),
+        "wait_minutes": st.sampled_from(["", "5", "45", "slow"]),
+    }
+)
+
+
+ROW_COLUMNS = ["customer_id", "timestamp", "event_type", "channel", "revenue", "wait_minutes"]
+
+
+@pytest.mark.slow
+@given(st.lists(ROW, max_size=40))
+def test_rows_conserved_and_accepted_rows_round_trip(journey_map: JourneyMap, tmp_path_factory: pytest.TempPathFactory, rows: list[dict]) -> None:
+    raw = pd.DataFrame(rows, columns=ROW_COLUMNS).astype(object)
+    result = validate_events(raw, journey_map, max_reject_share=1.0)
+    s = result.summary
+    assert s["rows_in"] == len(rows) == s["rows_ok"] + s["rows_rejected"]
+    assert sum(s["reasons"].values()) == s["rows_rejected"]
+    assert sorted(result.rejects["row_number"]) == result.rejects["row_number"].tolist()
+    assert result.rejects["reject_reason"].notna().all()
+    check_contract(result.events, journey_map)
+    # Accepted canonical events survive a write/reload unchanged, with nothing rejected.
+    tmp = tmp_path_factory.mktemp("rt")
+    for name in ("events.parquet", "events.csv"):
+        path = tmp / name
+        if name.endswith("parquet"):
+            result.events.to_parquet(path, index=False)
+        else:
+            result.events.to_csv(path, index=False)
+        again = load_events(path, journey_map, max_reject_share=0.0)
+        assert again.summary["rows_rejected"] == 0
+        pd.testing.assert_frame_equal(again.events, result.events)
