@@ -276,7 +276,7 @@ def test_max_reject_share_failure_writes_rejects_first(journey_map: JourneyMap, 
         "missing_customer_id": 3, "bad_timestamp": 2, "negative_revenue": 1,
     }
     # The map's limit (5%) applies when no argument is given; in-memory too.
-    with pytest.raises(EventValidationError, match="exceeds max_reject_share 5.00%"):
+    with pytest.raises(EventValidationError, match=r"exceeds max_reject_share 5\.00%"):
         validate_events(frame(rows), journey_map)
     assert validate_events(frame(rows), journey_map, max_reject_share=0.5).summary["rows_rejected"] == 6
 
