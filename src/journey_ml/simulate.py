@@ -615,7 +615,6 @@ class _Chunk:
     etype: np.ndarray
     channel: np.ndarray
     skey: np.ndarray  # day * 8 + session kind
-    seq: np.ndarray  # tie-break order within a second
     revenue: np.ndarray | None = None
     wait: np.ndarray | None = None
     delay: np.ndarray | None = None
@@ -649,6 +648,20 @@ def _persona_table(config: SimulationConfig) -> dict[str, np.ndarray]:
     table["habits_cdf"] = np.cumsum(hab / hab.sum(1, keepdims=True), axis=1)
     table["impatience"] = 2.0 * (1.0 - table["patience"])
     return table
+
+
+def _repeat_rank(values: np.ndarray) -> np.ndarray:
+    """For each element, how many equal elements come before it (0 for the first)."""
+    if len(values) < 2:
+        return np.zeros(len(values), np.int64)
+    order = np.argsort(values, kind="stable")
+    sorted_vals = values[order]
+    start = np.r_[True, sorted_vals[1:] != sorted_vals[:-1]]
+    pos = np.arange(len(values))
+    rank_sorted = pos - np.maximum.accumulate(np.where(start, pos, 0))
+    rank = np.empty(len(values), np.int64)
+    rank[order] = rank_sorted
+    return rank
 
 
 def _pick(cdf_rows: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -728,7 +741,7 @@ def _simulate_run(
     chunks: list[_Chunk] = []
 
     def emit(cust: np.ndarray, day: int, sec: np.ndarray, etype: np.ndarray | int, channel: np.ndarray | int,
-             kind: int, seq: np.ndarray | int, **extra: np.ndarray) -> None:
+             kind: int, **extra: np.ndarray) -> None:
         if not collect or len(cust) == 0:
             return
         m = len(cust)
@@ -739,7 +752,6 @@ def _simulate_run(
                 etype=np.broadcast_to(np.asarray(etype, np.int8), (m,)).copy(),
                 channel=np.broadcast_to(np.asarray(channel, np.int8), (m,)).copy(),
                 skey=np.full(m, day * 8 + kind, np.int32),
-                seq=np.broadcast_to(np.asarray(seq, np.int16), (m,)).copy(),
                 **extra,
             )
         )
@@ -852,7 +864,22 @@ def _simulate_run(
             sec = np.cumsum(np.where(happens, gaps, 0), axis=1)
             rows, cols = np.nonzero(happens)
             rev = np.where(cols == _SLOT_PURCHASE, value[rows], 0.0)
-            emit(idx[rows], day, sec[rows, cols], types[rows, cols], channel[rows], kind, (kind * 32 + cols).astype(np.int16), revenue=rev)
+            emit(idx[rows], day, sec[rows, cols], types[rows, cols], channel[rows], kind, revenue=rev)
+
+    def daily_sessions(day: int, kind: int, email_click: np.ndarray | None) -> None:
+        cand = np.flatnonzero(alive)
+        if len(cand) == 0:
+            return
+        slot = 0 if kind == _K_S0 else 1
+        p_session = activity[cand] * np.where(purchases[cand] > 0, pt["repeat"][persona[cand]], 1.0)
+        if slot == 1:
+            p_session = p_session * 0.35  # evening sessions are rarer
+        go = rnd.uniform(_P_SESSION, day, cand, slot) < p_session
+        if email_click is not None:
+            go |= (arrival[cand] == day) | email_click[cand]
+        idx = cand[go]
+        via_email = email_click[idx] if email_click is not None else np.zeros(len(idx), bool)
+        run_sessions(day, kind, idx, via_email)
 
     for day in range(days):
         arrived = np.flatnonzero(arrival == day)
@@ -890,22 +917,11 @@ def _simulate_run(
             alive[left] = False
             exited[left] = True
             t = in_window(_EMAIL_WINDOW, rnd.uniform(_P_EMAIL_TIME, day, opened))
-            emit(opened, day, t, _ET["email_open"], _CH["email"], _K_EMAIL, 0, irrelevant=irrelevant.astype(np.float64))
-            emit(left, day, t[unsub] + 40, _ET["unsubscribe"], _CH["email"], _K_EMAIL, 1)
+            emit(opened, day, t, _ET["email_open"], _CH["email"], _K_EMAIL, irrelevant=irrelevant.astype(np.float64))
+            emit(left, day, t[unsub] + 40, _ET["unsubscribe"], _CH["email"], _K_EMAIL)
 
-        # ---- sessions: morning (incl. first touch and e-mail clicks) and evening
-        for kind, slot in ((_K_S0, 0), (_K_S1, 1)):
-            cand = np.flatnonzero(alive)
-            if len(cand) == 0:
-                continue
-            p_session = activity[cand] * np.where(purchases[cand] > 0, pt["repeat"][persona[cand]], 1.0)
-            if slot == 1:
-                p_session = p_session * 0.35
-            go = rnd.uniform(_P_SESSION, day, cand, slot) < p_session
-            if slot == 0:
-                go |= (arrival[cand] == day) | email_click[cand]
-            idx = cand[go]
-            run_sessions(day, kind, idx, email_click[idx] if slot == 0 else np.zeros(len(idx), bool))
+        # ---- morning session (07:00-13:30): first touch, e-mail clicks, habit
+        daily_sessions(day, _K_S0, email_click)
 
         # ---- deliveries due today (14:00-15:30); a delivery is logged even after churn
         due = dq_day == day
@@ -914,8 +930,10 @@ def _simulate_run(
             dq_cust, dq_day, dq_delay = dq_cust[~due], dq_day[~due], dq_delay[~due]
             late = dd >= 2
             occurrences["late_delivery"][dc[late]] += 1
-            t = in_window(_DELIVERY_WINDOW, rnd.uniform(_P_DELIVERY_TIME, day, dc))
-            emit(dc, day, t, _ET["delivery"], _CH["logistics"], _K_DELIVERY, 0, delay=dd)
+            # Two parcels for one customer on one day arrive 10 minutes apart, not as
+            # duplicate rows (which a loader would reject).
+            t = in_window(_DELIVERY_WINDOW, rnd.uniform(_P_DELIVERY_TIME, day, dc)) + 600 * _repeat_rank(dc)
+            emit(dc, day, t, _ET["delivery"], _CH["logistics"], _K_DELIVERY, delay=dd)
             live = alive[dc]
             last["late_delivery"][dc[late & live]] = day
             # Support is more likely after a late delivery; advocacy comes 1-4 days later.
@@ -942,7 +960,10 @@ def _simulate_run(
             last["support_wait"][contact[long_wait]] = day
             ch = np.where(rnd.uniform(_P_SUPPORT_CHANNEL, day, contact) < 0.5, _CH["phone"], _CH["chat"])
             t = in_window(_SUPPORT_WINDOW, rnd.uniform(_P_SUPPORT_TIME, day, contact))
-            emit(contact, day, t, _ET["support_contact"], ch, _K_SUPPORT, 0, wait=wait)
+            emit(contact, day, t, _ET["support_contact"], ch, _K_SUPPORT, wait=wait)
+
+        # ---- evening session (17:30-23:30), after the day's deliveries and support
+        daily_sessions(day, _K_S1, None)
 
         # ---- advocacy (23:30-23:50): reviews and referrals after a delivery
         due = aq_day == day
@@ -957,9 +978,9 @@ def _simulate_run(
             mult = mult * np.where(active("support_wait", ac, day), fx.support_wait_intent, 1.0)
             review = rnd.uniform(_P_REVIEW, day, ac) < pt["review"][p] * mult
             referral = rnd.uniform(_P_REFERRAL, day, ac) < pt["referral"][p] * mult
-            t = in_window(_ADVOCACY_WINDOW, rnd.uniform(_P_ADVOCACY_TIME, day, ac))
-            emit(ac[review], day, t[review], _ET["review"], _CH["web"], _K_ADVOCACY, 0)
-            emit(ac[referral], day, t[referral] + 60, _ET["referral"], _CH["word_of_mouth"], _K_ADVOCACY, 1)
+            t = in_window(_ADVOCACY_WINDOW, rnd.uniform(_P_ADVOCACY_TIME, day, ac)) + 120 * _repeat_rank(ac)
+            emit(ac[review], day, t[review], _ET["review"], _CH["web"], _K_ADVOCACY)
+            emit(ac[referral], day, t[referral] + 60, _ET["referral"], _CH["word_of_mouth"], _K_ADVOCACY)
 
     return _Run(
         persona=persona,
@@ -989,9 +1010,10 @@ def _assemble(config: SimulationConfig, run: _Run) -> tuple[pd.DataFrame, pd.Dat
     chunks = run.chunks
     cust = np.concatenate([c.cust for c in chunks]) if chunks else np.zeros(0, np.int32)
     sec = np.concatenate([c.sec for c in chunks]) if chunks else np.zeros(0, np.int64)
-    seq = np.concatenate([c.seq for c in chunks]) if chunks else np.zeros(0, np.int16)
-    # Customer ids are zero-padded, so index order is string order; seq breaks ties.
-    order = np.lexsort((seq, sec, cust))
+    # Chunks are generated in time order (days in turn, and within a day the activity
+    # windows are disjoint and visited in clock order), so a stable sort by customer
+    # yields (customer_id, timestamp) order; zero-padded ids make index order string order.
+    order = np.argsort(cust, kind="stable")
 
     def gather(name: str, dtype: type, fill: float) -> np.ndarray:
         parts = [
