@@ -177,10 +177,8 @@ Scalar = str | int | float | bool | None
 class EventIn(BaseModel):
     """One event of a customer, in canonical fields; other keys are event properties."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={"examples": [_EXAMPLE_EVENTS[0], {"timestamp": 1772359200, "event_type": "support_contact", "wait_minutes": 42}]},
-    )
+    # Examples sit on fields: BentoML's OpenAPI schema refuses model-level "examples".
+    model_config = ConfigDict(extra="allow")
 
     timestamp: str | int | float = Field(
         description=(
@@ -212,10 +210,7 @@ class EventIn(BaseModel):
 class CustomerIn(BaseModel):
     """A customer to score: their recent events and, optionally, the scoring time."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"customer_id": "00042", "as_of": "2026-03-03T00:00:00Z", "events": _EXAMPLE_EVENTS}]},
-    )
+    model_config = ConfigDict(extra="forbid")
 
     customer_id: str = Field(min_length=1, description="Customer id (a string; never parsed as a number).", examples=["00042"])
     as_of: datetime | None = Field(
@@ -224,19 +219,18 @@ class CustomerIn(BaseModel):
         "Events after it are ignored for the features.",
         examples=["2026-03-03T00:00:00Z"],
     )
-    events: list[EventIn] = Field(min_length=1, description="The customer's events, any order.")
+    events: list[EventIn] = Field(min_length=1, description="The customer's events, any order.", examples=[_EXAMPLE_EVENTS])
 
 
 class ScoreRequest(BaseModel):
     """A batch of customers to score in one call."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"customers": [{"customer_id": "00042", "events": _EXAMPLE_EVENTS}]}]},
-    )
+    model_config = ConfigDict(extra="forbid")
 
     customers: list[CustomerIn] = Field(
-        min_length=1, description="Customers to score (at most JOURNEY_ML_MAX_CUSTOMERS; ids unique)."
+        min_length=1,
+        description="Customers to score (at most JOURNEY_ML_MAX_CUSTOMERS; ids unique).",
+        examples=[[{"customer_id": "00042", "as_of": "2026-03-03T00:00:00Z", "events": _EXAMPLE_EVENTS}]],
     )
 
 
@@ -277,12 +271,6 @@ class ScoreResponse(BaseModel):
 
     model_version: str = Field(description="Version of the model that produced these scores.", examples=["7"])
     customers: list[CustomerScore]
-
-
-class Improvement(BaseModel):
-    """One entry of the touchpoint improvement ranking (extra keys kept as produced)."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 class ImprovementsResponse(BaseModel):
