@@ -747,7 +747,7 @@ def _simulate_run(
         m = len(cust)
         chunks.append(
             _Chunk(
-                cust=cust.astype(np.int32),
+                cust=gid[cust].astype(np.int32),
                 sec=(day * 86400 + np.asarray(sec, dtype=np.int64)) * np.ones(m, np.int64),
                 etype=np.broadcast_to(np.asarray(etype, np.int8), (m,)).copy(),
                 channel=np.broadcast_to(np.asarray(channel, np.int8), (m,)).copy(),
@@ -979,8 +979,14 @@ def _simulate_run(
             review = rnd.uniform(_P_REVIEW, day, ac) < pt["review"][p] * mult
             referral = rnd.uniform(_P_REFERRAL, day, ac) < pt["referral"][p] * mult
             t = in_window(_ADVOCACY_WINDOW, rnd.uniform(_P_ADVOCACY_TIME, day, ac)) + 120 * _repeat_rank(ac)
-            emit(ac[review], day, t[review], _ET["review"], _CH["web"], _K_ADVOCACY)
-            emit(ac[referral], day, t[referral] + 60, _ET["referral"], _CH["word_of_mouth"], _K_ADVOCACY)
+            # One chunk, ordered by customer then time: a customer with two parcels can
+            # review and refer twice, and the assembly relies on per-chunk time order.
+            a_cust = np.concatenate([ac[review], ac[referral]])
+            a_sec = np.concatenate([t[review], t[referral] + 60])
+            a_type = np.concatenate([np.full(review.sum(), _ET["review"]), np.full(referral.sum(), _ET["referral"])])
+            a_chan = np.concatenate([np.full(review.sum(), _CH["web"]), np.full(referral.sum(), _CH["word_of_mouth"])])
+            o = np.lexsort((a_sec, a_cust))
+            emit(a_cust[o], day, a_sec[o], a_type[o], a_chan[o], _K_ADVOCACY)
 
     return _Run(
         persona=persona,
