@@ -94,6 +94,9 @@ def test_estimator_contract(
             est.predict_proba(Xt)
     with pytest.raises(NotFittedError):
         est.to_dict()
+    if hasattr(est, "predict_raw"):
+        with pytest.raises(NotFittedError):
+            est.predict_raw(Xt)
     # sklearn contract: clone keeps hyperparameters, fit returns self.
     assert clone(est).get_params() == est.get_params()
     assert _fit(est, task, data) is est
@@ -273,6 +276,8 @@ def test_fit_validates_inputs(data: dict[str, Any]) -> None:
         DropOffModel(**SMALL).fit(X, np.full(len(X), 2))
     with pytest.raises(ValueError, match=">= 0"):
         RevenueModel(**SMALL).fit(X, -np.ones(len(X)))
+    with pytest.raises(ValueError, match="y contains NaN"):
+        RevenueModel(**SMALL).fit(X, np.full(len(X), np.nan))
     with pytest.raises(ValueError, match="together"):
         DropOffModel(**SMALL).fit(X, data["y"]["drop_off"], X_valid=data["Xv"])
     with pytest.raises(
