@@ -623,6 +623,28 @@ class _Ctx:
         lo = p[self.rows.first] if days is None else p[self.rows.last[days] + 1]
         return hi - lo
 
+    def local_prefix(self, x: np.ndarray) -> np.ndarray:
+        """Float prefix sums restarted at every customer (length n + 1).
+
+        A global float cumsum would make a customer's sums depend, through rounding, on the
+        customers sorted before them; restarting keeps batch and single-customer serving
+        bit-identical.
+        """
+        out = np.zeros(len(x) + 1, dtype=np.float64)
+        if len(x):
+            out[1:] = pd.Series(x).groupby(self.enc.code, sort=False).cumsum().to_numpy()
+        return out
+
+    def local_sum(self, lp: np.ndarray, days: float | None = None) -> np.ndarray:
+        """Sum over ``(t - days, t]`` (all history when ``None``) from :meth:`local_prefix`."""
+        first = self.rows.first
+        hi_idx = self.rows.last[0]
+        hi = np.where(hi_idx >= first, lp[hi_idx + 1], 0.0)
+        if days is None:
+            return hi
+        lo_idx = self.rows.last[days]
+        return hi - np.where(lo_idx >= first, lp[lo_idx + 1], 0.0)
+
     def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Days from event ``idx`` to the cutoff (NaN where not ``valid``)."""
         ts = self.enc.ts[np.where(valid, idx, 0)] if self.enc.n else np.zeros(len(idx), np.int64)
@@ -688,12 +710,12 @@ def rfm(ctx: _Ctx) -> dict[str, np.ndarray]:
     for w in WINDOWS:
         out[f"events_{w}d"] = _f32(rows.last[0] - rows.last[w])
     (conv_total, conv_90), _, last_conv, has_conv = ctx.indicator(ctx.enc.conversion, [None, 90])
-    prev = ctx.prefix(ctx.enc.revenue)
-    revenue_total = ctx.count(prev)
+    prev = ctx.local_prefix(ctx.enc.revenue)
+    revenue_total = ctx.local_sum(prev)
     out["conversions_total"] = _f32(conv_total)
     out["conversions_90d"] = _f32(conv_90)
     out["revenue_total"] = _f32(revenue_total)
-    out["revenue_90d"] = _f32(ctx.count(prev, 90))
+    out["revenue_90d"] = _f32(ctx.local_sum(prev, 90))
     out["avg_order_value"] = _ratio(revenue_total, conv_total)
     out["days_since_last_conversion"] = ctx.days_since(last_conv, has_conv)
     return out
@@ -823,7 +845,7 @@ def friction_features(ctx: _Ctx) -> dict[str, np.ndarray]:
             continue
         valid = ~np.isnan(values)
         (n90,), _, m_last, m_has = ctx.indicator(valid, [90])  # last measured event
-        s90 = ctx.count(ctx.prefix(np.where(valid, values, 0.0)), 90)
+        s90 = ctx.local_sum(ctx.local_prefix(np.where(valid, values, 0.0)), 90)
         col = ctx.spec.journey_map.friction[i].column
         out[f"friction_{slug}_{col}_mean_90d"] = _ratio(s90, n90)
         sub = np.flatnonzero(valid)

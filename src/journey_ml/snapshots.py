@@ -146,7 +146,8 @@ def build_snapshots(
     DataFrame
         ``customer_id``, ``cutoff``, every ``spec.feature_names`` column, the labels
         ``next_stage`` (int), ``drop_off`` (int 0/1), ``future_revenue`` (float)
-        (``current_stage`` is both a feature and a label) and ``n_events`` (events so far).
+        (``current_stage``, int32, is both a feature and a label) and ``n_events``
+        (events so far).
         Sorted by customer then cutoff unless ``cutoffs`` was a DataFrame.
         ``attrs["horizon_days"]`` records the horizon for :func:`split_by_cutoff`.
     """
@@ -175,8 +176,10 @@ def build_snapshots(
     p_exit = _Ctx.prefix(enc.exit)
     exit_in_window = p_exit[later + 1] - p_exit[now + 1] > 0
     drop_off = ~progressed & (exit_in_window | ~active_in_window)
-    p_rev = _Ctx.prefix(enc.revenue)
-    future_revenue = p_rev[later + 1] - p_rev[now + 1]
+    # Revenue in (t, t + H] = sum up to t + H minus sum up to t (per-customer prefix sums).
+    ctx = _Ctx(enc, rows, spec)
+    lp = ctx.local_prefix(enc.revenue)
+    future_revenue = np.where(later >= rows.first, lp[later + 1], 0.0) - np.where(now >= rows.first, lp[now + 1], 0.0)
 
     out = pd.concat(
         [
@@ -194,7 +197,7 @@ def build_snapshots(
     )
     if isinstance(cutoffs, pd.DataFrame):
         out["customer_id"] = cutoffs["customer_id"].astype("str").to_numpy()
-    out["current_stage"] = current.astype(np.int64)
+    # The current_stage feature (int32 code) is the current_stage label: same definition.
     out["next_stage"] = next_stage.astype(np.int64)
     out["drop_off"] = drop_off.astype(np.int64)
     out["future_revenue"] = future_revenue.astype(np.float64)
