@@ -1,0 +1,243 @@
+"""Feature pipeline benchmark: weekly labelled snapshots over simulated events.
+
+    python benchmarks/bench_features.py [--events 10000000] [--repeats 3] [--ft-events 200000]
+
+Measures, on the same machine and in the same run:
+
+* journey_ml: ``build_snapshots`` (all features + labels, weekly cutoffs) — events/s and
+  the peak RSS of a fresh child process (so the simulator's own peak is not counted),
+  against the events' in-memory size;
+* DuckDB: one SQL query computing the core aggregates (event counts per touchpoint over
+  7/30/90 days, recency, tenure, RFM) for the same snapshot rows — the near-limit reference;
+* featuretools 1.31 DFS with count / time-since / sum / mean / max aggregates on a sample of
+  ``--ft-events`` events, scaled per event. featuretools does not run under pandas 3, so it
+  runs in its own virtual environment (``bench_output/ft-venv``, created with pip).
+
+Prints a markdown block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench_output"
+EVENTS_PER_CUSTOMER = 32.6  # what the default simulator produces over 180 days
+
+
+def simulated(n_events: int) -> Path:
+    """Simulated events (cached as Parquet), about ``n_events`` rows."""
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    path = OUT / f"events_{n_events}.parquet"
+    if not path.exists():
+        OUT.mkdir(exist_ok=True)
+        customers = max(int(n_events / EVENTS_PER_CUSTOMER), 100)
+        events = simulate(SimulationConfig(customers=customers, days=180, seed=7)).events
+        events.to_parquet(path, index=False)
+    return path
+
+
+def child(path: Path, repeats: int) -> dict:
+    """Runs in a fresh process: load, fit, time build_snapshots, report peak RSS."""
+    from journey_ml.config import load_journey_map
+    from journey_ml.features import FeatureSpec
+    from journey_ml.snapshots import build_snapshots, make_cutoffs
+
+    events = pd.read_parquet(path)
+    for col in ("customer_id", "event_type", "channel", "session_id"):
+        events[col] = events[col].astype("str")
+    size = int(events.memory_usage(deep=True).sum())
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    jm = load_journey_map(ROOT / "pipelines/journey_maps/ecommerce.yaml")
+    cutoffs = make_cutoffs(events, jm)
+    t0 = time.perf_counter()
+    spec = FeatureSpec.fit(events, jm)
+    fit_s = time.perf_counter() - t0
+    times = []
+    snap = None
+    for _ in range(repeats):
+        del snap
+        snap = None
+        t0 = time.perf_counter()
+        snap = build_snapshots(events, jm, spec, cutoffs=cutoffs)
+        times.append(time.perf_counter() - t0)
+    snap[["customer_id", "cutoff"]].to_parquet(OUT / "snapshot_rows.parquet", index=False)
+    return {
+        "events": len(events),
+        "customers": int(events["customer_id"].nunique()),
+        "events_bytes": size,
+        "rss_after_load": rss_loaded,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "cutoffs": len(cutoffs),
+        "rows": len(snap),
+        "features": len(spec.feature_names),
+        "touchpoints": len(spec.touchpoints),
+        "fit_s": fit_s,
+        "best_s": min(times),
+        "times": times,
+    }
+
+
+DUCKDB_SQL = """
+WITH tp AS (
+  SELECT customer_id, timestamp AS ts, revenue, event_type = 'purchase' AS conv,
+         event_type || ':' || channel AS touchpoint
+  FROM events
+)
+SELECT r.customer_id, r.cutoff,
+  count(*) AS events_total,
+  count(*) FILTER (WHERE ts > r.cutoff - INTERVAL 7 DAY) AS events_7d,
+  count(*) FILTER (WHERE ts > r.cutoff - INTERVAL 30 DAY) AS events_30d,
+  count(*) FILTER (WHERE ts > r.cutoff - INTERVAL 90 DAY) AS events_90d,
+  date_diff('second', max(ts), r.cutoff) / 86400.0 AS recency_days,
+  date_diff('second', min(ts), r.cutoff) / 86400.0 AS tenure_days,
+  count(*) FILTER (WHERE conv) AS conversions_total,
+  sum(revenue) FILTER (WHERE conv) AS revenue_total,
+  {per_touchpoint}
+FROM rows r JOIN tp ON tp.customer_id = r.customer_id AND tp.ts <= r.cutoff
+GROUP BY r.customer_id, r.cutoff
+"""
+
+
+def duckdb_time(path: Path, touchpoints: list[str]) -> tuple[float, int]:
+    import duckdb
+
+    parts = []
+    for i, t in enumerate(touchpoints):
+        q = t.replace("'", "''")
+        for w in (7, 30, 90):
+            parts.append(
+                f"count(*) FILTER (WHERE touchpoint = '{q}' AND ts > r.cutoff - INTERVAL {w} DAY) AS tp{i}_{w}d"
+            )
+        parts.append(f"date_diff('second', max(ts) FILTER (WHERE touchpoint = '{q}'), r.cutoff) / 86400.0 AS tp{i}_rec")
+    sql = DUCKDB_SQL.format(per_touchpoint=",\n  ".join(parts))
+    con = duckdb.connect()
+    # Parquet gives TIMESTAMP_NS, which has no interval arithmetic; microseconds suffice here.
+    con.execute(
+        "CREATE TABLE events AS SELECT customer_id, timestamp::TIMESTAMPTZ AS timestamp, event_type, "
+        f"channel, revenue FROM read_parquet('{path}')"
+    )
+    con.execute(
+        "CREATE TABLE rows AS SELECT customer_id, cutoff::TIMESTAMPTZ AS cutoff "
+        f"FROM read_parquet('{OUT / 'snapshot_rows.parquet'}')"
+    )
+    t0 = time.perf_counter()
+    n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    return time.perf_counter() - t0, int(n)
+
+
+FT_SCRIPT = r"""
+import json, sys, time
+import pandas as pd, featuretools as ft
+events = pd.read_parquet(sys.argv[1]); rows = pd.read_parquet(sys.argv[2])
+events = events[["customer_id", "timestamp", "event_type", "channel", "revenue"]].copy()
+events["timestamp"] = events["timestamp"].dt.tz_localize(None)
+events["event_id"] = range(len(events))
+rows = rows[rows["customer_id"].isin(set(events["customer_id"]))].copy()
+rows["cutoff"] = rows["cutoff"].dt.tz_localize(None)
+cut = rows.rename(columns={"cutoff": "time"})
+es = ft.EntitySet("journeys")
+es = es.add_dataframe(dataframe_name="events", dataframe=events, index="event_id", time_index="timestamp",
+                      logical_types={"event_type": "Categorical", "channel": "Categorical", "customer_id": "Categorical"})
+es = es.normalize_dataframe("events", "customers", "customer_id")
+es.add_interesting_values(dataframe_name="events", max_values=10)
+t0 = time.perf_counter()
+fm, defs = ft.dfs(entityset=es, target_dataframe_name="customers", cutoff_time=cut,
+                  agg_primitives=["count", "sum", "mean", "max", "time_since_last", "time_since_first"],
+                  where_primitives=["count"], trans_primitives=[], max_depth=1, verbose=False)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "events": len(events), "rows": len(fm), "features": len(defs)}))
+"""
+
+
+def featuretools_rate(path: Path, n_events: int) -> dict | None:
+    py = OUT / "ft-venv" / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(OUT / "ft-venv")], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "featuretools==1.31.*", "pandas<3", "pyarrow"], check=True)
+    events = pd.read_parquet(path)
+    ids = events["customer_id"].drop_duplicates().iloc[: max(int(n_events / EVENTS_PER_CUSTOMER), 10)]
+    sample = events[events["customer_id"].isin(ids)].iloc[:n_events]
+    sample_path = OUT / "ft_sample.parquet"
+    sample.to_parquet(sample_path, index=False)
+    script = OUT / "ft_bench.py"
+    script.write_text(FT_SCRIPT)
+    res = subprocess.run(
+        [str(py), str(script), str(sample_path), str(OUT / "snapshot_rows.parquet")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        print(res.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ft-events", type=int, default=200_000)
+    ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.repeats)))
+        return
+
+    path = simulated(args.events)
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", str(path), "--repeats", str(args.repeats)],
+        capture_output=True, text=True, check=True,
+    )
+    ours = json.loads(res.stdout.strip().splitlines()[-1])
+    from journey_ml.config import load_journey_map
+    from journey_ml.features import FeatureSpec
+
+    jm = load_journey_map(ROOT / "pipelines/journey_maps/ecommerce.yaml")
+    sample = pd.read_parquet(path).head(2_000_000)
+    touchpoints = list(FeatureSpec.fit(sample, jm).touchpoints)
+    del sample
+    duck_s, duck_rows = duckdb_time(path, touchpoints)
+    ft = featuretools_rate(path, args.ft_events)
+
+    rate = ours["events"] / ours["best_s"]
+    duck_rate = ours["events"] / duck_s
+    ft_rate = ft["events"] / ft["seconds"] if ft else float("nan")
+    load = os.getloadavg()
+    print("\n### Feature pipeline (`benchmarks/bench_features.py`)\n")
+    print(f"{ours['events']:,} simulated events, {ours['customers']:,} customers, {ours['cutoffs']} weekly cutoffs, "
+          f"{ours['rows']:,} snapshot rows x {ours['features']} features ({ours['touchpoints']} touchpoints)\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| journey_ml build_snapshots (features + labels), best of {args.repeats} | {ours['best_s']:.2f} s = **{rate / 1e6:.2f} M events/s** |")
+    print(f"| FeatureSpec.fit | {ours['fit_s']:.2f} s |")
+    print(f"| events in memory (pandas, deep) | {ours['events_bytes'] / 2**30:.2f} GiB |")
+    print(f"| peak RSS of the featurising process | {ours['peak_rss'] / 2**30:.2f} GiB "
+          f"(**{ours['peak_rss'] / ours['events_bytes']:.2f}x** the events; {ours['rss_after_load'] / 2**30:.2f} GiB after load) |")
+    print(f"| DuckDB core aggregates ({len(touchpoints)} touchpoints x 7/30/90 d + recency + RFM), same rows | "
+          f"{duck_s:.2f} s = {duck_rate / 1e6:.2f} M events/s ({duck_rows:,} rows) |")
+    if ft:
+        print(f"| featuretools 1.31 DFS ({ft['features']} features) on {ft['events']:,} events | "
+              f"{ft['seconds']:.1f} s = {ft_rate:,.0f} events/s |")
+    print(f"| journey_ml / featuretools | **{rate / ft_rate:,.0f}x** |")
+    print(f"| journey_ml time / DuckDB time | **{ours['best_s'] / duck_s:.2f}x** |")
+    print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}, pandas {pd.__version__}; load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; "
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; runs: {', '.join(f'{t:.2f}' for t in ours['times'])} s")
+
+
+if __name__ == "__main__":
+    main()
