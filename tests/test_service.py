@@ -1,0 +1,412 @@
+"""The scoring service through ``to_asgi()`` with starlette's TestClient, and its library
+parts (validation, limits, auth, hot reload) directly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from journey_ml import serving
+from journey_ml.exceptions import ConfigError
+from journey_ml.scoring import score
+from journey_ml.serving import (
+    ModelHolder,
+    RequestError,
+    ScoreRequest,
+    ServiceSettings,
+    check_token,
+    error_field,
+    events_payload,
+    score_request,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AT = pd.Timestamp("2026-04-20", tz="UTC")
+
+
+def _load_service_module() -> Any:
+    if "service" in sys.modules and hasattr(sys.modules["service"], "JourneyService"):
+        return sys.modules["service"]
+    spec = importlib.util.spec_from_file_location("service", ROOT / "service" / "service.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A bundle smaller than the shared ``trained_bundle`` so this file stays fast."""
+    from tests.conftest import train_small_bundle
+
+    return train_small_bundle(tmp_path_factory.mktemp("svc") / "bundle", customers=500, days=120)
+
+
+@pytest.fixture()
+def make_client(small_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """Build a TestClient over ``JourneyService.to_asgi()`` with extra environment."""
+    from starlette.testclient import TestClient
+
+    module = _load_service_module()
+    opened: list[Any] = []
+
+    def build(model: str | Path | None = None, **env: str) -> Any:
+        monkeypatch.setenv("JOURNEY_ML_MODEL", str(model or small_bundle.bundle_dir))
+        monkeypatch.setenv("JOURNEY_ML_RELOAD_SECONDS", "0")
+        monkeypatch.delenv("JOURNEY_ML_API_TOKEN", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        # Each app build would register BentoML's Prometheus metrics again in this process.
+        module.JourneyService.config["metrics"] = {"enabled": False}
+        client = TestClient(module.JourneyService.to_asgi())
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield build
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture()
+def client(make_client: Callable[..., Any]) -> Any:
+    return make_client()
+
+
+def _body(events: list[dict[str, Any]], customer_id: str = "00042", **extra: Any) -> dict[str, Any]:
+    return {"customers": [{"customer_id": customer_id, "events": events, **extra}]}
+
+
+GOOD_EVENTS = [
+    {"timestamp": "2026-03-01T10:00:00Z", "event_type": "ad_click", "channel": "paid_social"},
+    {"timestamp": "2026-03-01T10:02:10+01:00", "event_type": "product_view"},
+    {"timestamp": 1772448000, "event_type": "add_to_cart", "channel": "web"},
+    {"timestamp": "2026-03-02T19:16:30Z", "event_type": "support_contact", "wait_minutes": 45},
+]
+
+
+# ---------------------------------------------------------------------------- happy paths
+def test_score_returns_every_field(client: Any) -> None:
+    resp = client.post("/score", json=_body([*GOOD_EVENTS, {"timestamp": "2026-03-02T20:00:00Z", "event_type": "teleport"}]))
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    assert data["model_version"] == "test-1"
+    (row,) = data["customers"]
+    assert row["customer_id"] == "00042"
+    assert row["status"] == "scored"
+    assert row["current_stage"] == "decision"
+    probs = row["next_stage_probabilities"]
+    assert list(probs) == ["awareness", "consideration", "decision", "purchase", "retention", "advocacy"]
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-6)
+    assert 0.0 <= row["drop_off_risk"] <= 1.0
+    assert row["expected_revenue"] >= 0.0
+    assert row["unknown_event_types"] == ["teleport"]
+    assert row["as_of"].startswith("2026-03-02T20:00:00")
+    assert isinstance(row["reasons"], list) and len(row["reasons"]) <= 3
+
+
+def test_reasons_follow_the_ranking_module(client: Any) -> None:
+    row = client.post("/score", json=_body(GOOD_EVENTS)).json()["customers"][0]
+    try:
+        import journey_ml.ranking  # noqa: F401
+    except ImportError:
+        assert row["reasons"] == []  # ranking absent in this build: no invented reasons
+    else:
+        assert 1 <= len(row["reasons"]) <= 3
+        assert set(row["reasons"][0]) == {"touchpoint", "points", "text"}
+
+
+def test_inactive_and_exited_customers_are_reported_not_scored(client: Any) -> None:
+    body = {
+        "customers": [
+            {"customer_id": "old", "as_of": "2026-04-20T00:00:00Z", "events": [{"timestamp": "2026-02-01T00:00:00Z", "event_type": "site_visit"}]},
+            {"customer_id": "gone", "events": [GOOD_EVENTS[0], {"timestamp": "2026-03-01T11:00:00Z", "event_type": "unsubscribe"}]},
+            {"customer_id": "early", "as_of": "2026-01-01T00:00:00Z", "events": [{"timestamp": "2026-01-01T00:03:00Z", "event_type": "site_visit"}]},
+        ]
+    }
+    rows = client.post("/score", json=body).json()["customers"]
+    assert [r["status"] for r in rows] == ["inactive", "exited", "no_history"]
+    assert all(r["next_stage_probabilities"] is None and r["drop_off_risk"] is None for r in rows)
+
+
+def test_metadata_and_improvements(client: Any, small_bundle: Any, make_client: Callable[..., Any], tmp_path: Path) -> None:
+    meta = client.get("/metadata").json()
+    assert meta["model_version"] == "test-1"
+    assert meta["model_ref"] == str(small_bundle.bundle_dir)
+    assert meta["stages"][0] == "awareness" and meta["horizon_days"] == 14.0
+    empty = client.get("/improvements").json()
+    assert empty == {"model_version": "test-1", "available": False, "improvements": []}
+
+    ranked = [{"touchpoint": f"t{i}", "revenue_impact": 100.0 - i} for i in range(5)]
+    copy = tmp_path / "with_ranking"
+    shutil.copytree(small_bundle.bundle_dir, copy)
+    (copy / "improvements.json").write_text(json.dumps(ranked))
+    other = make_client(copy)
+    got = other.get("/improvements", params={"top": 2}).json()
+    assert got["available"] is True and got["improvements"] == ranked[:2]
+    assert len(other.get("/improvements").json()["improvements"]) == 5
+    bad = other.get("/improvements", params={"top": "x"})
+    assert bad.status_code == 422 and bad.json()["field"] == "query.top"
+    assert other.get("/improvements", params={"top": 0}).status_code == 422
+
+
+def test_openapi_lists_every_endpoint_with_descriptions(client: Any) -> None:
+    spec = client.get("/docs.json").json()
+    for path in ("/score", "/improvements", "/metadata", "/reload", "/readyz"):
+        assert path in spec["paths"]
+    text = json.dumps(spec)
+    assert "Must not be more than 5 minutes in the future" in text
+    assert "next_stage_probabilities" in text
+
+
+# ---------------------------------------------------------------------------- parity
+def test_api_and_batch_scores_are_identical(client: Any, small_bundle: Any, tmp_path: Path) -> None:
+    events = small_bundle.events
+    events = events[events["timestamp"] <= AT]
+    batch = score(events, small_bundle.bundle, AT)
+    ids = batch["customer_id"].iloc[:40].tolist()
+    body = events_payload(events[events["customer_id"].isin(ids)], as_of=AT)
+    rows = client.post("/score", json=body).json()["customers"]
+    api = pd.DataFrame(
+        [{"customer_id": r["customer_id"], "drop_off_risk": r["drop_off_risk"], "expected_revenue": r["expected_revenue"],
+          "next_stage": r["next_stage"], **{f"p_{k}": v for k, v in r["next_stage_probabilities"].items()}} for r in rows]
+    )
+    expected = batch.set_index("customer_id").loc[ids, api.columns[1:]].reset_index()
+    # JSON carries float64 exactly (shortest repr round-trips), so equality is exact.
+    pd.testing.assert_frame_equal(api, expected, check_exact=True, check_dtype=False)
+
+    # and through the `journey-ml score` command on a file of the same events
+    from typer.testing import CliRunner
+
+    import journey_ml.cli.train  # noqa: F401  registers `score`
+    from journey_ml.cli.app import app
+
+    src = tmp_path / "events.parquet"
+    events.to_parquet(src)
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(app, ["score", str(src), "--model", str(small_bundle.bundle_dir), "--out", str(out), "--at", AT.isoformat(), "--no-reasons"])
+    assert result.exit_code == 0, result.output
+    cli = pd.read_parquet(out).set_index("customer_id").loc[ids, api.columns[1:]].reset_index()
+    pd.testing.assert_frame_equal(api, cli, check_exact=True, check_dtype=False)
+
+
+# ---------------------------------------------------------------------------- bad input
+BAD_BODIES: list[tuple[str, Any, int, str]] = [
+    ("malformed json", b'{"customers": [', 400, "body"),
+    ("not an object", b"[1, 2]", 400, "body"),
+    ("empty customer list", {"customers": []}, 400, "customers"),
+    ("missing customers", {}, 400, "customers"),
+    ("unknown top-level field", {"customers": [{"customer_id": "a", "events": GOOD_EVENTS}], "extra": 1}, 400, "extra"),
+    ("missing events", {"customers": [{"customer_id": "a"}]}, 400, "customers[0].events"),
+    ("empty events", _body([]), 400, "customers[0].events"),
+    ("numeric customer id", {"customers": [{"customer_id": 42, "events": GOOD_EVENTS}]}, 400, "customers[0].customer_id"),
+    ("blank customer id", _body(GOOD_EVENTS, customer_id="  "), 400, "customers[0].customer_id"),
+    ("missing timestamp", _body([{"event_type": "ad_click"}]), 400, "customers[0].events[0].timestamp"),
+    ("missing event type", _body([{"timestamp": "2026-03-01"}]), 400, "customers[0].events[0].event_type"),
+    ("mistyped event type", _body([{"timestamp": "2026-03-01", "event_type": 3}]), 400, "customers[0].events[0].event_type"),
+    ("boolean timestamp", _body([{"timestamp": True, "event_type": "ad_click"}]), 400, "customers[0].events[0].timestamp"),
+    ("unparseable timestamp", _body([GOOD_EVENTS[0], {"timestamp": "yesterday-ish", "event_type": "ad_click"}]), 400, "customers[0].events[1].timestamp"),
+    ("timestamp before 1990", _body([{"timestamp": "1970-01-02", "event_type": "ad_click"}]), 400, "customers[0].events[0].timestamp"),
+    ("future timestamp", _body([GOOD_EVENTS[0], {"timestamp": "2099-01-01T00:00:00Z", "event_type": "ad_click"}]), 400, "customers[0].events[1].timestamp"),
+    ("event after as_of", _body([*GOOD_EVENTS[:2], {"timestamp": "2026-03-05T00:00:00Z", "event_type": "ad_click"}], as_of="2026-03-02T00:00:00Z"), 400, "customers[0].events[2].timestamp"),
+    ("future as_of", _body(GOOD_EVENTS, as_of="2099-01-01T00:00:00Z"), 400, "customers[0].as_of"),
+    ("unparseable as_of", _body(GOOD_EVENTS, as_of="soon"), 400, "customers[0].as_of"),
+    ("negative revenue", _body([{"timestamp": "2026-03-01", "event_type": "purchase", "revenue": -5}]), 400, "customers[0].events[0].revenue"),
+    ("text revenue", _body([{"timestamp": "2026-03-01", "event_type": "purchase", "revenue": "lots"}]), 400, "customers[0].events[0].revenue"),
+    ("text friction measure", _body([GOOD_EVENTS[0], {"timestamp": "2026-03-01T12:00:00Z", "event_type": "support_contact", "wait_minutes": "long"}]), 400, "customers[0].events[1].wait_minutes"),
+    ("nested property", _body([{"timestamp": "2026-03-01", "event_type": "ad_click", "props": {"a": 1}}]), 400, "customers[0].events[0].props"),
+    ("duplicate event", _body([GOOD_EVENTS[0], GOOD_EVENTS[0]]), 400, "customers[0].events[1]"),
+    ("duplicate customer", {"customers": [{"customer_id": "a", "events": GOOD_EVENTS}, {"customer_id": "a", "events": GOOD_EVENTS}]}, 400, "customers[1].customer_id"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_bad_input_is_a_4xx_naming_the_field(client: Any, case: str, body: Any, status: int, field: str) -> None:
+    if isinstance(body, bytes):
+        resp = client.post("/score", content=body, headers={"Content-Type": "application/json"})
+    else:
+        resp = client.post("/score", json=body)
+    assert resp.status_code == status, resp.text
+    data = resp.json()
+    assert data["field"] == field, data
+    assert data["error"].startswith(field), data
+
+
+def test_limits_answer_413_naming_the_field(make_client: Callable[..., Any]) -> None:
+    c = make_client(JOURNEY_ML_MAX_CUSTOMERS="2", JOURNEY_ML_MAX_EVENTS_PER_CUSTOMER="3", JOURNEY_ML_MAX_BODY_BYTES="4000")
+    three = {"customers": [{"customer_id": str(i), "events": GOOD_EVENTS[:1]} for i in range(3)]}
+    resp = c.post("/score", json=three)
+    assert resp.status_code == 413 and resp.json()["field"] == "customers"
+    resp = c.post("/score", json=_body(GOOD_EVENTS))
+    assert resp.status_code == 413 and resp.json()["field"] == "customers[0].events"
+    big = _body([{**GOOD_EVENTS[0], "note": "x" * 5000}])
+    resp = c.post("/score", json=big)
+    assert resp.status_code == 413 and resp.json()["field"] == "body"
+
+    # a chunked upload (no Content-Length) is counted as it arrives
+    def chunks() -> Iterator[bytes]:
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 1000):
+            yield data[i : i + 1000]
+
+    resp = c.post("/score", content=chunks(), headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["field"] == "body"
+    assert c.post("/score", json=_body(GOOD_EVENTS[:3])).status_code == 200
+
+
+# ---------------------------------------------------------------------------- auth
+def test_token_guards_every_non_health_endpoint(make_client: Callable[..., Any]) -> None:
+    c = make_client(JOURNEY_ML_API_TOKEN=TOKEN)
+    for path in ("/livez", "/readyz", "/healthz"):
+        assert c.get(path).status_code == 200
+    calls = [("POST", "/score", _body(GOOD_EVENTS)), ("GET", "/metadata", None), ("GET", "/improvements", None), ("POST", "/reload", {}), ("GET", "/docs.json", None)]
+    wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": f"Bearer {TOKEN}x"}]
+    for method, path, body in calls:
+        for headers in wrong:
+            resp = c.request(method, path, json=body, headers=headers)
+            assert resp.status_code == 401, (path, headers)
+            assert resp.json() == {"error": "Authorization: a valid bearer token is required", "field": "Authorization"}
+            assert resp.headers["www-authenticate"] == "Bearer"
+        assert c.request(method, path, json=body, headers=AUTH).status_code == 200, path
+
+
+def test_no_token_configured_means_open(client: Any) -> None:
+    assert client.get("/metadata").status_code == 200
+
+
+@given(token=st.text(min_size=1, max_size=40).filter(lambda s: s.strip() == s and " " not in s), other=st.text(max_size=40))
+def test_check_token_accepts_only_the_exact_bearer_token(token: str, other: str) -> None:
+    assert check_token(f"Bearer {token}", token)
+    assert check_token(f"bearer {token}", token)
+    assert check_token(other, None)
+    scheme, _, rest = other.partition(" ")
+    assert check_token(other, token) == (scheme.lower() == "bearer" and rest.strip() == token)
+    assert not check_token(f"Bearer {token}x", token)
+
+
+@given(st.lists(st.one_of(st.integers(0, 99), st.from_regex(r"[a-z_]{1,8}", fullmatch=True)), max_size=6))
+def test_error_field_formats_pydantic_locations(loc: list[Any]) -> None:
+    text = error_field(loc)
+    assert text.count("[") == sum(isinstance(p, int) for p in loc)
+    assert all(str(p) in text for p in loc)
+    assert not text.startswith(".")
+
+
+def test_settings_from_env_names_the_bad_variable() -> None:
+    s = ServiceSettings.from_env({"JOURNEY_ML_MAX_CUSTOMERS": "5", "JOURNEY_ML_RELOAD_SECONDS": "0"})
+    assert s.max_customers == 5 and s.reload_seconds == 0.0 and s.model == serving.DEFAULT_MODEL
+    for key, value in [("JOURNEY_ML_MAX_CUSTOMERS", "many"), ("JOURNEY_ML_MAX_BODY_BYTES", "-1"), ("JOURNEY_ML_RELOAD_SECONDS", "nan")]:
+        with pytest.raises(ConfigError, match=key):
+            ServiceSettings.from_env({key: value})
+
+
+# ---------------------------------------------------------------------------- hot reload
+def _copy_with_version(src: Path, dst: Path, version: str) -> Path:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "bundle.json").read_text())
+    meta["model_version"] = version
+    (dst / "bundle.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_reload_endpoint_switches_model(make_client: Callable[..., Any], small_bundle: Any, tmp_path: Path) -> None:
+    live = _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "v1")
+    c = make_client(live)
+    assert c.get("/metadata").json()["model_version"] == "v1"
+    assert c.post("/reload", json={}).json() == {"changed": False, "model_version": "v1"}
+    _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "v2")
+    assert c.post("/reload", json={}).json() == {"changed": True, "model_version": "v2"}
+    assert c.get("/metadata").json()["model_version"] == "v2"
+    assert c.post("/score", json=_body(GOOD_EVENTS)).json()["model_version"] == "v2"
+
+
+def test_in_flight_request_finishes_on_the_old_model(small_bundle: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    live = _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "old")
+    holder = ModelHolder(str(live))
+    original = serving.score_features
+    swapped = threading.Event()
+
+    def swap_midway(features: pd.DataFrame, bundle: Any) -> pd.DataFrame:
+        # The alias moves while this request is between validation and scoring.
+        if not swapped.is_set():
+            _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "new")
+            assert holder.reload()
+            swapped.set()
+        return original(features, bundle)
+
+    monkeypatch.setattr(serving, "score_features", swap_midway)
+    request = ScoreRequest.model_validate(_body(GOOD_EVENTS))
+    first = score_request(request, holder, ServiceSettings())
+    assert swapped.is_set()
+    assert first.model_version == "old" and first.customers[0].status == "scored"
+    assert score_request(request, holder, ServiceSettings()).model_version == "new"
+
+
+def test_polling_picks_up_a_new_model_and_survives_a_broken_one(small_bundle: Any, tmp_path: Path) -> None:
+    live = _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "p1")
+    holder = ModelHolder(str(live))
+    holder.start_polling(0.05)
+    try:
+        (live / "bundle.json").write_text("{broken")  # a half-written bundle must not take over
+        time.sleep(0.3)
+        assert holder.current.version == "p1"
+        _copy_with_version(small_bundle.bundle_dir, live, "p2")
+        deadline = time.monotonic() + 20
+        while holder.current.version != "p2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.current.version == "p2"
+    finally:
+        holder.stop()
+
+
+def test_alias_reference_loads_the_version_the_alias_points_at(small_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import journey_ml.tracking as tracking
+
+    alias = {"version": "3"}
+    loaded: list[str] = []
+    monkeypatch.setattr(tracking, "registry_version_for_uri", lambda uri, tracking_uri=None: alias["version"])
+
+    def fake_load(ref: str, tracking_uri: str | None = None) -> Any:
+        loaded.append(ref)
+        return small_bundle.bundle
+
+    monkeypatch.setattr(serving, "load_bundle", fake_load)
+    holder = ModelHolder("models:/journey-ml@champion")
+    assert holder.current.version == "3" and loaded == ["models:/journey-ml/3"]
+    assert holder.reload() is False and len(loaded) == 1  # alias unchanged: nothing downloaded
+    alias["version"] = "4"
+    assert holder.reload() is True
+    assert holder.current.version == "4" and loaded[-1] == "models:/journey-ml/4"
+
+
+# ---------------------------------------------------------------------------- library units
+def test_request_error_body() -> None:
+    err = RequestError("customers[0].events", "too many", status=413)
+    assert err.to_dict() == {"error": "customers[0].events: too many", "field": "customers[0].events"}
+    assert err.status == 413
+
+
+def test_events_payload_round_trips_through_validation(small_bundle: Any) -> None:
+    one = small_bundle.events[small_bundle.events["customer_id"] == small_bundle.events["customer_id"].iloc[0]]
+    body = events_payload(one)
+    request = ScoreRequest.model_validate(body)
+    assert len(request.customers) == 1 and len(request.customers[0].events) == len(one)
+    assert not any(isinstance(v, float) and np.isnan(v) for e in body["customers"][0]["events"] for v in e.values())
