@@ -67,6 +67,7 @@ import csv
 import gzip
 import math
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,8 +205,8 @@ def load_events(
         or too many rejected rows.
     """
     path = Path(path)
-    text_columns = [journey_map.source_column(c) for c in ("customer_id", "event_type", "channel", "session_id")]
-    raw = read_event_file(path, string_columns=text_columns)
+    id_columns = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
+    raw = read_event_file(path, string_columns=id_columns)
     rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
     _require_columns(raw, journey_map, source=str(path))
     # A source column that clashes with a canonical name it is not mapped to would be
@@ -220,10 +221,6 @@ def load_events(
     frame = raw.rename(columns=rename) if rename else raw
     result = _validate(frame, journey_map)
     rejects = result.rejects
-    for col in text_columns:
-        # Undo the reader's dictionary encoding: rejects show the values as in the file.
-        if col in rejects.columns and isinstance(rejects[col].dtype, pd.CategoricalDtype):
-            rejects[col] = rejects[col].astype("str")
     if rename:
         rejects = rejects.rename(columns={canon: src for src, canon in rename.items()})
     result = LoadResult(result.events, rejects, result.rows_in)
@@ -271,9 +268,8 @@ def read_event_file(path: str | Path, *, string_columns: Collection[str] = ()) -
     path : str or Path
         The event file.
     string_columns : collection of str, optional
-        Parquet columns holding ids or labels: integer ones are read as decimal strings,
-        string ones dictionary-encoded (pandas categorical). CSV reads every column as a
-        plain string anyway.
+        Parquet integer columns with these names (ids) are read as decimal strings.
+        CSV reads every column as a string anyway.
 
     Raises
     ------
@@ -372,16 +368,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
-    schema = pq.read_schema(path)
-    # Read the canonical string columns dictionary-encoded: they arrive as pandas
-    # categoricals, which validation uses as ready-made codes without touching strings.
-    dictionary = [
-        f.name for f in schema
-        if f.name in string_columns and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
-    ]
-    table = pq.read_table(path, read_dictionary=dictionary or None)
-    # Cast integer ids to decimal strings in Arrow, before pandas would turn a nullable
-    # integer column into float64 (and 42 into "42.0").
+    # Strings stay Arrow-backed (pandas ``str``); validation factorises them itself.
+    # (Reading them dictionary-encoded is slower: pandas must unify per-chunk dictionaries.)
+    table = pq.read_table(path)
     cast = False
     for i, field in enumerate(table.schema):
         if field.name in string_columns and pa.types.is_integer(field.type):
@@ -428,14 +417,17 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
 
     # String columns are handled as (codes, distinct values): cleaning, comparing and
     # reordering int codes is far cheaper than touching millions of strings.
-    cid = _Factor.of(frame["customer_id"], sort=True)
+    # The two costliest conversions run in threads (Arrow and numpy release the GIL);
+    # results do not depend on scheduling.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        cid_job = pool.submit(_Factor.of, frame["customer_id"], sort=True)
+        ts_job = pool.submit(_parse_timestamps, frame["timestamp"])
+        etype = _Factor.of(frame["event_type"])
+        cid = cid_job.result()
+        ts_ns, ts_missing, ts_bad = ts_job.result()
     reject(cid.missing, "missing_customer_id")
-
-    ts_ns, ts_missing, ts_bad = _parse_timestamps(frame["timestamp"])
     reject(ts_missing, "missing_timestamp")
     reject(ts_bad, "bad_timestamp")
-
-    etype = _Factor.of(frame["event_type"])
     reject(etype.missing, "missing_event_type")
 
     if "revenue" in frame.columns:
@@ -478,8 +470,12 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
 
     # ---- canonical frame
     cid_codes, ts_sorted = cid.codes[rows], ts_ns[rows]
-    cid_out = cid.take(rows)
-    sess_out = _session_ids(cid_out, cid_codes, ts_sorted, journey_map.session_gap_minutes)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        etype_job = pool.submit(etype.take, rows)
+        channel_job = pool.submit(channel.take, rows)
+        cid_out = cid.take(rows)
+        sess_out = _session_ids(cid.values, cid_codes, ts_sorted, journey_map.session_gap_minutes)
+        etype_out, channel_out = etype_job.result(), channel_job.result()
     if session is not None:
         given = ~session.missing[rows]
         if given.any():
@@ -487,8 +483,8 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     data: dict[str, Any] = {
         "customer_id": cid_out,
         "timestamp": pd.DatetimeIndex(ts_sorted.view("datetime64[ns]")).tz_localize("UTC"),
-        "event_type": etype.take(rows),
-        "channel": channel.take(rows),
+        "event_type": etype_out,
+        "channel": channel_out,
         "revenue": revenue[rows].astype(np.float64),
         "session_id": sess_out,
     }
@@ -550,6 +546,32 @@ def _as_string(series: pd.Series) -> pd.Series:
     return series.astype("str")
 
 
+def _arrow_strings(series: pd.Series) -> pa.StringArray:
+    """A column as one contiguous Arrow string array (nulls kept)."""
+    arr = pa.array(_as_string(series).array, type=pa.string(), from_pandas=True) if len(series) else pa.array([], pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr
+
+
+def _encode(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array]:
+    """(codes, uniques) with code -1 for null; uniques may repeat (merged later)."""
+    n = len(arr)
+    if n > 1:
+        # Grouped input (e.g. sorted by customer, as this package writes it): one code
+        # per run of equal values is much cheaper than hashing every row.
+        change = np.ones(n, dtype=bool)
+        change[1:] = pc.fill_null(pc.not_equal(arr.slice(1), arr.slice(0, n - 1)), True).to_numpy(
+            zero_copy_only=False
+        )
+        runs = int(np.count_nonzero(change))
+        if runs <= n // 4:
+            return np.cumsum(change) - 1, arr.take(pa.array(np.flatnonzero(change)))
+    encoded = pc.dictionary_encode(arr)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary
+
+
 @dataclass(frozen=True)
 class _Factor:
     """A string column as int codes into stripped distinct values; code -1 = missing."""
@@ -560,13 +582,13 @@ class _Factor:
     @classmethod
     def of(cls, series: pd.Series, *, sort: bool = False) -> _Factor:
         if isinstance(series.dtype, pd.CategoricalDtype):
-            # Already factorised (e.g. a dictionary-encoded Parquet column): reuse it.
+            # Already factorised: reuse the codes.
             raw_codes = series.cat.codes.to_numpy()
             uniques = _as_string(pd.Series(series.cat.categories))
         else:
-            raw_codes, uniques = pd.factorize(_as_string(series).reset_index(drop=True))
+            raw_codes, uniques = _encode(_arrow_strings(series))
         # Clean the distinct values only; stripping can merge some ("a" and " a").
-        cleaned = pd.Series(uniques, dtype="str").str.strip()
+        cleaned = pd.Series(pc.utf8_trim_whitespace(pa.array(uniques, type=pa.string())).to_pandas(), dtype="str")
         codes2, values = pd.factorize(cleaned)
         empty = np.asarray(values == "", dtype=bool)
         remap = np.where(empty[codes2], -1, codes2) if len(codes2) else codes2
@@ -800,9 +822,9 @@ def _duplicates(
     return dup
 
 
-def _session_ids(cid: pd.Series, codes: np.ndarray, ts: np.ndarray, gap_minutes: float) -> pd.Series:
-    """``"{customer_id}#{n}"``: n counts sessions per customer from 1; a session ends after
-    more than ``gap_minutes`` of silence."""
+def _session_ids(ids: pa.Array, codes: np.ndarray, ts: np.ndarray, gap_minutes: float) -> pd.Series:
+    """``"{customer_id}#{n}"`` for sorted rows (``ids[codes]`` is the customer id): n counts
+    sessions per customer from 1; a session ends after more than ``gap_minutes`` of silence."""
     n = len(codes)
     if n == 0:
         return pd.Series([], dtype="str")
@@ -811,11 +833,14 @@ def _session_ids(cid: pd.Series, codes: np.ndarray, ts: np.ndarray, gap_minutes:
     new_customer[1:] = codes[1:] != codes[:-1]
     new_session = new_customer.copy()
     new_session[1:] |= (ts[1:] - ts[:-1]) > gap_ns
+    starts = np.flatnonzero(new_session)
     running = np.cumsum(new_session)
     first = np.maximum.accumulate(np.where(new_customer, np.arange(n), 0))
     number = running - running[first] + 1
-    joined = pc.binary_join_element_wise(
-        pa.array(cid, type=pa.string(), from_pandas=True), pc.cast(pa.array(number), pa.string()), "#"
+    # Build each distinct session's id once, then expand: far fewer strings than rows.
+    labels = pc.binary_join_element_wise(
+        ids.take(pa.array(codes[starts])), pc.cast(pa.array(number[starts]), pa.string()), "#"
     )
-    return pd.Series(joined.to_pandas(), dtype="str")
-
+    session_code = (running - 1).astype(np.int32)
+    decoded = pa.DictionaryArray.from_arrays(pa.array(session_code), labels).cast(pa.string())
+    return decoded.to_pandas().reset_index(drop=True)
