@@ -50,6 +50,11 @@ ESTIMATORS: list[tuple[str, str, Callable[[], Any]]] = [
         "next_stage",
         lambda: NextStageModel(n_classes=N_STAGES, categorical_features=CAT, **SMALL),
     ),
+    (
+        "next_stage_markov_offset",
+        "next_stage",
+        lambda: NextStageModel(n_classes=N_STAGES, stage_prior_column="current_stage", **SMALL),
+    ),
     ("drop_off_platt", "drop_off", lambda: DropOffModel(categorical_features=CAT, **SMALL)),
     (
         "drop_off_isotonic",
@@ -317,3 +322,31 @@ def test_load_refuses_wrong_kind_and_missing_files(data: dict[str, Any], tmp_pat
     (tmp_path / "drop" / "meta.json").write_text('{"kind": "dropoff"}')
     with pytest.raises(ModelBundleError, match="did you mean 'drop_off'"):
         load_model(tmp_path / "drop")
+
+
+def test_markov_offset_starts_from_the_transition_matrix(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    X, y, Xt = data["X"], data["y"]["next_stage"], data["Xt"]
+    model = NextStageModel(n_classes=N_STAGES, stage_prior_column="current_stage", **SMALL)
+    model.fit(X, y, X_valid=data["Xv"], y_valid=data["yv"]["next_stage"])
+    markov = MarkovChainBaseline(n_classes=N_STAGES, smoothing=1.0).fit(X, y)
+    np.testing.assert_allclose(model.stage_prior_, markov.transition_)
+    offset = model.init_margin(Xt)
+    np.testing.assert_allclose(offset, np.log(markov.predict_proba(Xt)))
+    booster_raw = model.booster_.predict(
+        Xt.to_numpy(dtype=float), raw_score=True, num_iteration=model.best_iteration_
+    )
+    np.testing.assert_allclose(model.predict_raw(Xt), booster_raw + offset)
+    # The offset is part of the saved model, so a reload predicts the same.
+    loaded = NextStageModel.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), model.predict_proba(Xt))
+    # It beats the Markov chain it starts from.
+    labels = list(range(N_STAGES))
+    m = next_stage_metrics(data["yt"]["next_stage"], model.predict_proba(Xt), labels=labels)
+    b = next_stage_metrics(data["yt"]["next_stage"], markov.predict_proba(Xt), labels=labels)
+    assert m["log_loss"] < b["log_loss"]
+    with pytest.raises(ValueError, match=r"stage_prior_column: 'stage' is not a feature column"):
+        NextStageModel(n_classes=N_STAGES, stage_prior_column="stage", **SMALL).fit(X, y)
+    plain = NextStageModel(n_classes=N_STAGES, **SMALL).fit(X, y)
+    assert not plain.init_margin(Xt).any()

@@ -38,6 +38,8 @@ __all__ = [
     "RecencyBaseline",
     "StageMeanRevenueBaseline",
     "load_baseline",
+    "transition_matrix",
+    "transition_rows",
 ]
 
 BASELINE_FILE = "baseline.json"
@@ -158,6 +160,69 @@ def _class_labels(y: NDArray[np.float64], n_classes: int | None) -> tuple[NDArra
     if yi.size and yi.max() >= k:
         raise ValueError(f"y holds class {int(yi.max())} but n_classes={k} (allowed 0..{k - 1})")
     return yi, k
+
+
+def transition_matrix(
+    current: NDArray[np.float64],
+    next_stage: NDArray[np.int64],
+    n_classes: int,
+    *,
+    smoothing: float = 1.0,
+    sample_weight: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Smoothed first-order transition matrix between stage indices.
+
+    Parameters
+    ----------
+    current : ndarray of float, shape (n,)
+        Current stage index per row; NaN or values outside ``0..n_classes-1`` are not
+        counted as a transition (they still count toward the prior).
+    next_stage : ndarray of int, shape (n,)
+        Next stage index per row, in ``0..n_classes-1``.
+    n_classes : int
+        Number of stages ``K``.
+    smoothing : float
+        Additive pseudo-count per transition (and per class of the prior).
+    sample_weight : ndarray, optional
+        Row weights (counts become weighted sums).
+
+    Returns
+    -------
+    counts : ndarray (K, K)
+        Weighted transition counts, rows = current stage.
+    transition : ndarray (K, K)
+        ``(counts + smoothing) / (row total + smoothing * K)``; a row never observed is
+        the prior instead. Rows sum to 1.
+    prior : ndarray (K,)
+        Smoothed next-stage frequencies.
+    """
+    k = n_classes
+    w = np.ones(next_stage.size) if sample_weight is None else sample_weight
+    ok = np.isfinite(current) & (current >= 0) & (current < k)
+    ci = np.where(ok, current, 0).astype(np.int64)
+    # One bincount over the flattened (from, to) pair index: vectorised counting.
+    counts = np.bincount(ci[ok] * k + next_stage[ok], weights=w[ok], minlength=k * k)
+    counts = counts.reshape(k, k).astype(np.float64)
+    prior_counts = np.bincount(next_stage, weights=w, minlength=k) + smoothing
+    if prior_counts.sum() <= 0:
+        raise ValueError("no training rows and smoothing=0: the transition matrix is undefined")
+    prior = prior_counts / prior_counts.sum()
+    row = counts.sum(axis=1, keepdims=True)
+    smoothed = counts + smoothing
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trans = smoothed / smoothed.sum(axis=1, keepdims=True)
+    return counts, np.where(row > 0, trans, prior[None, :]), prior
+
+
+def transition_rows(
+    transition: NDArray[np.float64], prior: NDArray[np.float64], current: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The transition row of each ``current`` stage; the prior where it is missing or unknown."""
+    k = transition.shape[0]
+    ok = np.isfinite(current) & (current >= 0) & (current < k)
+    rows = transition[np.where(ok, current, 0).astype(np.int64)]
+    rows[~ok] = prior
+    return rows
 
 
 class ClassPriorBaseline(ClassifierMixin, _Baseline):
@@ -290,20 +355,9 @@ class MarkovChainBaseline(ClassifierMixin, _Baseline):
             n_classes = max(int(ya.max(initial=0)), int(seen.max(initial=0))) + 1
         yi, k = _class_labels(ya, max(n_classes, 2))
         w = self._weights(sample_weight, ya.size)
-        ok = np.isfinite(current) & (current >= 0) & (current < k)
-        ci = np.where(ok, current, 0).astype(np.int64)
-        # One bincount over the flattened (from, to) pair index: vectorised counting.
-        counts = np.bincount(ci[ok] * k + yi[ok], weights=w[ok], minlength=k * k).reshape(k, k)
-        prior_counts = np.bincount(yi, weights=w, minlength=k) + self.smoothing
-        if prior_counts.sum() <= 0:
-            raise ValueError("no training rows and smoothing=0: the transition matrix is undefined")
-        self.prior_ = prior_counts / prior_counts.sum()
-        row = counts.sum(axis=1, keepdims=True)
-        smoothed = counts + self.smoothing
-        with np.errstate(invalid="ignore", divide="ignore"):
-            trans = smoothed / smoothed.sum(axis=1, keepdims=True)
-        self.transition_ = np.where(row > 0, trans, self.prior_[None, :])
-        self.counts_ = counts
+        self.counts_, self.transition_, self.prior_ = transition_matrix(
+            current, yi, k, smoothing=self.smoothing, sample_weight=w
+        )
         self.classes_ = np.arange(k, dtype=np.int64)
         return self
 
@@ -311,11 +365,7 @@ class MarkovChainBaseline(ClassifierMixin, _Baseline):
         """Transition row of each row's current stage, shape ``(n_samples, K)``."""
         self._check_fitted()
         current = self._column(X, self.stage_column, "stage_column")
-        k = self.classes_.size
-        ok = np.isfinite(current) & (current >= 0) & (current < k)
-        rows = self.transition_[np.where(ok, current, 0).astype(np.int64)]
-        rows[~ok] = self.prior_
-        return rows
+        return transition_rows(self.transition_, self.prior_, current)
 
     def predict(self, X: ArrayLike) -> NDArray[np.int64]:
         """Most probable next stage per row."""

@@ -51,6 +51,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from journey_ml.baselines import transition_matrix, transition_rows
 from journey_ml.evaluate import expected_calibration_error
 from journey_ml.exceptions import ModelBundleError, NotFittedError, did_you_mean
 
@@ -132,6 +133,15 @@ class _LightGBMEstimator(BaseEstimator):
 
     def _set_classes(self, y: NDArray[np.float64]) -> None:
         """Record class information learned from the training labels (classifiers only)."""
+
+    def _fit_offset(
+        self, X: NDArray[np.float64], y: NDArray[np.float64], weight: NDArray[np.float64] | None
+    ) -> None:
+        """Learn a fixed per-row margin the booster starts from (none by default)."""
+
+    def _offset(self, X: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """The fixed margin added to the booster's raw output, or None."""
+        return None
 
     def _fit_calibrator(self, raw: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         raise NotImplementedError
@@ -236,11 +246,13 @@ class _LightGBMEstimator(BaseEstimator):
         weight = _check_weight(sample_weight, Xa.shape[0]) if sample_weight is not None else None
         categorical = self._check_categoricals(Xa)
         self._set_classes(ya)
+        self._fit_offset(Xa, ya, weight)
         names = self._feature_names()
         train_set = lgb.Dataset(
             Xa,
             label=ya,
             weight=weight,
+            init_score=self._offset(Xa),
             feature_name=names,
             categorical_feature=categorical,
             free_raw_data=True,
@@ -257,6 +269,7 @@ class _LightGBMEstimator(BaseEstimator):
                 lgb.Dataset(
                     Xv,
                     label=yv,
+                    init_score=self._offset(Xv),
                     feature_name=names,
                     categorical_feature=categorical,
                     reference=train_set,
@@ -286,18 +299,33 @@ class _LightGBMEstimator(BaseEstimator):
 
     # -- prediction ------------------------------------------------------------------
     def _raw(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(
+        raw = np.asarray(
             self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_),
             dtype=np.float64,
         )
+        offset = self._offset(X)
+        return raw if offset is None else raw + offset
 
     def predict_raw(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Uncalibrated margin of ``booster_`` at ``best_iteration_``.
+        """Uncalibrated margin at ``best_iteration_``: ``booster_`` output plus any offset.
 
         Softmax logits ``(n, K)`` for the next-stage model, log-odds ``(n,)`` for
-        drop-off and log expected revenue ``(n,)`` for revenue.
+        drop-off and log expected revenue ``(n,)`` for revenue. Equals
+        ``booster_.predict(X, raw_score=True, num_iteration=best_iteration_) +
+        init_margin(X)``; the offset is 0 except for a next-stage model with
+        ``stage_prior_column`` set.
         """
         return self._raw(self._check_X_predict(X))
+
+    def init_margin(self, X: ArrayLike) -> NDArray[np.float64]:
+        """The fixed margin the booster was trained on top of (zeros when there is none).
+
+        TreeSHAP on ``booster_`` explains ``predict_raw(X) - init_margin(X)``; add this
+        margin back before applying the link and the calibrator.
+        """
+        Xa = self._check_X_predict(X)
+        offset = self._offset(Xa)
+        return np.zeros_like(self._raw(Xa)) if offset is None else offset
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -400,6 +428,13 @@ class NextStageModel(ClassifierMixin, _LightGBMEstimator):
     rows still sum to 1. Calibration is temperature scaling: one scalar ``T`` dividing
     the logits, fitted by minimising validation log loss (keeps the ranking of classes).
 
+    With ``stage_prior_column`` set, the booster is boosted *from* the first-order Markov
+    chain: each row's initial logits are the log of its current stage's smoothed
+    transition row (learned on the training rows), and the trees learn only the
+    correction. Next stage is dominated by "stays where it is", which plain boosting from
+    the class average needs many trees and many rows per rare stage to rediscover; the
+    offset makes the model start at the Markov baseline instead.
+
     Parameters
     ----------
     n_classes : int, optional
@@ -418,11 +453,18 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
         Integer-coded columns LightGBM should split as categories.
     calibrate : bool
         Fit temperature scaling on the validation set.
+    stage_prior_column : str, optional
+        Feature column with the integer current stage; enables the Markov offset
+        (e.g. ``"current_stage"``). ``None`` boosts from the class average.
+    stage_prior_smoothing : float
+        Additive pseudo-count of the offset's transition counts.
 
     Attributes
     ----------
     booster_ : lightgbm.Booster
     classes_ : ndarray of int, shape (n_classes,)
+    stage_prior_ : ndarray (K, K) or None — the offset's transition matrix.
+    stage_prior_fallback_ : ndarray (K,) or None — row used for unknown current stages.
     n_features_in_, feature_names_in_ : as in scikit-learn.
     best_iteration_ : int
     calibrator_ : dict ``{"method": "temperature", "temperature": T}``
@@ -457,8 +499,12 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
         n_jobs: int = 2,
         categorical_features: tuple[str, ...] = (),
         calibrate: bool = True,
+        stage_prior_column: str | None = None,
+        stage_prior_smoothing: float = 1.0,
     ) -> None:
         self.n_classes = n_classes
+        self.stage_prior_column = stage_prior_column
+        self.stage_prior_smoothing = stage_prior_smoothing
         super().__init__(
             n_estimators=n_estimators,
             learning_rate=learning_rate,
@@ -504,6 +550,37 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
     def _identity_calibrator(self) -> dict[str, Any]:
         return {"method": "temperature", "temperature": 1.0}
 
+    def _fit_offset(
+        self, X: NDArray[np.float64], y: NDArray[np.float64], weight: NDArray[np.float64] | None
+    ) -> None:
+        self.stage_prior_: NDArray[np.float64] | None = None
+        self.stage_prior_fallback_: NDArray[np.float64] | None = None
+        column = self.stage_prior_column
+        if column is None:
+            return
+        names = self._feature_names()
+        if column not in names:
+            raise ValueError(
+                f"stage_prior_column: '{column}' is not a feature column"
+                f"{did_you_mean(column, names)}; features are {names}"
+            )
+        if self.stage_prior_smoothing <= 0:
+            # A zero in the transition row would be a -inf initial logit.
+            raise ValueError(f"stage_prior_smoothing must be > 0, got {self.stage_prior_smoothing}")
+        _, self.stage_prior_, self.stage_prior_fallback_ = transition_matrix(
+            X[:, names.index(column)],
+            y.astype(np.int64),
+            self._k(),
+            smoothing=self.stage_prior_smoothing,
+            sample_weight=weight,
+        )
+
+    def _offset(self, X: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        if self.stage_prior_ is None or self.stage_prior_fallback_ is None:
+            return None
+        column = self._feature_names().index(str(self.stage_prior_column))
+        return np.log(transition_rows(self.stage_prior_, self.stage_prior_fallback_, X[:, column]))
+
     def _floor(self) -> float:
         # Laplace (add-one) estimate of a class never seen among n_train labels.
         return 1.0 / (self.n_train_ + self._k())
@@ -543,10 +620,18 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
 
     def _after_load(self, meta: dict[str, Any]) -> None:
         self.trained_classes_ = np.asarray(meta["trained_classes"], dtype=np.int64)
+        prior, fallback = meta.get("stage_prior"), meta.get("stage_prior_fallback")
+        self.stage_prior_ = None if prior is None else np.asarray(prior, dtype=np.float64)
+        self.stage_prior_fallback_ = (
+            None if fallback is None else np.asarray(fallback, dtype=np.float64)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["trained_classes"] = [int(c) for c in self.trained_classes_]
+        prior, fallback = self.stage_prior_, self.stage_prior_fallback_
+        out["stage_prior"] = None if prior is None else prior.tolist()
+        out["stage_prior_fallback"] = None if fallback is None else fallback.tolist()
         return out
 
     def _calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -643,7 +728,9 @@ class DropOffModel(ClassifierMixin, _LightGBMEstimator):
             raise ValueError(f"{name} must be 1-d 0/1 drop-off labels, got shape {ya.shape}")
         bad = ~np.isin(ya, (0.0, 1.0))
         if bad.any():
-            raise ValueError(f"{name} must hold only 0/1 drop-off labels; got {ya[bad][0].item()!r}")
+            raise ValueError(
+                f"{name} must hold only 0/1 drop-off labels; got {ya[bad][0].item()!r}"
+            )
         return ya
 
     def _set_classes(self, y: NDArray[np.float64]) -> None:
