@@ -733,6 +733,13 @@ class ServerProcess:
         self.url = f"http://{host}:{self.port}"
         self.command = server_command(host, self.port, target=target, working_dir=working_dir)
         self.env = {**os.environ, "JOURNEY_ML_RELOAD_SECONDS": "0", **(env or {})}
+        model = self.env.get("JOURNEY_ML_MODEL")
+        if model and not is_mlflow_uri(model):
+            self.env["JOURNEY_ML_MODEL"] = str(Path(model).resolve())  # the server runs elsewhere
+        elif not self.env.get("MLFLOW_TRACKING_URI"):
+            from journey_ml.tracking import resolve_tracking_uri
+
+            self.env["MLFLOW_TRACKING_URI"] = resolve_tracking_uri()  # default store of *this* cwd
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen[bytes] | None = None
