@@ -534,7 +534,10 @@ def _as_string(series: pd.Series) -> pd.Series:
             return series.astype("Int64").astype("str")
         return series.astype("str")
     if pd.api.types.is_object_dtype(dtype):
-        # JSON: mixed Python values; floats that are whole numbers print as ints.
+        kind = pd.api.types.infer_dtype(series, skipna=True)
+        if kind in ("string", "empty", "integer", "boolean"):
+            return series.astype("str")
+        # Mixed Python values (JSON): whole-number floats print as ints, one by one.
         def fmt(v: Any) -> Any:
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 return None
