@@ -1,0 +1,154 @@
+"""Ranking: TreeSHAP backends, bootstrap, impacts, reason codes, truth recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.stats import spearmanr
+
+from journey_ml.models import DropOffModel, RevenueModel
+from journey_ml.ranking import (
+    IMPROVEMENT_COLUMNS,
+    _bootstrap,
+    add_reason_codes,
+    compare_shap_backends,
+    improvements_for_bundle,
+    improvements_to_records,
+    reason_codes,
+    tree_shap,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_models() -> tuple[DropOffModel, RevenueModel, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(400, 4)), columns=["a", "b", "c", "d"])
+    y = (X["a"] + 0.5 * X["b"] + rng.normal(scale=0.5, size=400) > 0).astype(float)
+    rev = np.where(X["c"] > 0, 20.0 * np.exp(0.3 * X["a"]), 0.0)
+    drop = DropOffModel(n_estimators=30, calibrate=False).fit(X, y)
+    reg = RevenueModel(n_estimators=30, calibrate=False).fit(X, rev)
+    return drop, reg, X
+
+
+def test_native_shap_sums_to_raw_margin(tiny_models) -> None:  # type: ignore[no-untyped-def]
+    drop, reg, X = tiny_models
+    for model in (drop, reg):
+        phi = tree_shap(model, X)
+        assert phi.shape == (len(X), X.shape[1] + 1)
+        np.testing.assert_allclose(phi.sum(axis=1), model.predict_raw(X), atol=1e-6)
+
+
+def test_native_and_shap_package_agree(tiny_models) -> None:  # type: ignore[no-untyped-def]
+    drop, reg, X = tiny_models
+    for model in (drop, reg):
+        cmp = compare_shap_backends(model, X.iloc[:100])
+        assert cmp.max_abs_diff < 1e-6
+        assert cmp.rows == 100
+
+
+def test_unknown_backend_is_refused(tiny_models) -> None:  # type: ignore[no-untyped-def]
+    drop, _, X = tiny_models
+    with pytest.raises(ValueError, match="backend"):
+        tree_shap(drop, X, backend="kernel")
+
+
+@given(st.integers(1, 40), st.floats(-50, 50, allow_nan=False), st.integers(0, 2**16))
+def test_bootstrap_of_constant_impacts_is_exact(n: int, c: float, seed: int) -> None:
+    """Every resample of n equal impacts sums to n*c, so the interval collapses on it."""
+    lo, hi = _bootstrap(np.full((n, 2), c), 30, seed)
+    np.testing.assert_allclose(lo, n * c, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(hi, n * c, rtol=1e-9, atol=1e-6)
+
+
+@given(st.lists(st.floats(-100, 100, allow_nan=False), min_size=2, max_size=30), st.integers(0, 1000))
+def test_bootstrap_is_ordered_and_seeded(values: list[float], seed: int) -> None:
+    imp = np.asarray(values)[:, None]
+    lo, hi = _bootstrap(imp, 50, seed)
+    lo2, hi2 = _bootstrap(imp, 50, seed)
+    assert lo[0] <= hi[0] + 1e-9
+    assert (lo == lo2).all() and (hi == hi2).all()
+    assert lo[0] >= len(values) * min(values) - 1e-6 and hi[0] <= len(values) * max(values) + 1e-6
+
+
+# ---------------------------------------------------------------- on the trained bundle
+@pytest.fixture(scope="module")
+def ranked(trained_bundle):  # type: ignore[no-untyped-def]
+    tb = trained_bundle
+    return improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3)
+
+
+@pytest.mark.slow
+def test_ranking_shape_and_records(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    frictions = [f.name for f in trained_bundle.bundle.journey_map.friction]
+    assert list(ranked.columns) == list(IMPROVEMENT_COLUMNS)
+    assert sorted(ranked["touchpoint"]) == sorted(frictions)
+    assert ranked["expected_revenue_impact"].is_monotonic_decreasing
+    assert (ranked["ci_low"] <= ranked["ci_high"] + 1e-9).all()
+    assert (ranked["customers_affected"] >= 0).all()
+    records = improvements_to_records(ranked)
+    assert [r["touchpoint"] for r in records] == list(ranked["touchpoint"])
+    for r in records:
+        assert {"touchpoint", "expected_revenue_impact", "ci_low", "ci_high", "customers_affected"} <= set(r)
+
+
+@pytest.mark.slow
+def test_ranking_is_deterministic(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    tb = trained_bundle
+    again = improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3)
+    pd.testing.assert_frame_equal(ranked, again)
+
+
+@pytest.mark.slow
+def test_unaffected_customers_have_zero_impact(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    from journey_ml.features import features_at
+    from journey_ml.ranking import friction_impacts
+
+    tb = trained_bundle
+    feats = features_at(tb.events, tb.bundle.spec, tb.events["timestamp"].max())
+    imp = friction_impacts(feats, tb.bundle)
+    assert (imp.impact[~imp.affected] == 0).all()
+    assert (imp.counterfactual[~imp.affected] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="issue 5 target not yet met at test scale: the drop-off SHAP ranking does not "
+    "recover the simulator's truth ranking (see the ranking benchmark)",
+    strict=False,
+)
+def test_recovers_truth_ranking(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    truth = {k: v["revenue_gain"] for k, v in trained_bundle.truth["friction"].items()}
+    est = ranked.set_index("touchpoint")["expected_revenue_impact"]
+    names = list(truth)
+    rho = spearmanr([est[n] for n in names], [truth[n] for n in names])[0]
+    true_top = set(sorted(names, key=lambda n: -truth[n])[:3])
+    assert rho >= 0.9
+    assert set(ranked["touchpoint"].head(3)) == true_top
+
+
+@pytest.mark.slow
+def test_reason_codes(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    from journey_ml.features import features_at
+    from journey_ml.scoring import score
+
+    tb = trained_bundle
+    at = tb.events["timestamp"].max()
+    feats = features_at(tb.events, tb.bundle.spec, at)
+    codes = reason_codes(feats, tb.bundle, top=3)
+    assert len(codes) == len(feats)
+    assert any(codes)
+    for reasons in codes:
+        assert len(reasons) <= 3
+        pts = [r["points"] for r in reasons]
+        assert pts == sorted(pts, reverse=True)
+        assert all(p > 0 for p in pts)
+        assert all("points of drop-off risk" in r["text"] for r in reasons)
+    scores = score(tb.events, tb.bundle, at=at)
+    with_reasons = add_reason_codes(scores, tb.events, tb.bundle, at=at)
+    assert list(with_reasons["customer_id"]) == list(scores["customer_id"])
+    assert with_reasons["reasons"].str.len().gt(0).any()
+    with pytest.raises(ValueError, match="top"):
+        reason_codes(feats, tb.bundle, top=0)
