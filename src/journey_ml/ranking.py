@@ -18,11 +18,13 @@ The ranking answers "which friction should we fix first, and what is it worth?":
    * value at stake ``V_i`` = expected horizon revenue *if retained*:
      ``E[rev_i] / (1 − p_drop,i)`` (the revenue model already prices in drop-off, so
      dividing by the survival chance gives the revenue a retained customer brings);
-   * the customer's impact is ``Δp_i · V_i``, plus the revenue the friction suppresses
-     among customers who stay, read from the revenue model's own SHAP in log space:
-     ``E[rev_i] · (e^{−ψ_i} − 1)`` with ``ψ_i`` its reference-adjusted friction SHAP —
-     only the part *not* already explained by drop-off, i.e. scaled by ``1 − p_drop``.
-     See :data:`VALUE_DEFINITIONS` for the alternatives measured and the choice.
+   * the customer's impact is ``Δp_i · V_i`` (``value="drop_only"``, the default: the
+     architecture's definition, and the most robust of the alternatives measured).
+     Alternatives kept for the benchmark (:data:`VALUE_DEFINITIONS`): ``retained_value``
+     adds the revenue the friction suppresses among survivors from the revenue model's
+     own SHAP in log space, ``(1 − p_drop) · E[rev_i] · (e^{−ψ_i} − 1)``;
+     ``revenue_shap`` uses that revenue term alone; ``horizon_value`` values the
+     drop-off change at ``E[rev_i]`` rather than the retained value.
 
    Summed over customers; a 95% percentile bootstrap interval resamples customers
    (multinomial weights × per-customer impacts, seeded); the stage where it bites most
@@ -67,8 +69,8 @@ __all__ = [
 Model = NextStageModel | DropOffModel | RevenueModel
 
 #: The ways of valuing a friction's effect that were measured (see the module docstring).
-#: ``retained_value`` (default) is Δp_drop × E[rev]/(1−p_drop) plus the revenue-model
-#: SHAP term on survivors; the others are kept for comparison in the benchmark.
+#: ``drop_only`` (default) is Δp_drop × E[rev]/(1−p_drop); the others are kept for the
+#: comparison in ``benchmarks/bench_ranking.py``.
 VALUE_DEFINITIONS: tuple[str, ...] = ("retained_value", "drop_only", "revenue_shap", "horizon_value")
 
 IMPROVEMENT_COLUMNS: tuple[str, ...] = (
@@ -395,7 +397,7 @@ def rank_improvements(
     n_bootstrap : int, default 200
         Bootstrap resamples of customers for the 95% interval.
     seed : int, default 0
-    value : str, default "retained_value"
+    value : str, default "drop_only"
         Value definition, one of :data:`VALUE_DEFINITIONS`.
     counterfactual : bool, default True
         Add ``counterfactual_impact`` by re-prediction with the friction fixed.
