@@ -121,6 +121,18 @@ def main() -> None:
             base.fit(X, train[label])
             out = base.predict(Xt) if task == "revenue" else base.predict_proba(Xt)
             preds[name] = out[:, 1] if task == "drop_off" else out
+        if task == "next_stage":
+            # Same model boosted from the Markov chain (stage_prior_column offset).
+            offset = NextStageModel(n_classes=K, stage_prior_column="current_stage", **common)
+            _, off_s = timed(
+                lambda m=offset, lab=label: m.fit(X, train[lab], X_valid=Xv, y_valid=valid[lab])
+            )
+            off_pred, off_pred_s = timed(lambda m=offset: m.predict_proba(Xt))
+            speed_rows.append(
+                f"| next_stage + markov offset | {off_s:.2f} | {offset.best_iteration_} | "
+                f"{len(Xt) / off_pred_s:,.0f} |"
+            )
+            preds["lightgbm+markov_offset"] = off_pred
         kwargs = {"labels": list(range(K))} if task == "next_stage" else {}
         metric_tables[task] = compare(preds, test[label], task, **kwargs)
     by_length = compare(
