@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +381,53 @@ def test_rows_conserved_and_accepted_rows_round_trip(journey_map: JourneyMap, tm
         again = load_events(path, journey_map, max_reject_share=0.0)
         assert again.summary["rows_rejected"] == 0
         pd.testing.assert_frame_equal(again.events, result.events)
+
+
+@pytest.mark.slow
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=631152000, max_value=4102444799),  # 1990..2099, epoch s
+            st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: m - m % 15),
+            st.sampled_from(["iso", "naive", "s", "ms", "us"]),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_timestamp_formats_agree_on_the_instant(journey_map: JourneyMap, stamps: list[tuple[int, int, str]]) -> None:
+    texts = []
+    for seconds, offset, kind in stamps:
+        instant = pd.Timestamp(seconds, unit="s", tz="UTC")
+        if kind == "iso":
+            local = instant.tz_convert(dt.timezone(dt.timedelta(minutes=offset)))
+            texts.append(local.isoformat())
+        elif kind == "naive":
+            texts.append(instant.tz_localize(None).isoformat())
+        else:
+            texts.append(str(seconds * {"s": 1, "ms": 1000, "us": 10**6}[kind]))
+    raw = pd.DataFrame({"customer_id": [f"{i:03d}" for i in range(len(texts))], "timestamp": texts, "event_type": "ad_click"})
+    events = validate_events(raw, journey_map).events
+    want = [pd.Timestamp(s, unit="s", tz="UTC") for s, _, _ in stamps]
+    assert events["timestamp"].tolist() == want
+
+
+@pytest.mark.slow
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 600)), min_size=1, max_size=40))
+def test_sessions_split_exactly_at_gaps(journey_map: JourneyMap, visits: list[tuple[str, int]]) -> None:
+    base = pd.Timestamp("2026-01-01", tz="UTC")
+    raw = pd.DataFrame(
+        {
+            "customer_id": [c for c, _ in visits],
+            "timestamp": [base + pd.Timedelta(minutes=m) for _, m in visits],
+            "event_type": "site_visit",
+            "note": range(len(visits)),  # keep identical visits apart (not duplicates)
+        }
+    )
+    events = validate_events(raw, journey_map).events
+    gap = pd.Timedelta(minutes=journey_map.session_gap_minutes)
+    for _cid, group in events.groupby("customer_id"):
+        numbers = group["session_id"].str.split("#").str[1].astype(int).to_numpy()
+        deltas = group["timestamp"].diff().iloc[1:]
+        assert numbers[0] == 1
+        assert (np.diff(numbers) == (deltas > gap).to_numpy().astype(int)).all()
