@@ -79,7 +79,7 @@ def train_small_bundle(out_dir: Path, *, customers: int = 3000, days: int = 150,
 
     sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed), truth=True)
     jm = JourneyMap.from_yaml(DEFAULT_MAP)
-    config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20))
+    config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1))
     splits = build_snapshot_splits(sim.events, jm, config)
     models = fit_models(splits, config)
     bundle = ModelBundle(

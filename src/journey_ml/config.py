@@ -409,6 +409,7 @@ class ModelConfig:
     num_leaves: int = 31
     min_child_samples: int = 40
     tweedie_variance_power: float = 1.3
+    n_jobs: int = 2
 
 
 @dataclass(frozen=True)

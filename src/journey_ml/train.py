@@ -30,7 +30,13 @@ from journey_ml.baselines import (
 )
 from journey_ml.bundle import ModelBundle
 from journey_ml.config import JourneyMap, TrainConfig
-from journey_ml.evaluate import drop_off_metrics, journey_length_bucket, metrics_by_group, next_stage_metrics, revenue_metrics
+from journey_ml.evaluate import (
+    drop_off_metrics,
+    journey_length_bucket,
+    metrics_by_group,
+    next_stage_metrics,
+    revenue_metrics,
+)
 from journey_ml.features import FeatureSpec, compute_features
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 from journey_ml.snapshots import build_snapshots, make_cutoffs, split_by_cutoff
@@ -149,11 +155,16 @@ def make_model(task: str, splits: SnapshotSplits, config: TrainConfig, params: d
         "num_leaves": config.model.num_leaves,
         "min_child_samples": config.model.min_child_samples,
         "random_state": config.seed,
+        "n_jobs": config.model.n_jobs,
         "categorical_features": tuple(splits.spec.categorical_features),
     }
     base.update(params or {})
     if task == "next_stage":
-        return NextStageModel(n_classes=len(splits.spec.journey_map.stages), **base)
+        # Start from the Markov chain's transition rates so the trees learn the correction:
+        # ~95% of rows stay in their stage and rare stages have few rows.
+        return NextStageModel(
+            n_classes=len(splits.spec.journey_map.stages), stage_prior_column="current_stage", **base
+        )
     if task == "drop_off":
         return DropOffModel(**base)
     if task == "revenue":
@@ -216,7 +227,7 @@ def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
         },
         "drop_off": {
             "class_prior": ClassPriorBaseline(n_classes=2).fit(X, target("drop_off", frame)),
-            "recency": RecencyBaseline().fit(X, target("drop_off", frame)),
+            "recency": RecencyBaseline(recency_column="recency_days").fit(X, target("drop_off", frame)),
         },
         "revenue": {
             "stage_mean": StageMeanRevenueBaseline().fit(X, target("revenue", frame)),
@@ -325,9 +336,8 @@ def flatten_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(value, f"{path}.{key}")
-        elif isinstance(node, (int, float, np.floating, np.integer)) and not isinstance(node, bool):
-            if np.isfinite(node):
-                out[path] = float(node)
+        elif isinstance(node, (int, float, np.floating, np.integer)) and not isinstance(node, bool) and np.isfinite(node):
+            out[path] = float(node)
 
     walk(report, prefix)
     return out

@@ -79,7 +79,7 @@ def comparison_table(metrics: dict, baselines: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for task, names in columns.items():
-        rows = [("lightgbm", metrics[task])] + list(baselines[task].items())
+        rows = [("lightgbm", metrics[task]), *baselines[task].items()]
         for label, values in rows:
             for metric in names:
                 if metric in values:
