@@ -34,11 +34,13 @@ def sort_events(events: pd.DataFrame) -> pd.DataFrame:
 def _is_sorted(events: pd.DataFrame) -> bool:
     if len(events) < 2:
         return True
-    cid = events["customer_id"].to_numpy()
-    ts = events["timestamp"].to_numpy()
-    same = cid[1:] == cid[:-1]
-    ordered_ids = bool(np.all(cid[1:] >= cid[:-1]))
-    return ordered_ids and bool(np.all(ts[1:][same] >= ts[:-1][same]))
+    # Integer codes and int64 nanoseconds: comparing tz-aware values would box objects.
+    codes, _ = pd.factorize(events["customer_id"], sort=True)
+    ts = pd.DatetimeIndex(events["timestamp"]).asi8
+    if np.any(codes[1:] < codes[:-1]):
+        return False
+    same = codes[1:] == codes[:-1]
+    return bool(np.all(ts[1:][same] >= ts[:-1][same]))
 
 
 def event_stage_evidence(events: pd.DataFrame, journey_map: JourneyMap) -> np.ndarray:
