@@ -36,13 +36,15 @@ class TrivialService:
         return x
 
 
-def _train_bundle(out: Path, customers: int, seed: int) -> tuple[Path, Any]:
+def _train_bundle(out: Path, customers: int, seed: int, *, fit: bool = True) -> tuple[Path, Any]:
     from journey_ml.bundle import ModelBundle
     from journey_ml.config import ModelConfig, TrainConfig, load_journey_map
     from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.train import build_snapshot_splits, fit_models
 
     sim = simulate(SimulationConfig(customers=customers, days=120, seed=seed))
+    if not fit:  # only the events are needed: the bundle is given
+        return out, sim.events
     jm = load_journey_map()
     config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20))
     splits = build_snapshot_splits(sim.events, jm, config)
@@ -95,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     from journey_ml.serving import ServerProcess, events_payload
 
     with tempfile.TemporaryDirectory() as tmp:
-        print("training a small bundle ...", file=sys.stderr)
-        bundle_dir, events = _train_bundle(Path(tmp) / "bundle", args.customers, args.seed)
+        print("simulating events" + ("" if args.model else " and training a small bundle") + " ...", file=sys.stderr)
+        bundle_dir, events = _train_bundle(Path(tmp) / "bundle", args.customers, args.seed, fit=args.model is None)
         if args.model:
             bundle_dir = args.model
         ids = events["customer_id"].drop_duplicates().to_numpy()
