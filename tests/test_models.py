@@ -350,3 +350,13 @@ def test_markov_offset_starts_from_the_transition_matrix(
         NextStageModel(n_classes=N_STAGES, stage_prior_column="stage", **SMALL).fit(X, y)
     plain = NextStageModel(n_classes=N_STAGES, **SMALL).fit(X, y)
     assert not plain.init_margin(Xt).any()
+
+
+def test_markov_offset_with_classes_absent_from_training_still_sums_to_one(data: dict[str, Any]) -> None:
+    # Regression: the offset gives unseen classes softmax mass; rows must still sum to 1.
+    keep = np.isin(data["y"]["next_stage"], [1, 2, 4])
+    X, y = data["X"][keep], data["y"]["next_stage"][keep]
+    model = NextStageModel(n_classes=N_STAGES, stage_prior_column="current_stage", **SMALL).fit(X, y)
+    proba = model.predict_proba(data["Xt"])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(proba[:, [0, 3, 5]], 1.0 / (len(y) + N_STAGES))

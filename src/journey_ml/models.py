@@ -592,8 +592,12 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters.
         absent = np.ones(self._k(), dtype=bool)
         absent[self.trained_classes_] = False
         if absent.any():
+            # Classes never seen in training get the Laplace floor; the seen ones share the
+            # rest in proportion (the softmax also gave the unseen columns some mass, e.g.
+            # through the Markov offset, so renormalise rather than scale).
             floor = self._floor()
-            proba[:, ~absent] *= 1.0 - floor * absent.sum()
+            present = proba[:, ~absent]
+            proba[:, ~absent] = present / present.sum(axis=1, keepdims=True) * (1.0 - floor * absent.sum())
             proba[:, absent] = floor
         return proba
 
