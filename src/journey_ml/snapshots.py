@@ -200,7 +200,8 @@ def build_snapshots(
     # The current_stage feature (int32 code) is the current_stage label: same definition.
     out["next_stage"] = next_stage.astype(np.int64)
     out["drop_off"] = drop_off.astype(np.int64)
-    out["future_revenue"] = future_revenue.astype(np.float64)
+    # A difference of prefix sums can come out as -1e-14 where the true value is 0.
+    out["future_revenue"] = np.maximum(future_revenue, 0.0).astype(np.float64)
     out["n_events"] = (now + 1 - rows.first).astype(np.int64)
     out.attrs["horizon_days"] = float(journey_map.horizon_days)
     return out
