@@ -98,6 +98,29 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
     console.print(f"[bold]4. scored[/] {len(scores):,} active customers -> {paths['scores']}")
     console.print(at_risk[["customer_id", "current_stage", "next_stage", "drop_off_risk", "expected_revenue"]].to_string(index=False))
 
+    top = Table(title="Top five touchpoint fixes by expected revenue impact (horizon)")
+    for col in ("touchpoint", "expected revenue impact", "95% interval", "customers"):
+        top.add_column(col, justify="left" if col == "touchpoint" else "right")
+    for item in (result.extra.get("improvements") or [])[:5]:
+        top.add_row(
+            str(item["touchpoint"]),
+            f"{item['expected_revenue_impact']:,.0f}",
+            f"[{item['ci_low']:,.0f}, {item['ci_high']:,.0f}]",
+            f"{item['customers_affected']:,}",
+        )
+    paths["report"] = Path(result.extra["report_path"])
+    console.print(f"[bold]5. ranked improvements[/] -> report {paths['report']}")
+    console.print(top)
+
+    if call_api:
+        from journey_ml.serving import demo_request
+
+        with console.status("starting the scoring API on 127.0.0.1 and scoring one customer over HTTP"):
+            customer = str(scores.sort_values("drop_off_risk", ascending=False)["customer_id"].iloc[0])
+            reply = demo_request(result.bundle_path, loaded.events, customer_id=customer)
+        console.print(f"[bold]6. API[/] POST {reply['url']} -> HTTP {reply['status']}")
+        console.print_json(data=reply["response"])
+
     elapsed = time.perf_counter() - started
     console.print(
         Panel.fit(
@@ -108,12 +131,15 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
                     f"rejects     {paths['rejects']}",
                     f"bundle      {paths['bundle']}",
                     f"scores      {paths['scores']}",
+                    f"report      {paths['report']}",
                     f"MLflow UI   mlflow ui --backend-store-uri {tracking_uri}",
                     "",
                     "next steps:",
                     f"  .venv/bin/journey-ml train {paths['events']} --trials 20 --tracking-uri {tracking_uri}",
                     f"  .venv/bin/journey-ml score {paths['events']} --model models:/journey-ml@champion "
                     f"--tracking-uri {tracking_uri} --out scores.csv",
+                    f"  .venv/bin/journey-ml improvements {paths['events']} --model {paths['bundle']} --html report.html",
+                    f"  .venv/bin/journey-ml serve --model {paths['bundle']}   # then POST /score, GET /improvements",
                 ]
             ),
             title=f"journey_ml demo finished in {elapsed:.0f}s",

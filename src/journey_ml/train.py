@@ -364,6 +364,8 @@ def run_training(
 
     from journey_ml import tracking
     from journey_ml.evaluate import plot_calibration, plot_confusion, plot_feature_importance
+    from journey_ml.ranking import improvements_for_bundle, improvements_to_records
+    from journey_ml.report import report_for_bundle, write_report
 
     step = on_step or (lambda _msg: None)
     started = time.perf_counter()
@@ -425,6 +427,13 @@ def run_training(
             metadata=metadata,
         )
 
+        step("ranking touchpoint improvements (SHAP)")
+        ranking = improvements_for_bundle(bundle, events, n_bootstrap=200, seed=config.seed)
+        bundle.improvements = improvements_to_records(ranking)
+        report_html = report_for_bundle(bundle, events, ranking)
+        mlflow.log_text(ranking.to_csv(index=False), "report/improvements.csv")
+        mlflow.log_text(report_html, "report/improvements.html")
+
         step("registering the bundle and applying the promotion gate")
         champion_version = tracking.alias_version(tracking.CHAMPION, name)
         gate: dict[str, Any] = {"new": primary_metrics(report), "champion_version": champion_version}
@@ -448,6 +457,7 @@ def run_training(
 
         bundle.metadata.update({"model_version": version, "model_uri": model_uri, "alias": alias})
         bundle_path = bundle.save(Path(config.out) / config.name)
+        report_path = write_report(report_html, bundle_path / "report.html")
 
     return TrainResult(
         run_id=run.info.run_id,
@@ -463,6 +473,7 @@ def run_training(
         splits=splits.describe(),
         tuning={t: r.to_dict() for t, r in tuned.items()},
         seconds=round(time.perf_counter() - started, 2),
+        extra={"improvements": bundle.improvements, "report_path": str(report_path)},
     )
 
 

@@ -101,6 +101,7 @@ def score(
     """Score every customer active at TIME: stage, next stage, probabilities, drop-off risk, revenue."""
     from journey_ml.bundle import load_bundle
     from journey_ml.events import load_events
+    from journey_ml.ranking import add_reason_codes
     from journey_ml.scoring import score as score_events
 
     with user_errors(), progress("scoring", quiet=json_out):
@@ -108,7 +109,7 @@ def score(
         loaded = load_events(events, bundle.journey_map)
         scores = score_events(loaded.events, bundle, at=at)
         if reasons:
-            scores = _with_reasons(scores, loaded.events, bundle, at)
+            scores = add_reason_codes(scores, loaded.events, bundle, at=at)
         write_table(scores, out)
     summary = {
         "out": str(out),
@@ -122,14 +123,6 @@ def score(
         print_json(summary)
     else:
         console.print(f"scored {summary['customers']} customers at {summary['at']} -> {out}")
-
-
-def _with_reasons(scores: pd.DataFrame, events: pd.DataFrame, bundle, at) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    try:
-        from journey_ml.ranking import add_reason_codes
-    except ImportError:  # ranking not available in this build
-        return scores
-    return add_reason_codes(scores, events, bundle, at=at)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
