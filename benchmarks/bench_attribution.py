@@ -44,7 +44,9 @@ def fetch_data() -> Path:
     sdist = next(OUT.glob(f"[cC]hannel[aA]ttribution-{VERSION}.tar.gz"), None)
     if sdist is None:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+            # ``--no-binary :all:`` would also build the sdist's build dependencies from source
+            # (setuptools' own sdist fails to build that way); only ours needs to be an sdist.
+            [sys.executable, "-m", "pip", "download", "--no-binary", "channelattribution", "--no-deps",
              f"channelattribution=={VERSION}", "-d", str(OUT)],
             check=True,
         )
