@@ -399,6 +399,9 @@ class SplitConfig:
 class TuningConfig:
     trials: int = 10
     timeout_seconds: float = 600.0
+    # Trials fit on a seeded sample of at most this many training rows (0: all rows);
+    # the final models always use every row.
+    max_rows: int = 40_000
 
 
 @dataclass(frozen=True)

@@ -570,6 +570,54 @@ def _encode(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array]:
         runs = int(np.count_nonzero(change))
         if runs <= n // 4:
             return np.cumsum(change) - 1, arr.take(pa.array(np.flatnonzero(change)))
+    fixed = _encode_fixed_width(arr)
+    if fixed is not None:
+        return fixed
+    encoded = pc.dictionary_encode(arr)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary
+
+
+def _encode_fixed_width(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array] | None:
+    """Fast path for ids of one byte width <= 8 (zero-padded numbers, short codes).
+
+    Each id's bytes, read as a big-endian uint64, hash as integers, which is several
+    times faster than hashing strings. ``None`` when most values are not of one width.
+    Rows of another width (or null) get code -1 and are re-encoded generically.
+    """
+    n = len(arr)
+    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)  # NaN for null
+    width_guess = lengths[np.isfinite(lengths)] if lengths.dtype.kind == "f" else lengths
+    if not len(width_guess):
+        return None
+    width = int(width_guess[0])
+    same = lengths == width
+    if not 1 <= width <= 8 or np.count_nonzero(same) < n // 2:
+        return None
+    filler = pa.scalar("\x00" * width, pa.string())
+    uniform = pc.if_else(pa.array(same), arr, filler)
+    if isinstance(uniform, pa.ChunkedArray):
+        uniform = uniform.combine_chunks()
+    offsets = np.frombuffer(uniform.buffers()[1], dtype=np.int32, count=n + 1, offset=uniform.offset * 4)
+    data = np.frombuffer(uniform.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * width]
+    padded = np.zeros((n, 8), dtype=np.uint8)
+    padded[:, :width] = data.reshape(n, width)
+    keys = padded.view(">u8").ravel().astype(np.uint64)
+    codes, uniques = pd.factorize(keys)
+    codes = np.where(same, codes, -1).astype(np.int64)
+    # Back to strings: the key's bytes are the id (no NUL bytes inside an id).
+    texts = np.asarray(uniques, dtype=">u8").view("S8")
+    values = pc.cast(pa.array(texts, type=pa.binary()), pa.string())
+    others = np.flatnonzero(~same)
+    if len(others):
+        # Off-width and null rows: a second, small encoding appended after these codes.
+        rest_codes, rest_values = _encode_generic(arr.take(pa.array(others)))
+        codes[others] = np.where(rest_codes >= 0, rest_codes + len(values), -1)
+        values = pa.concat_arrays([values, rest_values.cast(pa.string())])
+    return codes, values
+
+
+def _encode_generic(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
     encoded = pc.dictionary_encode(arr)
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, encoded.dictionary

@@ -180,12 +180,15 @@ def target(task: str, frame: pd.DataFrame) -> np.ndarray:
 def tune_models(splits: SnapshotSplits, config: TrainConfig, *, log_to_mlflow: bool = True) -> dict[str, TuningResult]:
     """One seeded Optuna study per task; the time budget is shared equally."""
     budget = config.tuning.timeout_seconds / len(TASKS) if config.tuning.timeout_seconds else None
+    train = splits.train
+    if 0 < config.tuning.max_rows < len(train):
+        train = train.sample(n=config.tuning.max_rows, random_state=config.seed).sort_index()
     return {
         task: tune(
             task,
             lambda params, task=task: make_model(task, splits, config, params),
-            splits.X("train"),
-            target(task, splits.train),
+            train[splits.spec.feature_names],
+            target(task, train),
             splits.X("valid"),
             target(task, splits.valid),
             trials=config.tuning.trials,
