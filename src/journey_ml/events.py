@@ -676,9 +676,10 @@ class _Factor:
 
     def take(self, rows: np.ndarray) -> pd.Series:
         """The cleaned strings at ``rows`` as a pandas ``str`` series (null where missing)."""
-        codes = self.codes[rows]
+        codes = self.codes[rows].astype(np.int32)
         mask = codes < 0
-        indices = pa.array(np.where(mask, 0, codes).astype(np.int32), mask=mask if mask.any() else None)
+        # Usually no mask: accepted rows always have an id, a type and a channel.
+        indices = pa.array(np.where(mask, 0, codes), mask=mask) if mask.any() else pa.array(codes)
         decoded = pa.DictionaryArray.from_arrays(indices, self.values).cast(pa.string())
         return decoded.to_pandas().reset_index(drop=True)
 
