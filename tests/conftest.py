@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# pytest-xdist runs two workers on two cores: one OpenMP thread each, and no spin-waiting,
+# or LightGBM's threads oversubscribe the machine and fits slow down ten-fold.
+# Set before anything imports LightGBM (conftest is imported first).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
