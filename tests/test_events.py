@@ -431,3 +431,22 @@ def test_sessions_split_exactly_at_gaps(journey_map: JourneyMap, visits: list[tu
         deltas = group["timestamp"].diff().iloc[1:]
         assert numbers[0] == 1
         assert (np.diff(numbers) == (deltas > gap).to_numpy().astype(int)).all()
+
+
+def test_fixed_width_and_other_ids_share_one_order(journey_map: JourneyMap) -> None:
+    # Mostly 5-byte ids (integer-keyed fast path) mixed with other widths, padding,
+    # non-ASCII and missing ids: the result must match a plain string sort.
+    ids = ["00042", "00007", "zz999", None, "00042", " 0007", "ä0001", "7", "00007 ", "", "00010"]
+    raw = pd.DataFrame(
+        {
+            "customer_id": pd.Series(ids, dtype="str"),
+            "timestamp": [f"2026-01-01T00:{i:02d}:00Z" for i in range(len(ids))],
+            "event_type": "site_visit",
+        }
+    )
+    result = validate_events(raw, journey_map, max_reject_share=1.0)
+    check_contract(result.events, journey_map)
+    assert result.events["customer_id"].tolist() == [
+        "00007", "00007", "00010", "00042", "00042", "0007", "7", "zz999", "ä0001",
+    ]
+    assert result.rejects["row_number"].tolist() == [3, 9]
