@@ -196,6 +196,19 @@ def test_numeric_and_datetime_timestamp_columns(journey_map: JourneyMap) -> None
     a = validate_events(naive, journey_map).events["timestamp"].iloc[0]
     b = validate_events(berlin, journey_map).events["timestamp"].iloc[0]
     assert a == b == pd.Timestamp("2026-03-01T12:00Z")
+    py = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "timestamp": pd.Series(
+                [dt.datetime(2026, 3, 1, 12), dt.datetime(2026, 3, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2))), None],
+                dtype=object,
+            ),
+            "event_type": "ad_click",
+        }
+    )
+    got_py = validate_events(py, journey_map, max_reject_share=1.0)
+    assert got_py.events["timestamp"].tolist() == [pd.Timestamp("2026-03-01T12:00Z")] * 2
+    assert got_py.rejects["reject_reason"].tolist() == ["missing_timestamp"]
     far = frame([ev(ts=pd.Timestamp("2200-01-01")), ev(cid="c2", ts=pd.NaT)])
     reasons = validate_events(far, journey_map, max_reject_share=1.0).rejects["reject_reason"]
     assert reasons.tolist() == ["bad_timestamp", "missing_timestamp"]

@@ -712,6 +712,11 @@ def _parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _parse_timestamps(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(int64 ns since epoch UTC, missing, bad); ns is 0 where missing or bad."""
     n = len(series)
+    if pd.api.types.is_object_dtype(series.dtype) and pd.api.types.infer_dtype(series, skipna=True) in (
+        "datetime", "datetime64", "date",
+    ):
+        # Python datetimes (e.g. from an API request): naive ones are UTC, aware ones converted.
+        series = pd.to_datetime(series, utc=True)
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         idx = pd.DatetimeIndex(series)
