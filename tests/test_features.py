@@ -63,7 +63,7 @@ def test_hand_computed_values(journey_map: JourneyMap, events: pd.DataFrame) -> 
     assert f["stage_purchase_events"] == 1 and f["stage_retention_events"] == 1
     assert f["stage_awareness_days_since_first"] == 40
     assert f["tp_support_contact_phone_count_30d"] == 2 and f["tp_support_contact_phone_count_7d"] == 0
-    assert f["tp_purchase_web_share_7d"] == pytest.approx(2 / 4)
+    assert f["tp_purchase_web_share_90d"] == pytest.approx(2 / 8)
     assert f["tp_purchase_web_days_since_last"] == 2
     assert f["friction_support_wait_count_30d"] == 1 and f["friction_support_wait_count_total"] == 1
     assert f["friction_support_wait_days_since_last"] == 10

@@ -48,11 +48,11 @@ from journey_ml.stages import event_stage_evidence, sort_events
 
 WINDOWS: tuple[int, ...] = (7, 30, 90)
 OTHER = "other"
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 _NS_PER_DAY = 86_400 * 10**9
 _MAX_CHANNELS = 12
 _MAX_EVENT_TYPES = 60
-_MAX_BIGRAMS = 20
+_MAX_BIGRAMS = 12
 # Every query offset (days before the cutoff) any feature needs; 14 is the trend window.
 _OFFSETS: tuple[int, ...] = (0, 7, 14, 30, 90)
 
@@ -115,7 +115,7 @@ class FeatureSpec:
     # ------------------------------------------------------------------ fit / io
     @classmethod
     def fit(
-        cls, events: pd.DataFrame, journey_map: JourneyMap, *, max_touchpoints: int = 40
+        cls, events: pd.DataFrame, journey_map: JourneyMap, *, max_touchpoints: int = 24
     ) -> FeatureSpec:
         """Learn the vocabularies from (training) events.
 
@@ -125,7 +125,7 @@ class FeatureSpec:
             Canonical events (see :mod:`journey_ml.events`) of the training period only.
         journey_map : JourneyMap
             The journey map.
-        max_touchpoints : int, default 40
+        max_touchpoints : int, default 24
             Keep at most this many touchpoints (most frequent first); rarer ones are
             pooled into ``other``.
 
@@ -337,7 +337,12 @@ class FeatureSpec:
 # ============================================================================ encoding
 @dataclass
 class _Encoded:
-    """Sorted events as integer codes and numbers (the only thing features read)."""
+    """Sorted events as integer codes and numbers (the only thing features read).
+
+    Sparse indicators (stages, frictions, conversions, ...) are kept as sorted event
+    positions rather than n-long boolean columns: less memory, and every count below is
+    taken at a handful of boundaries per snapshot row instead of over all events.
+    """
 
     customers: pd.Index  # sorted unique customer ids; position = customer code
     code: np.ndarray  # int64 customer code per event (non-decreasing)
@@ -346,21 +351,31 @@ class _Encoded:
     etype: np.ndarray  # int16 code into spec.event_types (len = other)
     channel: np.ndarray  # int16 code into spec.channels (len = other)
     touchpoint: np.ndarray  # int16 code into spec.touchpoints (len = other)
-    stage: np.ndarray  # int8 stage evidence, NO_STAGE for none
-    conversion: np.ndarray  # bool
-    exit: np.ndarray  # bool
-    revenue: np.ndarray  # float64, revenue of conversion events (0 elsewhere)
-    session_start: np.ndarray  # bool
-    friction: list[np.ndarray]  # bool per friction
-    measure: list[np.ndarray | None]  # float64 measure on the friction's touchpoint, NaN elsewhere
+    stage: np.ndarray  # int8 stage evidence, -1 for none
+    flags: dict[str, np.ndarray]  # flag name -> sorted int64 event positions (see _flag_names)
+    conv_value: np.ndarray  # float64 revenue of each conversion event (aligned with flags["conversion"])
+    measure: list[np.ndarray | None]  # per friction: measure values at flags[f"measured:{i}"]
     event_bigram: np.ndarray  # int16 code into spec.event_bigrams, -1 none
     stage_bigram: np.ndarray  # int16 code into spec.stage_bigrams, -1 none
+    cache: dict[str, Any] = field(default_factory=dict)  # derived per-event arrays, built once
 
     @property
     def n(self) -> int:
         return len(self.ts)
 
+    @property
+    def ts_safe(self) -> np.ndarray:
+        """``ts`` with at least one element, so gathers at clamped index 0 never fail."""
+        return self.ts if self.n else np.zeros(1, dtype=np.int64)
 
+
+def _flag_names(jm: JourneyMap) -> list[str]:
+    """Order of the indicator columns counted together at each chunk's boundaries."""
+    names = [f"stage:{s}" for s in range(len(jm.stages))]
+    names += [f"friction:{i}" for i in range(len(jm.friction))]
+    names += ["conversion", "session_start", "exit"]
+    names += [f"measured:{i}" for i, fr in enumerate(jm.friction) if fr.column is not None]
+    return names
 def _check_columns(events: pd.DataFrame) -> None:
     for col in ("customer_id", "timestamp", "event_type"):
         if col not in events.columns:
@@ -479,45 +494,51 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     else:
         touchpoint = _lookup(et_uniques, spec.touchpoints, len(spec.touchpoints))[et_codes]
 
-    stage = _stage_evidence(events, et_codes, et_uniques, jm)
-    conv_table = np.array([u in jm.conversion_events for u in et_uniques], dtype=bool)
-    exit_table = np.array([u in jm.exit_events for u in et_uniques], dtype=bool)
-    conversion = conv_table[et_codes] if n else np.zeros(0, dtype=bool)
-    exits = exit_table[et_codes] if n else np.zeros(0, dtype=bool)
-    if "revenue" in events.columns:
-        rev = events["revenue"].to_numpy(dtype=np.float64, na_value=0.0)
-        revenue = np.where(conversion, rev, 0.0)
-    else:
-        revenue = np.zeros(n)
+    def where_type(names: Sequence[str] | None) -> np.ndarray:
+        """Positions of events whose type is in ``names`` (all events for None)."""
+        if names is None:
+            return np.arange(n, dtype=np.int64)
+        table = np.array([u in names for u in et_uniques], dtype=bool)
+        return np.flatnonzero(table[et_codes]) if n else np.zeros(0, dtype=np.int64)
 
-    if "session_id" in events.columns:
+    stage = _stage_evidence(events, et_codes, et_uniques, jm) if n else np.zeros(0, dtype=np.int8)
+    flags: dict[str, np.ndarray] = {}
+    # One stable sort groups positions by stage, instead of one full pass per stage.
+    staged = np.flatnonzero(stage >= 0)
+    by_stage = staged[np.argsort(stage[staged], kind="stable")]
+    bounds = np.searchsorted(stage[by_stage], np.arange(len(jm.stages) + 1), side="left")
+    for s in range(len(jm.stages)):
+        flags[f"stage:{s}"] = by_stage[bounds[s] : bounds[s + 1]]
+    measure: list[np.ndarray | None] = []
+    for i, fr in enumerate(jm.friction):
+        on_type = where_type(None if fr.event_type is None else [fr.event_type])
+        if fr.column is None:
+            flags[f"friction:{i}"] = on_type
+            measure.append(None)
+            continue
+        values = _measure(events, fr.column)[on_type]
+        valid = ~np.isnan(values)
+        flags[f"friction:{i}"] = on_type[_friction_hit(values, fr.min)]
+        flags[f"measured:{i}"] = on_type[valid]
+        measure.append(values[valid])
+    conv = where_type(list(jm.conversion_events))
+    flags["conversion"] = conv
+    flags["exit"] = where_type(list(jm.exit_events))
+    if "revenue" in events.columns:
+        conv_value = events["revenue"].to_numpy(dtype=np.float64, na_value=0.0)[conv]
+    else:
+        conv_value = np.zeros(len(conv))
+
+    if "session_id" in events.columns and n > 1:
         sess = _arrow(events["session_id"])
-        session_start = ~same.copy()
-        if n > 1:
-            changed = pc.not_equal(sess.slice(1), sess.slice(0, n - 1))
-            session_start[1:] |= changed.to_numpy(zero_copy_only=False)
+        changed = pc.not_equal(sess.slice(1), sess.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        session_start = ~same
+        session_start[1:] |= changed
     else:
         gap = np.diff(ts, prepend=ts[:1] if n else ts)
         session_start = ~same | (gap > int(jm.session_gap_minutes * 60 * 10**9))
-
-    friction: list[np.ndarray] = []
-    measure: list[np.ndarray | None] = []
-    for fr in jm.friction:
-        on_type = (
-            np.ones(n, dtype=bool)
-            if fr.event_type is None
-            else np.array([u == fr.event_type for u in et_uniques], dtype=bool)[et_codes]
-            if n
-            else np.zeros(0, dtype=bool)
-        )
-        if fr.column is None:
-            friction.append(on_type)
-            measure.append(None)
-            continue
-        values = _measure(events, fr.column)
-        values = np.where(on_type, values, np.nan)
-        friction.append(_friction_hit(values, fr.min))
-        measure.append(values)
+    flags["session_start"] = np.flatnonzero(session_start)
+    del session_start
 
     # Event-type bigrams (previous event -> this event, same customer).
     n_e = len(spec.event_types) + 1
@@ -528,7 +549,7 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
             table[epos[a] * n_e + epos[b]] = k
     event_bigram = np.full(n, -1, dtype=np.int16)
     if n > 1:
-        pair = etype[:-1].astype(np.int64) * n_e + etype[1:]
+        pair = etype[:-1].astype(np.int32) * n_e + etype[1:]
         event_bigram[1:] = np.where(same[1:], table[pair], -1)
 
     # Stage bigrams between consecutive stage-evidencing events of one customer.
@@ -537,12 +558,11 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     for k, (a, b) in enumerate(spec.stage_bigrams):
         stable[a * n_s + b] = k
     stage_bigram = np.full(n, -1, dtype=np.int16)
-    sub = np.flatnonzero(stage >= 0)
-    if len(sub) > 1:
-        s_sub = stage[sub].astype(np.int64)
-        ok = code[sub[1:]] == code[sub[:-1]]
+    if len(staged) > 1:
+        s_sub = stage[staged].astype(np.int64)
+        ok = code[staged[1:]] == code[staged[:-1]]
         pair = s_sub[:-1] * n_s + s_sub[1:]
-        stage_bigram[sub[1:]] = np.where(ok, stable[pair], -1)
+        stage_bigram[staged[1:]] = np.where(ok, stable[pair], -1)
 
     return _Encoded(
         customers=customers,
@@ -553,11 +573,8 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         channel=channel,
         touchpoint=touchpoint,
         stage=stage,
-        conversion=conversion,
-        exit=exits,
-        revenue=revenue,
-        session_start=session_start,
-        friction=friction,
+        flags=flags,
+        conv_value=conv_value,
         measure=measure,
         event_bigram=event_bigram,
         stage_bigram=stage_bigram,
@@ -579,6 +596,9 @@ class _Rows:
     first: np.ndarray
     last: dict[float, np.ndarray]
 
+    def take(self, sel: slice | np.ndarray) -> _Rows:
+        return _Rows(self.code[sel], self.t[sel], self.first[sel], {o: v[sel] for o, v in self.last.items()})
+
 
 def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequence[float]) -> _Rows:
     known = code >= 0
@@ -589,6 +609,7 @@ def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequen
     bucket = np.searchsorted(times, enc.ts, side="left").astype(np.int64)
     width = len(times) + 1
     key = enc.code * width + bucket
+    del bucket
     first = np.where(known, enc.start[safe] if len(enc.start) > 1 else 0, 0)
     last: dict[float, np.ndarray] = {}
     for o, q in zip(offsets_days, queries, strict=True):
@@ -599,78 +620,171 @@ def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequen
 
 
 # ============================================================================ context
+@dataclass
+class _Bins:
+    """A chunk's boundaries: the sorted distinct event indices its rows ask about.
+
+    Every count a row needs is "matching events in (b1, b2]" for two of its boundaries
+    (``first - 1``, and the last event at or before ``t - o`` for each offset ``o``).
+    Event ``e`` in ``(U[k-1], U[k]]`` falls in bin ``k``; one ``bincount`` over
+    (code, bin) and a cumulative sum along the bins then give, for *all* codes at once,
+    the number of matching events up to every boundary: one pass over the chunk's
+    events per family, and a (codes x boundaries) matrix whose size is bounded by the
+    chunk, never (events x codes).
+    """
+
+    u: np.ndarray  # sorted boundary event indices
+    pos: dict[float, np.ndarray]  # offset -> each row's column in u
+    pos_first: np.ndarray  # each row's column of (first - 1)
+    lo: int  # first binned event index (u[0] + 1)
+    bin_of: np.ndarray  # bin of events lo .. u[-1]
+
+    @property
+    def nb(self) -> int:
+        return len(self.u)
+
+
 class _Ctx:
-    """Per-row gathers of prefix sums; what every feature function reads."""
+    """Per-row gathers for one chunk of rows; what every feature function reads."""
 
     def __init__(self, enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> None:
         self.enc = enc
         self.rows = rows
         self.spec = spec
         self.n_rows = len(rows.t)
+        self.some = rows.last[0] >= rows.first  # the row has at least one event
+        self._families: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._gathered: dict[tuple[int, Any], np.ndarray] = {}
+        self._flag_col = {name: j for j, name in enumerate(_flag_names(spec.journey_map))}
 
-    @staticmethod
-    def prefix(x: np.ndarray) -> np.ndarray:
-        """``p[i]`` = sum of ``x[:i]`` (length n + 1)."""
-        dtype = np.float64 if x.dtype.kind == "f" else np.int64 if len(x) >= 2**31 else np.int32
-        out = np.zeros(len(x) + 1, dtype=dtype)
-        # Summing bytes is markedly faster than casting booleans element by element.
-        np.cumsum(x.view(np.int8) if x.dtype == bool else x, out=out[1:], dtype=dtype)
-        return out
+    def shared(self, key: str, make: Callable[[], Any]) -> Any:
+        """Per-event arrays derived once per call and reused by every chunk."""
+        if key not in self.enc.cache:
+            self.enc.cache[key] = make()
+        return self.enc.cache[key]
 
-    def count(self, p: np.ndarray, days: int | None = None) -> np.ndarray:
-        """Sum of the indicator/values over ``(t - days, t]`` (all history when ``None``)."""
-        hi = p[self.rows.last[0] + 1]
-        lo = p[self.rows.first] if days is None else p[self.rows.last[days] + 1]
-        return hi - lo
+    @cached_property
+    def bins(self) -> _Bins:
+        rows = self.rows
+        m = self.n_rows
+        offsets = list(rows.last)
+        known = rows.code >= 0
+        parts = [rows.first - 1, *(rows.last[o] for o in offsets)]
+        allb = np.concatenate(parts)
+        if not known.all():
+            # Unknown customers have no events: any one boundary (all equal) gives 0 counts.
+            base = int(rows.first[known].min() - 1) if known.any() else -1
+            allb[np.tile(~known, len(parts))] = base
+        u, inv = np.unique(allb, return_inverse=True)
+        pos = {o: inv[(i + 1) * m : (i + 2) * m] for i, o in enumerate(offsets)}
+        bin_of = np.repeat(np.arange(1, len(u), dtype=np.int64), np.diff(u))
+        return _Bins(u=u, pos=pos, pos_first=inv[:m], lo=int(u[0]) + 1, bin_of=bin_of)
 
-    def local_prefix(self, x: np.ndarray) -> np.ndarray:
-        """Float prefix sums restarted at every customer (length n + 1).
+    def _accumulate(self, key: np.ndarray, ev: np.ndarray, k: int, last: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        nb = self.bins.nb
+        cum = np.bincount(key, minlength=k * nb).reshape(k, nb)
+        np.cumsum(cum, axis=1, out=cum)
+        lastm = None
+        if last:
+            # Index of the latest matching event in each bin, then carried forward.
+            lastm = np.full(k * nb, -1, dtype=np.int64)
+            np.maximum.at(lastm, key, ev)
+            lastm = lastm.reshape(k, nb)
+            np.maximum.accumulate(lastm, axis=1, out=lastm)
+        return cum, lastm
 
-        A global float cumsum would make a customer's sums depend, through rounding, on the
-        customers sorted before them; restarting keeps batch and single-customer serving
-        bit-identical.
-        """
-        out = np.zeros(len(x) + 1, dtype=np.float64)
-        if len(x):
-            out[1:] = pd.Series(x).groupby(self.enc.code, sort=False).cumsum().to_numpy()
-        return out
+    def codes(self, name: str, codes: np.ndarray, k: int, *, last: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cumulative counts (k x boundaries) of an event code column (``-1`` = none)."""
+        if name not in self._families:
+            b = self.bins
+            c = codes[b.lo : b.lo + len(b.bin_of)]
+            ok = np.flatnonzero(c >= 0)
+            key = c[ok].astype(np.int64) * b.nb + b.bin_of[ok]
+            self._families[name] = self._accumulate(key, ok + b.lo, k, last)
+        return self._families[name]
 
-    def local_sum(self, lp: np.ndarray, days: float | None = None) -> np.ndarray:
-        """Sum over ``(t - days, t]`` (all history when ``None``) from :meth:`local_prefix`."""
-        first = self.rows.first
-        hi_idx = self.rows.last[0]
-        hi = np.where(hi_idx >= first, lp[hi_idx + 1], 0.0)
-        if days is None:
-            return hi
-        lo_idx = self.rows.last[days]
-        return hi - np.where(lo_idx >= first, lp[lo_idx + 1], 0.0)
+    @property
+    def flags(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative counts and last positions of every flag in :func:`_flag_names`."""
+        if "flags" not in self._families:
+            b = self.bins
+            hi = b.lo + len(b.bin_of)
+            keys, evs = [], []
+            for j, name in enumerate(self._flag_col):
+                p = self.enc.flags[name]
+                p = p[np.searchsorted(p, b.lo) : np.searchsorted(p, hi)]
+                keys.append(j * b.nb + b.bin_of[p - b.lo])
+                evs.append(p)
+            key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+            ev = np.concatenate(evs) if evs else np.zeros(0, np.int64)
+            self._families["flags"] = self._accumulate(key, ev, len(self._flag_col), True)  # type: ignore[assignment]
+        return self._families["flags"]  # type: ignore[return-value]
+
+    def _at(self, cum: np.ndarray, days: float | None) -> np.ndarray:
+        """``cum`` at each row's boundary ``t - days`` (``first - 1`` for None), memoised."""
+        key = (id(cum), days)
+        if key not in self._gathered:
+            b = self.bins
+            self._gathered[key] = cum[:, b.pos_first if days is None else b.pos[days]]
+        return self._gathered[key]
+
+    def window(self, cum: np.ndarray, days: float | None) -> np.ndarray:
+        """Counts in ``(t - days, t]`` (all history when None) from a cumulative matrix."""
+        key = (id(cum), ("window", days))
+        if key not in self._gathered:
+            self._gathered[key] = self._at(cum, 0) - self._at(cum, days)
+        return self._gathered[key]
+
+    def flag_window(self, name: str, days: float | None) -> np.ndarray:
+        return self.window(self.flags[0], days)[self._flag_col[name]]
+
+    def last_index(self, lastm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index of the last matching event at or before ``t`` and whether there is one."""
+        idx = self._at(lastm, 0)
+        return idx, (idx >= self.rows.first) & self.some
+
+    def flag_last(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        j = self._flag_col[name]
+        idx = self._at(self.flags[1], 0)[j]
+        return idx, (idx >= self.rows.first) & self.some
+
+    def flag_range(self, name: str, days: float | None, upper: float = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``[a, b)`` into ``enc.flags[name]`` of the flagged events in
+        ``(t - days, t - upper]`` (``days=None``: from the customer's first event)."""
+        j = self._flag_col[name]
+        base = np.searchsorted(self.enc.flags[name], self.bins.u[0], side="right")
+        return base + self._at(self.flags[0], days)[j], base + self._at(self.flags[0], upper)[j]
 
     def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Days from event ``idx`` to the cutoff (NaN where not ``valid``)."""
-        ts = self.enc.ts[np.where(valid, idx, 0)] if self.enc.n else np.zeros(len(idx), np.int64)
+        """Days from event ``idx`` to the cutoff (NaN where not ``valid``); any shape."""
+        ts = self.enc.ts_safe[np.where(valid, idx, 0)]
         out = ((self.rows.t - ts) / _NS_PER_DAY).astype(np.float32)
         out[~valid] = np.nan
         return out
 
-    def indicator(
-        self, ind: np.ndarray, windows: Sequence[int | None], *, positions: bool = True
-    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-        """Counts per window, plus first and last matching event index and validity.
 
-        With ``positions=False`` the indices are not computed (zeros), saving a pass.
-        """
-        p = self.prefix(ind)
-        counts = [self.count(p, w) for w in windows]
-        before = p[self.rows.first]
-        upto = p[self.rows.last[0] + 1]
-        has = upto > before
-        pos = np.flatnonzero(ind) if positions else np.zeros(0, dtype=np.int64)
-        if len(pos):
-            last_idx = pos[np.clip(upto - 1, 0, len(pos) - 1)]
-            first_idx = pos[np.clip(before, 0, len(pos) - 1)]
-        else:
-            last_idx = first_idx = np.zeros(self.n_rows, dtype=np.int64)
-        return counts, first_idx, last_idx, has
+def _segment_reduce(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float) -> np.ndarray:
+    """``ufunc.reduce(x[lo:hi])`` per row (``empty`` where the range is empty).
+
+    Each row's result depends only on the values in its range, in order, so a customer's
+    sums do not depend on which other customers or rows are computed alongside (batch and
+    serving stay bit-identical), unlike differences of a global float prefix sum.
+    """
+    out = np.full(len(lo), empty, dtype=np.float64)
+    if not len(x) or not len(lo):
+        return out
+    order = None if np.all(lo[1:] >= lo[:-1]) else np.argsort(lo, kind="stable")
+    a, b = (lo, hi) if order is None else (lo[order], hi[order])
+    idx = np.empty(2 * len(a), dtype=np.intp)
+    # Odd slots end each range; sorted starts keep the unused odd segments short.
+    idx[0::2] = a
+    idx[1::2] = b
+    r = ufunc.reduceat(np.append(x, 0.0), idx)[0::2]
+    r = np.where(b > a, r, empty)
+    if order is None:
+        return r
+    out[order] = r
+    return out
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -694,13 +808,12 @@ def events_total(ctx: _Ctx) -> np.ndarray:
 
 def recency_days(ctx: _Ctx) -> np.ndarray:
     """Days since the last event."""
-    last = ctx.rows.last[0]
-    return ctx.days_since(last, last >= ctx.rows.first)
+    return ctx.days_since(ctx.rows.last[0], ctx.some)
 
 
 def tenure_days(ctx: _Ctx) -> np.ndarray:
     """Days since the first event."""
-    return ctx.days_since(ctx.rows.first, ctx.rows.last[0] >= ctx.rows.first)
+    return ctx.days_since(ctx.rows.first, ctx.some)
 
 
 def rfm(ctx: _Ctx) -> dict[str, np.ndarray]:
@@ -709,13 +822,14 @@ def rfm(ctx: _Ctx) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for w in WINDOWS:
         out[f"events_{w}d"] = _f32(rows.last[0] - rows.last[w])
-    (conv_total, conv_90), _, last_conv, has_conv = ctx.indicator(ctx.enc.conversion, [None, 90])
-    prev = ctx.local_prefix(ctx.enc.revenue)
-    revenue_total = ctx.local_sum(prev)
+    conv_total = ctx.flag_window("conversion", None)
+    values = ctx.enc.conv_value
+    revenue_total = _segment_reduce(np.add, values, *ctx.flag_range("conversion", None), 0.0)
+    last_conv, has_conv = ctx.flag_last("conversion")
     out["conversions_total"] = _f32(conv_total)
-    out["conversions_90d"] = _f32(conv_90)
+    out["conversions_90d"] = _f32(ctx.flag_window("conversion", 90))
     out["revenue_total"] = _f32(revenue_total)
-    out["revenue_90d"] = _f32(ctx.local_sum(prev, 90))
+    out["revenue_90d"] = _f32(_segment_reduce(np.add, values, *ctx.flag_range("conversion", 90), 0.0))
     out["avg_order_value"] = _ratio(revenue_total, conv_total)
     out["days_since_last_conversion"] = ctx.days_since(last_conv, has_conv)
     return out
@@ -757,21 +871,26 @@ def stage_features(ctx: _Ctx) -> dict[str, np.ndarray]:
     enc, rows, spec = ctx.enc, ctx.rows, ctx.spec
     n_st = len(spec.journey_map.stages)
     out: dict[str, np.ndarray] = {}
-    first_t = np.zeros((ctx.n_rows, n_st), dtype=np.int64)
+    first_t = np.zeros((n_st, ctx.n_rows), dtype=np.int64)
     for s, slug in enumerate(spec.stage_slugs):
-        (count,), first_idx, last_idx, has = ctx.indicator(enc.stage == s, [None])
+        name = f"stage:{s}"
+        count = ctx.flag_window(name, None)
+        has = count > 0
+        a, _ = ctx.flag_range(name, None)
+        pos = enc.flags[name]
+        first_idx = pos[np.minimum(a, len(pos) - 1)] if len(pos) else np.zeros(ctx.n_rows, np.int64)
+        last_idx, _ = ctx.flag_last(name)
         out[f"stage_{slug}_events"] = _f32(count)
         out[f"stage_{slug}_days_since_first"] = ctx.days_since(first_idx, has)
         out[f"stage_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
-        first_t[:, s] = np.where(has, enc.ts[first_idx] if enc.n else 0, -1)
+        first_t[s] = np.where(has, enc.ts_safe[np.where(has, first_idx, 0)], -1)
     current = current_stage_codes(enc, rows)
-    reached = first_t[np.arange(ctx.n_rows), current]
-    some = rows.last[0] >= rows.first
-    since = np.where(reached >= 0, reached, enc.ts[rows.first] if enc.n else 0)
+    reached = first_t[current, np.arange(ctx.n_rows)]
+    since = np.where(reached >= 0, reached, enc.ts_safe[np.where(ctx.some, rows.first, 0)])
     dwell = ((rows.t - since) / _NS_PER_DAY).astype(np.float32)
-    dwell[~some] = np.nan
+    dwell[~ctx.some] = np.nan
     return {
-        "current_stage": np.where(some, current, -1).astype(np.int32),
+        "current_stage": np.where(ctx.some, current, -1).astype(np.int32),
         "stage_dwell_days": dwell,
         **out,
     }
@@ -784,7 +903,7 @@ def stage_features_names(spec: FeatureSpec) -> list[str]:
     return names
 
 
-def current_stage_codes(enc: _Encoded, rows: _Rows, offset: int = 0) -> np.ndarray:
+def current_stage_codes(enc: _Encoded, rows: _Rows, offset: float = 0) -> np.ndarray:
     """Furthest stage evidenced by each row's events at or before ``t - offset days``.
 
     Stage-less-only customers are placed in stage 0 (see :func:`stage_features`).
@@ -795,33 +914,44 @@ def current_stage_codes(enc: _Encoded, rows: _Rows, offset: int = 0) -> np.ndarr
 
 
 def _running_stage(enc: _Encoded) -> np.ndarray:
-    """Per event, the customer's furthest stage so far (NO_STAGE before any evidence)."""
-    if not enc.n:
-        return np.zeros(1, dtype=np.int64)
-    width = int(max(enc.stage.max(initial=0), 0)) + 2
-    # Offsetting by customer makes one global cumulative max restart at each customer.
-    key = enc.code * width + (enc.stage.astype(np.int64) + 1)
-    return np.maximum.accumulate(key) - enc.code * width - 1
+    """Per event, the customer's furthest stage so far (-1 before any evidence)."""
+    if "running_stage" not in enc.cache:
+        if not enc.n:
+            enc.cache["running_stage"] = np.zeros(1, dtype=np.int8)
+        else:
+            width = int(max(enc.stage.max(initial=0), 0)) + 2
+            # Offsetting by customer makes one global cumulative max restart at each customer.
+            key = enc.code * width + (enc.stage.astype(np.int64) + 1)
+            np.maximum.accumulate(key, out=key)
+            enc.cache["running_stage"] = (key - enc.code * width - 1).astype(np.int8)
+    return enc.cache["running_stage"]
 
 
 def touchpoint_features(ctx: _Ctx) -> dict[str, np.ndarray]:
-    """Per touchpoint: counts and shares of events in 7/30/90 days, days since last."""
+    """Per touchpoint: counts in 7/30/90 days, share of the last 90 days' events, days since last."""
     out: dict[str, np.ndarray] = {}
-    totals = {w: ctx.rows.last[0] - ctx.rows.last[w] for w in WINDOWS}
-    for k, slug in enumerate(ctx.spec.touchpoint_slugs):
-        counts, _, last_idx, has = ctx.indicator(ctx.enc.touchpoint == k, WINDOWS)
-        for w, c in zip(WINDOWS, counts, strict=True):
-            out[f"tp_{slug}_count_{w}d"] = _f32(c)
-            out[f"tp_{slug}_share_{w}d"] = _ratio(c, totals[w])
-        out[f"tp_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
+    k = len(ctx.spec.touchpoint_slugs)
+    cum, lastm = ctx.codes("touchpoint", ctx.enc.touchpoint, k, last=True)
+    counts = {w: ctx.window(cum, w) for w in WINDOWS}
+    total90 = ctx.rows.last[0] - ctx.rows.last[90]
+    assert lastm is not None
+    last_idx, has = ctx.last_index(lastm)
+    since = ctx.days_since(last_idx, has)
+    shares = _ratio(counts[90], total90[None, :])
+    # Rows of the (touchpoints x rows) matrices; the block write casts them to float32.
+    for j, slug in enumerate(ctx.spec.touchpoint_slugs):
+        for w in WINDOWS:
+            out[f"tp_{slug}_count_{w}d"] = counts[w][j]
+        out[f"tp_{slug}_share_90d"] = shares[j]
+        out[f"tp_{slug}_days_since_last"] = since[j]
     return out
 
 
 def _touchpoint_names_one(slug: str) -> list[str]:
-    names = []
-    for w in WINDOWS:
-        names += [f"tp_{slug}_count_{w}d", f"tp_{slug}_share_{w}d"]
-    return [*names, f"tp_{slug}_days_since_last"]
+    # One share window only: shares over 7/30 days repeat the counts' information at the
+    # cost of 2 x (touchpoints + 1) float columns per row.
+    names = [f"tp_{slug}_count_{w}d" for w in WINDOWS]
+    return [*names, f"tp_{slug}_share_90d", f"tp_{slug}_days_since_last"]
 
 
 def touchpoint_features_names(spec: FeatureSpec) -> list[str]:
@@ -835,27 +965,22 @@ def friction_features(ctx: _Ctx) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     enc = ctx.enc
     for i, slug in enumerate(ctx.spec.friction_slugs):
-        counts, _, last_idx, has = ctx.indicator(enc.friction[i], [*WINDOWS, None])
-        for w, c in zip([*WINDOWS, None], counts, strict=True):
+        name = f"friction:{i}"
+        for w in [*WINDOWS, None]:
             suffix = "total" if w is None else f"{w}d"
-            out[f"friction_{slug}_count_{suffix}"] = _f32(c)
-        out[f"friction_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
+            out[f"friction_{slug}_count_{suffix}"] = _f32(ctx.flag_window(name, w))
+        out[f"friction_{slug}_days_since_last"] = ctx.days_since(*ctx.flag_last(name))
         values = enc.measure[i]
         if values is None:
             continue
-        valid = ~np.isnan(values)
-        (n90,), _, m_last, m_has = ctx.indicator(valid, [90])  # last measured event
-        s90 = ctx.local_sum(ctx.local_prefix(np.where(valid, values, 0.0)), 90)
         col = ctx.spec.journey_map.friction[i].column
-        out[f"friction_{slug}_{col}_mean_90d"] = _ratio(s90, n90)
-        sub = np.flatnonzero(valid)
-        # Running max per customer over the measured events only.
-        cummax = pd.Series(values[sub]).groupby(enc.code[sub]).cummax().to_numpy()
-        k = np.clip(ctx.prefix(valid)[ctx.rows.last[0] + 1] - 1, 0, max(len(sub) - 1, 0))
-        mx = np.where(m_has, cummax[k] if len(sub) else np.nan, np.nan)
-        lastv = np.where(m_has, values[m_last] if enc.n else np.nan, np.nan)
-        out[f"friction_{slug}_{col}_max"] = _f32(mx)
-        out[f"friction_{slug}_{col}_last"] = _f32(lastv)
+        m = f"measured:{i}"
+        a90, b = ctx.flag_range(m, 90)
+        out[f"friction_{slug}_{col}_mean_90d"] = _ratio(_segment_reduce(np.add, values, a90, b, 0.0), b - a90)
+        a, b = ctx.flag_range(m, None)
+        out[f"friction_{slug}_{col}_max"] = _f32(_segment_reduce(np.maximum, values, a, b, np.nan))
+        lastv = values[np.clip(b - 1, 0, max(len(values) - 1, 0))] if len(values) else np.zeros(ctx.n_rows)
+        out[f"friction_{slug}_{col}_last"] = _f32(np.where(b > a, lastv, np.nan))
     return out
 
 
@@ -876,12 +1001,16 @@ def friction_features_names(spec: FeatureSpec) -> list[str]:
 def transitions(ctx: _Ctx) -> dict[str, np.ndarray]:
     """Counts of stage transitions and event-type bigrams so far."""
     out: dict[str, np.ndarray] = {}
-    for k, name in enumerate(_stage_bigram_names(ctx.spec)):
-        (c,), *_ = ctx.indicator(ctx.enc.stage_bigram == k, [None], positions=False)
-        out[name] = _f32(c)
-    for k, name in enumerate(_event_bigram_names(ctx.spec)):
-        (c,), *_ = ctx.indicator(ctx.enc.event_bigram == k, [None], positions=False)
-        out[name] = _f32(c)
+    for family, codes, names in (
+        ("stage_bigram", ctx.enc.stage_bigram, _stage_bigram_names(ctx.spec)),
+        ("event_bigram", ctx.enc.event_bigram, _event_bigram_names(ctx.spec)),
+    ):
+        if not names:
+            continue
+        cum, _ = ctx.codes(family, codes, len(names), last=False)
+        counts = ctx.window(cum, None)
+        for j, name in enumerate(names):
+            out[name] = counts[j]
     return out
 
 
@@ -899,25 +1028,36 @@ def transitions_names(spec: FeatureSpec) -> list[str]:
     return _stage_bigram_names(spec) + _event_bigram_names(spec)
 
 
+def _run_max_gap(enc: _Encoded) -> np.ndarray:
+    """Per event, the longest gap (seconds) between consecutive events of the customer so far."""
+    if "run_max_gap" not in enc.cache:
+        gaps = np.zeros(enc.n, dtype=np.int64)
+        if enc.n > 1:
+            gaps[1:] = np.diff(enc.ts) // 10**9
+            gaps[enc.start[:-1]] = 0
+            big = np.int64(2**40)  # seconds; ~35,000 years of gap
+            # One global cumulative max, restarted per customer by a code offset.
+            gaps += enc.code * big
+            np.maximum.accumulate(gaps, out=gaps)
+            gaps -= enc.code * big
+        enc.cache["run_max_gap"] = gaps if enc.n else np.zeros(1, dtype=np.int64)
+    return enc.cache["run_max_gap"]
+
+
 def sessions(ctx: _Ctx) -> dict[str, np.ndarray]:
     """Sessions so far and in 30 days, events per session, mean/last/max gap between events."""
     enc, rows = ctx.enc, ctx.rows
-    (total, s30), *_ = ctx.indicator(enc.session_start, [None, 30], positions=False)
+    total = ctx.flag_window("session_start", None)
+    s30 = ctx.flag_window("session_start", 30)
     n = rows.last[0] + 1 - rows.first
-    some = n > 0
-    span = np.where(some, enc.ts[np.maximum(rows.last[0], 0)] - enc.ts[rows.first] if enc.n else 0, 0)
+    ts = enc.ts_safe
+    li = np.maximum(rows.last[0], 0)
+    span = np.where(ctx.some, ts[li] - ts[np.where(ctx.some, rows.first, 0)], 0)
     mean_gap = _ratio(span / 3.6e12, n - 1)
     two = n >= 2
-    li = np.maximum(rows.last[0], 1)
-    last_gap = np.where(two, (enc.ts[li] - enc.ts[li - 1]) / 3.6e12 if enc.n > 1 else 0.0, np.nan)
-    # Max gap so far: one global cumulative max, restarted per customer by a code offset.
-    gaps = np.zeros(enc.n, dtype=np.int64)
-    if enc.n > 1:
-        gaps[1:] = np.diff(enc.ts) // 10**9
-        gaps[enc.start[:-1]] = 0
-    big = np.int64(2**40)  # seconds; ~35,000 years of gap
-    run_max = np.maximum.accumulate(enc.code * big + gaps) - enc.code * big if enc.n else gaps
-    max_gap = np.where(two, run_max[np.maximum(rows.last[0], 0)] / 86_400 if enc.n else 0.0, np.nan)
+    l1 = np.maximum(rows.last[0], 1)
+    last_gap = np.where(two, (ts[np.minimum(l1, len(ts) - 1)] - ts[np.minimum(l1 - 1, len(ts) - 1)]) / 3.6e12, np.nan)
+    max_gap = np.where(two, _run_max_gap(enc)[li] / 86_400, np.nan)
     return {
         "sessions_total": _f32(total),
         "sessions_30d": _f32(s30),
@@ -938,12 +1078,13 @@ def channel_mix(ctx: _Ctx) -> dict[str, np.ndarray]:
     enc, rows = ctx.enc, ctx.rows
     total = rows.last[0] - rows.last[90]
     out: dict[str, np.ndarray] = {}
+    cum, _ = ctx.codes("channel", enc.channel, len(ctx.spec.channel_slugs), last=False)
+    shares = _ratio(ctx.window(cum, 90), total[None, :])
     for k, slug in enumerate(ctx.spec.channel_slugs):
-        (c,), *_ = ctx.indicator(enc.channel == k, [90], positions=False)
-        out[f"channel_{slug}_share_90d"] = _ratio(c, total)
-    some = rows.last[0] >= rows.first
-    li = np.maximum(rows.last[0], 0)
-    fi = rows.first
+        out[f"channel_{slug}_share_90d"] = shares[k]
+    some = ctx.some
+    li = np.where(some, rows.last[0], 0)
+    fi = np.where(some, rows.first, 0)
     if enc.n:
         out["last_event_type"] = np.where(some, enc.etype[li], -1).astype(np.int32)
         out["last_channel"] = np.where(some, enc.channel[li], -1).astype(np.int32)
@@ -980,30 +1121,44 @@ FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], dict[str, np.ndarray]], Callable[
 
 
 # ============================================================================ public API
+# Rows per chunk: bounds the (codes x boundaries) matrices to a few tens of MB whatever
+# the number of events, while keeping per-chunk Python overhead negligible.
+_ROW_CHUNK = 1 << 16
+
+
 def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
-    """Feature columns for located rows, in ``spec.feature_names`` order."""
-    ctx = _Ctx(enc, rows, spec)
+    """Feature columns for located rows, in ``spec.feature_names`` order.
+
+    Rows are processed in chunks of customers (sorted by customer, then cutoff), each
+    writing straight into one preallocated float32 block that becomes the frame without
+    a copy; categorical codes are int32 columns inserted in place.
+    """
     names = spec.feature_names
     floats = [n for n in names if n not in spec.categories]
     col_of = {n: i for i, n in enumerate(floats)}
-    # One preallocated float32 block: no consolidation copy when the frame is built.
-    # Column-major so that writing one feature touches contiguous memory.
-    block = np.empty((len(floats), ctx.n_rows), dtype=np.float32).T
-    cats: dict[str, np.ndarray] = {}
-    produced: list[str] = []
-    for compute, _ in FEATURE_FAMILIES:
-        for name, values in compute(ctx).items():
-            produced.append(name)
-            if name in spec.categories:
-                cats[name] = values.astype(np.int32)
-            else:
-                block[:, col_of[name]] = values
-    if sorted(produced) != sorted(names):
-        raise RuntimeError(f"feature functions and names disagree: {set(produced) ^ set(names)}")
-    frame = pd.DataFrame(block, columns=pd.Index(floats, dtype=object), copy=False)
-    for name, values in cats.items():
-        frame[name] = values
-    return frame[names]
+    n_rows = len(rows.t)
+    # (features, rows) in C order is the layout pandas keeps a float block in.
+    block = np.empty((len(floats), n_rows), dtype=np.float32)
+    cats = {name: np.empty(n_rows, dtype=np.int32) for name in spec.categories}
+    order = np.lexsort((rows.t, rows.code))
+    identity = bool(np.all(order == np.arange(n_rows)))
+    for r0 in range(0, n_rows, _ROW_CHUNK):
+        sel: slice | np.ndarray = slice(r0, r0 + _ROW_CHUNK) if identity else order[r0 : r0 + _ROW_CHUNK]
+        ctx = _Ctx(enc, rows.take(sel), spec)
+        produced: list[str] = []
+        for compute, _ in FEATURE_FAMILIES:
+            for name, values in compute(ctx).items():
+                produced.append(name)
+                if name in cats:
+                    cats[name][sel] = values
+                else:
+                    block[col_of[name], sel] = values
+        if r0 == 0 and sorted(produced) != sorted(names):
+            raise RuntimeError(f"feature functions and names disagree: {set(produced) ^ set(names)}")
+    frame = pd.DataFrame(block.T, columns=pd.Index(floats, dtype=object), copy=False)
+    for name in sorted(spec.categories, key=names.index):
+        frame.insert(names.index(name), name, cats.pop(name))
+    return frame
 
 
 def _ns(values: Any) -> np.ndarray:
@@ -1048,13 +1203,10 @@ def compute_features(events: pd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFr
     t = _ns(cutoffs["cutoff"])
     rows = _locate(enc, code, t, _OFFSETS)
     feats = _features_frame(enc, rows, spec)
-    head = pd.DataFrame(
-        {
-            "customer_id": cutoffs["customer_id"].astype("str").to_numpy(),
-            "cutoff": pd.to_datetime(t, utc=True),
-        }
-    )
-    return pd.concat([head, feats], axis=1)
+    # Inserting the id columns adds blocks; pd.concat would copy the whole float block.
+    feats.insert(0, "customer_id", cutoffs["customer_id"].astype("str").to_numpy())
+    feats.insert(1, "cutoff", pd.to_datetime(t, utc=True))
+    return feats
 
 
 def _active_rows(enc: _Encoded, jm: JourneyMap, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1079,8 +1231,8 @@ def _active_rows(enc: _Encoded, jm: JourneyMap, times: np.ndarray) -> tuple[np.n
     rows = _locate(enc, code, t, (0,))
     last = rows.last[0]
     has = last >= rows.first
-    p_exit = _Ctx.prefix(enc.exit)
-    exited = p_exit[last + 1] - p_exit[rows.first] > 0
+    exits = enc.flags["exit"]
+    exited = np.searchsorted(exits, last, side="right") > np.searchsorted(exits, rows.first, side="left")
     recent = (t - enc.ts[np.maximum(last, 0)]) <= gone
     keep = has & recent & ~exited
     return code[keep], t[keep]

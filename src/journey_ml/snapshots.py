@@ -41,13 +41,13 @@ from journey_ml.features import (
     _OFFSETS,
     FeatureSpec,
     _active_rows,
-    _Ctx,
     _encode,
     _features_frame,
     _locate,
     _ns,
     _row_codes,
     _running_stage,
+    _segment_reduce,
     current_stage_codes,
 )
 
@@ -173,30 +173,25 @@ def build_snapshots(
     next_stage = np.maximum(current, reached)
     progressed = next_stage > current
     active_in_window = later > now
-    p_exit = _Ctx.prefix(enc.exit)
-    exit_in_window = p_exit[later + 1] - p_exit[now + 1] > 0
+    exits = enc.flags["exit"]
+    exit_in_window = np.searchsorted(exits, later, side="right") > np.searchsorted(exits, now, side="right")
     drop_off = ~progressed & (exit_in_window | ~active_in_window)
-    # Revenue in (t, t + H] = sum up to t + H minus sum up to t (per-customer prefix sums).
-    ctx = _Ctx(enc, rows, spec)
-    lp = ctx.local_prefix(enc.revenue)
-    future_revenue = np.where(later >= rows.first, lp[later + 1], 0.0) - np.where(now >= rows.first, lp[now + 1], 0.0)
+    # Revenue in (t, t + H]: the conversions between the two boundaries, summed in order,
+    # so the value depends only on the events in the window (no global float prefix sum).
+    conv = enc.flags["conversion"]
+    lo = np.searchsorted(conv, np.maximum(now, rows.first - 1), side="right")
+    hi = np.searchsorted(conv, np.maximum(later, rows.first - 1), side="right")
+    future_revenue = _segment_reduce(np.add, enc.conv_value, lo, np.maximum(hi, lo), 0.0)
 
-    out = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "customer_id": pd.Series(np.asarray(enc.customers)[np.maximum(code, 0)], dtype="str")
-                    if len(enc.customers)
-                    else pd.Series([], dtype="str"),
-                    "cutoff": pd.to_datetime(t, utc=True),
-                }
-            ),
-            feats,
-        ],
-        axis=1,
-    )
+    out = feats  # inserting columns adds blocks; pd.concat would copy the float block
     if isinstance(cutoffs, pd.DataFrame):
-        out["customer_id"] = cutoffs["customer_id"].astype("str").to_numpy()
+        ids = cutoffs["customer_id"].astype("str").to_numpy()
+    elif len(enc.customers):
+        ids = enc.customers.take(np.maximum(code, 0)).to_numpy()
+    else:
+        ids = np.zeros(0, dtype=object)
+    out.insert(0, "customer_id", pd.Series(ids, dtype="str").array)
+    out.insert(1, "cutoff", pd.to_datetime(t, utc=True))
     # The current_stage feature (int32 code) is the current_stage label: same definition.
     out["next_stage"] = next_stage.astype(np.int64)
     out["drop_off"] = drop_off.astype(np.int64)
