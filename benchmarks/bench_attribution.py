@@ -64,9 +64,10 @@ def reference_venv() -> Path:
     python = env / "bin" / "python"
     if not python.exists():
         venv.create(env, with_pip=True)
+    # ChannelAttribution imports matplotlib at import time without declaring it.
     probe = subprocess.run([str(python), "-c", "import ChannelAttribution"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "numpy", "pandas", f"ChannelAttribution=={VERSION}"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "numpy", "pandas", "matplotlib", f"ChannelAttribution=={VERSION}"], check=True)
     return python
 
 
