@@ -252,13 +252,7 @@ class _LightGBMEstimator(BaseEstimator):
         """
         if (X_valid is None) != (y_valid is None):
             raise ValueError("X_valid and y_valid must be given together (got only one)")
-        Xa = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
-        ya = self._check_y(y, "y")
-        check_consistent_length(Xa, ya)
-        weight = _check_weight(sample_weight, Xa.shape[0]) if sample_weight is not None else None
-        categorical = self._check_categoricals(Xa)
-        self._set_classes(ya)
-        self._fit_offset(Xa, ya, weight)
+        Xa, ya, weight, categorical = self._prepare(X, y, sample_weight)
         names = self._feature_names()
         train_set = lgb.Dataset(
             Xa,
@@ -302,6 +296,99 @@ class _LightGBMEstimator(BaseEstimator):
         self.calibrator_ = self._identity_calibrator()
         self.calibration_report_: dict[str, float] = {}
         if self.calibrate and Xv is not None and yv is not None:
+            self._fit_calibrator(self._raw(Xv), yv)
+        return self
+
+    def _prepare(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, list[str]]:
+        """Validate, learn columns/classes and the fixed offset: everything before boosting."""
+        Xa = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
+        ya = self._check_y(y, "y")
+        check_consistent_length(Xa, ya)
+        weight = _check_weight(sample_weight, Xa.shape[0]) if sample_weight is not None else None
+        categorical = self._check_categoricals(Xa)
+        self._set_classes(ya)
+        self._fit_offset(Xa, ya, weight)
+        return Xa, ya, weight, categorical
+
+    # -- external boosting (e.g. lightgbm.dask) --------------------------------------
+    def prepare_fit(self, X: ArrayLike, y: ArrayLike, *, sample_weight: ArrayLike | None = None) -> Self:
+        """Learn what :meth:`fit` learns before boosting, for a booster trained elsewhere.
+
+        Sets the feature names, the classes and (next-stage model with
+        ``stage_prior_column``) the Markov offset. ``X``/``y`` may be a weighted summary
+        of the training rows, e.g. one row per distinct ``(current_stage, next_stage)``
+        pair with its count as ``sample_weight``: the offset only depends on those counts.
+        Follow with :meth:`booster_params`, :meth:`init_score` and :meth:`attach_booster`.
+
+        Returns
+        -------
+        self
+        """
+        self._prepare(X, y, sample_weight)
+        return self
+
+    def booster_params(self) -> dict[str, Any]:
+        """The LightGBM parameters :meth:`fit` trains with (objective included).
+
+        Call after :meth:`prepare_fit` (the multiclass objective needs the classes).
+        """
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"{type(self).__name__}: call prepare_fit(X, y) before booster_params()")
+        return self._lgb_params()
+
+    def init_score(self, X: ArrayLike) -> NDArray[np.float64] | None:
+        """Per-row initial margin an external booster must start from (None: none).
+
+        ``(n, K)`` log Markov transition rows for a next-stage model with
+        ``stage_prior_column``; None for every other model.
+        """
+        return self._offset(self._check_X_predict_unfitted(X))
+
+    def attach_booster(
+        self,
+        booster: lgb.Booster,
+        *,
+        n_train: int,
+        best_iteration: int | None = None,
+        X_valid: ArrayLike | None = None,
+        y_valid: ArrayLike | None = None,
+    ) -> Self:
+        """Adopt a booster trained elsewhere, then calibrate on the validation set as :meth:`fit` does.
+
+        Parameters
+        ----------
+        booster : lightgbm.Booster
+            Trained with :meth:`booster_params` and :meth:`init_score` on the same columns.
+        n_train : int
+            Number of training rows it saw.
+        best_iteration : int, optional
+            Iteration to predict with; default: all of the booster's iterations.
+        X_valid, y_valid : array-like, optional
+            Validation period for calibration (give both or neither).
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"{type(self).__name__}: call prepare_fit(X, y) before attach_booster()")
+        if (X_valid is None) != (y_valid is None):
+            raise ValueError("X_valid and y_valid must be given together (got only one)")
+        if booster.num_feature() != self.n_features_in_:
+            raise ValueError(
+                f"booster has {booster.num_feature()} features, the model expects {self.n_features_in_}"
+            )
+        self.booster_ = booster
+        self.best_iteration_ = int(best_iteration or booster.current_iteration())
+        self.n_train_ = int(n_train)
+        self.calibrator_ = self._identity_calibrator()
+        self.calibration_report_ = {}
+        if self.calibrate and X_valid is not None and y_valid is not None:
+            Xv = self._check_X_predict_unfitted(X_valid)
+            yv = self._check_y(y_valid, "y_valid")
+            check_consistent_length(Xv, yv)
             self._fit_calibrator(self._raw(Xv), yv)
         return self
 
