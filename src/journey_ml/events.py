@@ -571,11 +571,7 @@ def _encode(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array]:
         if runs <= n // 4:
             return np.cumsum(change) - 1, arr.take(pa.array(np.flatnonzero(change)))
     fixed = _encode_fixed_width(arr)
-    if fixed is not None:
-        return fixed
-    encoded = pc.dictionary_encode(arr)
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, encoded.dictionary
+    return fixed if fixed is not None else _encode_generic(arr)
 
 
 def _encode_fixed_width(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array] | None:
