@@ -682,13 +682,15 @@ class _Ctx:
 
     def _accumulate(self, key: np.ndarray, ev: np.ndarray, k: int, last: bool) -> tuple[np.ndarray, np.ndarray | None]:
         nb = self.bins.nb
-        cum = np.bincount(key, minlength=k * nb).reshape(k, nb)
-        np.cumsum(cum, axis=1, out=cum)
+        # int32 halves the memory traffic of every gather below; a chunk never holds
+        # 2**31 events (positions) and counts are bounded by positions.
+        itype = np.int32 if self.enc.n < 2**31 - 1 else np.int64
+        cum = np.cumsum(np.bincount(key, minlength=k * nb).reshape(k, nb), axis=1, dtype=itype)
         lastm = None
         if last:
             # Index of the latest matching event in each bin, then carried forward.
-            lastm = np.full(k * nb, -1, dtype=np.int64)
-            np.maximum.at(lastm, key, ev)
+            lastm = np.full(k * nb, -1, dtype=itype)
+            np.maximum.at(lastm, key, ev.astype(itype))
             lastm = lastm.reshape(k, nb)
             np.maximum.accumulate(lastm, axis=1, out=lastm)
         return cum, lastm
@@ -862,7 +864,7 @@ def trend_names(spec: FeatureSpec) -> list[str]:
     return ["events_prev_7d", "trend_7d", "trend_ratio_7d"]
 
 
-def stage_features(ctx: _Ctx) -> dict[str, np.ndarray]:
+def stage_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """Current stage (code), dwell time in it, and per-stage counts and first/last times.
 
     A customer with only stage-less events (e-mail opens, support, ...) is placed in the
@@ -870,37 +872,37 @@ def stage_features(ctx: _Ctx) -> dict[str, np.ndarray]:
     """
     enc, rows, spec = ctx.enc, ctx.rows, ctx.spec
     n_st = len(spec.journey_map.stages)
-    out: dict[str, np.ndarray] = {}
-    first_t = np.zeros((n_st, ctx.n_rows), dtype=np.int64)
-    for s, slug in enumerate(spec.stage_slugs):
-        name = f"stage:{s}"
-        count = ctx.flag_window(name, None)
-        has = count > 0
-        a, _ = ctx.flag_range(name, None)
-        pos = enc.flags[name]
-        first_idx = pos[np.minimum(a, len(pos) - 1)] if len(pos) else np.zeros(ctx.n_rows, np.int64)
-        last_idx, _ = ctx.flag_last(name)
-        out[f"stage_{slug}_events"] = _f32(count)
-        out[f"stage_{slug}_days_since_first"] = ctx.days_since(first_idx, has)
-        out[f"stage_{slug}_days_since_last"] = ctx.days_since(last_idx, has)
-        first_t[s] = np.where(has, enc.ts_safe[np.where(has, first_idx, 0)], -1)
+    counts = ctx.window(ctx.flags[0], None)[:n_st]
+    has = counts > 0
+    first_idx = np.zeros((n_st, ctx.n_rows), dtype=np.int64)
+    for s in range(n_st):
+        pos = enc.flags[f"stage:{s}"]
+        if len(pos):
+            a, _ = ctx.flag_range(f"stage:{s}", None)
+            first_idx[s] = pos[np.minimum(a, len(pos) - 1)]
+    last_idx = ctx._at(ctx.flags[1], 0)[:n_st]
     current = current_stage_codes(enc, rows)
-    reached = first_t[current, np.arange(ctx.n_rows)]
+    reached = np.where(has, enc.ts_safe[np.where(has, first_idx, 0)], -1)[current, np.arange(ctx.n_rows)]
     since = np.where(reached >= 0, reached, enc.ts_safe[np.where(ctx.some, rows.first, 0)])
     dwell = ((rows.t - since) / _NS_PER_DAY).astype(np.float32)
     dwell[~ctx.some] = np.nan
+    names = _stage_names_by_kind(spec)
     return {
         "current_stage": np.where(ctx.some, current, -1).astype(np.int32),
         "stage_dwell_days": dwell,
-        **out,
+        names[0]: counts,
+        names[1]: ctx.days_since(first_idx, has),
+        names[2]: ctx.days_since(last_idx, has),
     }
 
 
+def _stage_names_by_kind(spec: FeatureSpec) -> list[tuple[str, ...]]:
+    kinds = ("events", "days_since_first", "days_since_last")
+    return [tuple(f"stage_{slug}_{kind}" for slug in spec.stage_slugs) for kind in kinds]
+
+
 def stage_features_names(spec: FeatureSpec) -> list[str]:
-    names = ["current_stage", "stage_dwell_days"]
-    for slug in spec.stage_slugs:
-        names += [f"stage_{slug}_events", f"stage_{slug}_days_since_first", f"stage_{slug}_days_since_last"]
-    return names
+    return ["current_stage", "stage_dwell_days", *(n for group in _stage_names_by_kind(spec) for n in group)]
 
 
 def current_stage_codes(enc: _Encoded, rows: _Rows, offset: float = 0) -> np.ndarray:
@@ -927,23 +929,15 @@ def _running_stage(enc: _Encoded) -> np.ndarray:
     return enc.cache["running_stage"]
 
 
-def touchpoint_features(ctx: _Ctx) -> dict[str, np.ndarray]:
+def touchpoint_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """Per touchpoint: counts in 7/30/90 days, share of the last 90 days' events, days since last."""
-    out: dict[str, np.ndarray] = {}
     k = len(ctx.spec.touchpoint_slugs)
     cum, lastm = ctx.codes("touchpoint", ctx.enc.touchpoint, k, last=True)
-    counts = {w: ctx.window(cum, w) for w in WINDOWS}
-    total90 = ctx.rows.last[0] - ctx.rows.last[90]
     assert lastm is not None
-    last_idx, has = ctx.last_index(lastm)
-    since = ctx.days_since(last_idx, has)
-    shares = _ratio(counts[90], total90[None, :])
-    # Rows of the (touchpoints x rows) matrices; the block write casts them to float32.
-    for j, slug in enumerate(ctx.spec.touchpoint_slugs):
-        for w in WINDOWS:
-            out[f"tp_{slug}_count_{w}d"] = counts[w][j]
-        out[f"tp_{slug}_share_90d"] = shares[j]
-        out[f"tp_{slug}_days_since_last"] = since[j]
+    names = _touchpoint_names_by_kind(ctx.spec)
+    out: dict[str | tuple[str, ...], np.ndarray] = {names[i]: ctx.window(cum, w) for i, w in enumerate(WINDOWS)}
+    out[names[3]] = _ratio(ctx.window(cum, 90), (ctx.rows.last[0] - ctx.rows.last[90])[None, :])
+    out[names[4]] = ctx.days_since(*ctx.last_index(lastm))
     return out
 
 
@@ -954,26 +948,37 @@ def _touchpoint_names_one(slug: str) -> list[str]:
     return [*names, f"tp_{slug}_share_90d", f"tp_{slug}_days_since_last"]
 
 
+def _touchpoint_names_by_kind(spec: FeatureSpec) -> list[tuple[str, ...]]:
+    # Grouped by kind (all 7-day counts, then all 30-day counts, ...) so that each
+    # (touchpoints x rows) matrix lands in consecutive columns with one write.
+    per_tp = [_touchpoint_names_one(slug) for slug in spec.touchpoint_slugs]
+    return [tuple(one[i] for one in per_tp) for i in range(len(per_tp[0]))]
+
+
 def touchpoint_features_names(spec: FeatureSpec) -> list[str]:
-    return [n for slug in spec.touchpoint_slugs for n in _touchpoint_names_one(slug)]
+    return [n for group in _touchpoint_names_by_kind(spec) for n in group]
 
 
-def friction_features(ctx: _Ctx) -> dict[str, np.ndarray]:
+def friction_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """Per friction: counts in 7/30/90 days and overall, days since last; for a measured
     friction also the mean of the measure over 90 days, its maximum and its last value
     (over the friction touchpoint's events, whether or not above the threshold)."""
-    out: dict[str, np.ndarray] = {}
-    enc = ctx.enc
-    for i, slug in enumerate(ctx.spec.friction_slugs):
-        name = f"friction:{i}"
-        for w in [*WINDOWS, None]:
-            suffix = "total" if w is None else f"{w}d"
-            out[f"friction_{slug}_count_{suffix}"] = _f32(ctx.flag_window(name, w))
-        out[f"friction_{slug}_days_since_last"] = ctx.days_since(*ctx.flag_last(name))
+    enc, spec = ctx.enc, ctx.spec
+    n_fr = len(spec.journey_map.friction)
+    out: dict[str | tuple[str, ...], np.ndarray] = {}
+    if not n_fr:
+        return out
+    j0 = len(spec.journey_map.stages)  # frictions follow the stages in _flag_names
+    groups = _friction_count_names(spec)
+    for names, w in zip(groups, [*WINDOWS, None], strict=False):
+        out[names] = ctx.window(ctx.flags[0], w)[j0 : j0 + n_fr]
+    last_idx = ctx._at(ctx.flags[1], 0)[j0 : j0 + n_fr]
+    out[groups[-1]] = ctx.days_since(last_idx, (last_idx >= ctx.rows.first) & ctx.some)
+    for i, slug in enumerate(spec.friction_slugs):
         values = enc.measure[i]
         if values is None:
             continue
-        col = ctx.spec.journey_map.friction[i].column
+        col = spec.journey_map.friction[i].column
         m = f"measured:{i}"
         a90, b = ctx.flag_range(m, 90)
         out[f"friction_{slug}_{col}_mean_90d"] = _ratio(_segment_reduce(np.add, values, a90, b, 0.0), b - a90)
@@ -982,6 +987,11 @@ def friction_features(ctx: _Ctx) -> dict[str, np.ndarray]:
         lastv = values[np.clip(b - 1, 0, max(len(values) - 1, 0))] if len(values) else np.zeros(ctx.n_rows)
         out[f"friction_{slug}_{col}_last"] = _f32(np.where(b > a, lastv, np.nan))
     return out
+
+
+def _friction_count_names(spec: FeatureSpec) -> list[tuple[str, ...]]:
+    kinds = [*(f"count_{w}d" for w in WINDOWS), "count_total", "days_since_last"]
+    return [tuple(f"friction_{slug}_{kind}" for slug in spec.friction_slugs) for kind in kinds]
 
 
 def _friction_names_one(spec: FeatureSpec, i: int) -> list[str]:
@@ -995,12 +1005,17 @@ def _friction_names_one(spec: FeatureSpec, i: int) -> list[str]:
 
 
 def friction_features_names(spec: FeatureSpec) -> list[str]:
-    return [n for i in range(len(spec.journey_map.friction)) for n in _friction_names_one(spec, i)]
+    names = [n for group in _friction_count_names(spec) for n in group] if spec.friction_slugs else []
+    for i, slug in enumerate(spec.friction_slugs):
+        col = spec.journey_map.friction[i].column
+        if col is not None:
+            names += [f"friction_{slug}_{col}_mean_90d", f"friction_{slug}_{col}_max", f"friction_{slug}_{col}_last"]
+    return names
 
 
-def transitions(ctx: _Ctx) -> dict[str, np.ndarray]:
+def transitions(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """Counts of stage transitions and event-type bigrams so far."""
-    out: dict[str, np.ndarray] = {}
+    out: dict[str | tuple[str, ...], np.ndarray] = {}
     for family, codes, names in (
         ("stage_bigram", ctx.enc.stage_bigram, _stage_bigram_names(ctx.spec)),
         ("event_bigram", ctx.enc.event_bigram, _event_bigram_names(ctx.spec)),
@@ -1008,9 +1023,7 @@ def transitions(ctx: _Ctx) -> dict[str, np.ndarray]:
         if not names:
             continue
         cum, _ = ctx.codes(family, codes, len(names), last=False)
-        counts = ctx.window(cum, None)
-        for j, name in enumerate(names):
-            out[name] = counts[j]
+        out[tuple(names)] = ctx.window(cum, None)
     return out
 
 
@@ -1072,16 +1085,15 @@ def sessions_names(spec: FeatureSpec) -> list[str]:
     return ["sessions_total", "sessions_30d", "events_per_session", "mean_gap_hours", "last_gap_hours", "max_gap_days"]
 
 
-def channel_mix(ctx: _Ctx) -> dict[str, np.ndarray]:
+def channel_mix(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """Share of each channel among the events of the last 90 days, plus first/last channel
     and last event type as categorical codes (-1 when there is no event)."""
     enc, rows = ctx.enc, ctx.rows
     total = rows.last[0] - rows.last[90]
-    out: dict[str, np.ndarray] = {}
+    out: dict[str | tuple[str, ...], np.ndarray] = {}
     cum, _ = ctx.codes("channel", enc.channel, len(ctx.spec.channel_slugs), last=False)
-    shares = _ratio(ctx.window(cum, 90), total[None, :])
-    for k, slug in enumerate(ctx.spec.channel_slugs):
-        out[f"channel_{slug}_share_90d"] = shares[k]
+    names = tuple(f"channel_{slug}_share_90d" for slug in ctx.spec.channel_slugs)
+    out[names] = _ratio(ctx.window(cum, 90), total[None, :])
     some = ctx.some
     li = np.where(some, rows.last[0], 0)
     fi = np.where(some, rows.first, 0)
@@ -1105,7 +1117,8 @@ def _scalar(fn: Callable[[_Ctx], np.ndarray]) -> tuple[Callable[[_Ctx], dict[str
 
 
 # The feature set: (compute, names) pairs, in column order. Versioned by git.
-FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], dict[str, np.ndarray]], Callable[[FeatureSpec], list[str]]], ...] = (
+# A family may return a (k x rows) matrix under a tuple of k names: consecutive columns.
+FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], Mapping[Any, np.ndarray]], Callable[[FeatureSpec], list[str]]], ...] = (
     _scalar(events_total),
     _scalar(recency_days),
     _scalar(tenure_days),
@@ -1123,7 +1136,7 @@ FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], dict[str, np.ndarray]], Callable[
 # ============================================================================ public API
 # Rows per chunk: bounds the (codes x boundaries) matrices to a few tens of MB whatever
 # the number of events, while keeping per-chunk Python overhead negligible.
-_ROW_CHUNK = 1 << 16
+_ROW_CHUNK = 1 << 15
 
 
 def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
@@ -1147,12 +1160,19 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
         ctx = _Ctx(enc, rows.take(sel), spec)
         produced: list[str] = []
         for compute, _ in FEATURE_FAMILIES:
-            for name, values in compute(ctx).items():
-                produced.append(name)
-                if name in cats:
-                    cats[name][sel] = values
+            for key, values in compute(ctx).items():
+                if isinstance(key, tuple):
+                    c0 = col_of[key[0]]
+                    if [col_of[n] for n in key] != list(range(c0, c0 + len(key))):
+                        raise RuntimeError(f"columns {key[:3]}... are not consecutive in feature_names")
+                    block[c0 : c0 + len(key), sel] = values
+                    produced += key
+                elif key in cats:
+                    cats[key][sel] = values
+                    produced.append(key)
                 else:
-                    block[col_of[name], sel] = values
+                    block[col_of[key], sel] = values
+                    produced.append(key)
         if r0 == 0 and sorted(produced) != sorted(names):
             raise RuntimeError(f"feature functions and names disagree: {set(produced) ^ set(names)}")
     frame = pd.DataFrame(block.T, columns=pd.Index(floats, dtype=object), copy=False)
