@@ -41,7 +41,9 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "timestamp", "event_type")
 TOUCHPOINT_KEYS: tuple[str, ...] = ("event_type", "channel")
 
-DEFAULT_JOURNEY_MAP = Path("pipelines/journey_maps/ecommerce.yaml")
+# The shipped map lives in the repository's pipelines/ (the project installs editable);
+# resolved from this file so commands work from any directory.
+DEFAULT_JOURNEY_MAP = Path(__file__).resolve().parents[2] / "pipelines" / "journey_maps" / "ecommerce.yaml"
 
 _TOP_KEYS = (
     "name",
