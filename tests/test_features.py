@@ -115,6 +115,28 @@ def test_deterministic_and_order_independent(journey_map: JourneyMap, events: pd
     assert a["events_total"].tolist() == [1, 8, 4]
 
 
+def test_chunked_threaded_path_matches_one_chunk(
+    journey_map: JourneyMap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny chunks (several per customer, on threads, rows in scrambled order, an unknown
+    customer) give exactly the single-chunk values."""
+    import journey_ml.features as features_module
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    events = simulate(SimulationConfig(customers=60, days=120, seed=5)).events
+    spec = FeatureSpec.fit(events, journey_map)
+    ids = events["customer_id"].drop_duplicates().tolist()
+    times = [pd.Timestamp(events["timestamp"].min()) + pd.Timedelta(days=d) for d in (20, 45, 70, 100)]
+    cut = pd.DataFrame({"customer_id": [c for c in ids for _ in times] + ["nobody"], "cutoff": times * len(ids) + [times[0]]})
+    cut = cut.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    whole = compute_features(events, spec, cut)
+    monkeypatch.setattr(features_module, "_ROW_CHUNK", 7)
+    monkeypatch.setattr(features_module, "_THREADS", 2)
+    pd.testing.assert_frame_equal(compute_features(events, spec, cut), whole)
+    nobody = whole[whole["customer_id"] == "nobody"].iloc[0]
+    assert nobody["events_total"] == 0 and math.isnan(nobody["recency_days"])
+
+
 def test_spec_round_trip_and_declarations(journey_map: JourneyMap, events: pd.DataFrame) -> None:
     spec = FeatureSpec.fit(events, journey_map)
     d = json.loads(json.dumps(spec.to_dict()))

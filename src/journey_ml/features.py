@@ -8,17 +8,28 @@ nothing else. The same function, :func:`compute_features`, serves training snaps
 How it stays fast (no per-customer Python loop anywhere):
 
 * events are sorted once by (customer, time) and encoded as small integer codes
-  (customer, event type, channel, touchpoint, stage evidence);
-* for every indicator (a touchpoint, a stage, a friction, ...) a prefix sum over the
-  whole sorted event array is taken; the count of matching events of customer ``c`` in
-  ``(t - w, t]`` is then the difference of two prefix-sum values gathered at "index of
-  the last event of ``c`` at or before ``t``" and "... before ``t - w``";
-* those indices come from one ``np.searchsorted`` on a monotone key
-  ``customer_code * (J + 1) + bucket`` where ``bucket`` is the rank of the event time
-  among the ``J`` distinct query times. That key is exact at nanosecond resolution and
-  never overflows int64, unlike ``customer * BIG + nanoseconds``;
-* "time since last matching event" reads the position of the k-th matching event, where
-  k is the prefix count.
+  (customer, event type, channel, touchpoint, stage evidence, bigrams); sparse
+  indicators (stages, frictions, conversions, session starts, exits) are kept as sorted
+  event positions;
+* each snapshot row is located by the index of the customer's last event at or before
+  ``t``, ``t - 7d``, ``t - 14d``, ``t - 30d``, ``t - 90d`` (one ``np.searchsorted`` on a
+  monotone key ``customer_code * (J + 1) + bucket``, ``bucket`` being the rank of the
+  event time among the ``J`` distinct query times: exact at nanosecond resolution and
+  free of int64 overflow);
+* rows are processed in chunks (sorted by customer, then cutoff). In a chunk, those
+  indices are the only *boundaries* any count needs. For a whole family of codes (all
+  touchpoints, all channels, all bigrams, all flags) one ``np.bincount`` over
+  (code, bin between consecutive boundaries) and one cumulative sum along the bins give
+  the count of every code up to every boundary; a window count is the difference of two
+  columns, and "last event of code c" is a carried-forward per-bin maximum of event
+  positions. So each family costs one pass over the chunk's events, and memory is a
+  (codes x boundaries) matrix bounded by the chunk, never (events x codes);
+* float sums (revenue, friction measures) are reduced over each row's own slice of the
+  sparse values (``ufunc.reduceat``), so a customer's values never depend, through
+  rounding, on other customers or other rows: batch and serving agree bit for bit;
+* every family writes straight into one preallocated float32 (features x rows) block
+  that becomes the DataFrame without a copy; chunks run on a few threads (numpy
+  releases the GIL in its loops).
 
 Features are named functions (Hamilton style): a scalar feature is a function whose name
 is its column; a *family* (per touchpoint, per stage, ...) is a function whose columns are
@@ -31,8 +42,10 @@ codes are -1 when there is no event (LightGBM treats negative categories as miss
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -115,7 +128,7 @@ class FeatureSpec:
     # ------------------------------------------------------------------ fit / io
     @classmethod
     def fit(
-        cls, events: pd.DataFrame, journey_map: JourneyMap, *, max_touchpoints: int = 24
+        cls, events: pd.DataFrame, journey_map: JourneyMap, *, max_touchpoints: int = 16
     ) -> FeatureSpec:
         """Learn the vocabularies from (training) events.
 
@@ -125,9 +138,10 @@ class FeatureSpec:
             Canonical events (see :mod:`journey_ml.events`) of the training period only.
         journey_map : JourneyMap
             The journey map.
-        max_touchpoints : int, default 24
+        max_touchpoints : int, default 16
             Keep at most this many touchpoints (most frequent first); rarer ones are
-            pooled into ``other``.
+            pooled into ``other``. Each costs five float32 columns per snapshot row,
+            which dominate the snapshot table's memory.
 
         Returns
         -------
@@ -397,18 +411,30 @@ def _arrow(col: pd.Series) -> pa.Array:
 
 
 def _sorted(events: pd.DataFrame) -> pd.DataFrame:
-    """Events sorted stably by (customer, time); a cheap check first, as loaders sort already."""
+    """Events sorted stably by (customer, time); see :func:`_sorted_with_same`."""
+    return _sorted_with_same(events)[0]
+
+
+def _sorted_with_same(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Sorted events and :func:`_same_customer_as_previous` of them (one string pass).
+
+    A cheap check first, as loaders sort already.
+    """
     n = len(events)
     if n < 2:
-        return events.reset_index(drop=True)
+        events = events.reset_index(drop=True)
+        return events, _same_customer_as_previous(events)
     ids = _arrow(events["customer_id"])
     ids_sorted = not pc.any(pc.less(ids.slice(1), ids.slice(0, n - 1))).as_py()
     if ids_sorted:
         same = _same_customer_as_previous(events)
         ts = _ns(events["timestamp"])
         if not np.any(same[1:] & (ts[1:] < ts[:-1])):
-            return events.reset_index(drop=True) if not isinstance(events.index, pd.RangeIndex) else events
-    return sort_events(events)
+            if not isinstance(events.index, pd.RangeIndex):
+                events = events.reset_index(drop=True)
+            return events, same
+    events = sort_events(events)
+    return events, _same_customer_as_previous(events)
 
 
 def _same_customer_as_previous(events: pd.DataFrame) -> np.ndarray:
@@ -432,11 +458,16 @@ def _same_customer_pairs(events: pd.DataFrame, sub: np.ndarray) -> np.ndarray:
 
 
 def _stage_evidence(
-    events: pd.DataFrame, et_codes: np.ndarray, et_uniques: pd.Index, journey_map: JourneyMap
+    events: pd.DataFrame,
+    et_codes: np.ndarray,
+    et_uniques: pd.Index,
+    journey_map: JourneyMap,
+    same: np.ndarray | None = None,
 ) -> np.ndarray:
     # Hand event_stage_evidence categorical columns so it reuses our codes instead of
     # re-hashing millions of strings.
-    same = _same_customer_as_previous(events)
+    if same is None:
+        same = _same_customer_as_previous(events)
     cust = np.cumsum(~same) - 1
     light = pd.DataFrame(
         {
@@ -473,10 +504,9 @@ def _lookup(uniques: pd.Index, vocab: Sequence[str], other: int) -> np.ndarray:
 
 def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     _check_columns(events)
-    events = _sorted(events)
+    events, same = _sorted_with_same(events)
     jm = spec.journey_map
     n = len(events)
-    same = _same_customer_as_previous(events)
     code = np.cumsum(~same, dtype=np.int64) - 1
     starts = np.flatnonzero(~same)
     start = np.append(starts, n).astype(np.int64)
@@ -501,7 +531,7 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         table = np.array([u in names for u in et_uniques], dtype=bool)
         return np.flatnonzero(table[et_codes]) if n else np.zeros(0, dtype=np.int64)
 
-    stage = _stage_evidence(events, et_codes, et_uniques, jm) if n else np.zeros(0, dtype=np.int8)
+    stage = _stage_evidence(events, et_codes, et_uniques, jm, same) if n else np.zeros(0, dtype=np.int8)
     flags: dict[str, np.ndarray] = {}
     # One stable sort groups positions by stage, instead of one full pass per stage.
     staged = np.flatnonzero(stage >= 0)
@@ -1137,6 +1167,8 @@ FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], Mapping[Any, np.ndarray]], Callab
 # Rows per chunk: bounds the (codes x boundaries) matrices to a few tens of MB whatever
 # the number of events, while keeping per-chunk Python overhead negligible.
 _ROW_CHUNK = 1 << 15
+# Chunks are independent, so they run on up to this many threads.
+_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
@@ -1155,7 +1187,11 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     cats = {name: np.empty(n_rows, dtype=np.int32) for name in spec.categories}
     order = np.lexsort((rows.t, rows.code))
     identity = bool(np.all(order == np.arange(n_rows)))
-    for r0 in range(0, n_rows, _ROW_CHUNK):
+    # Per-event arrays shared by all chunks are built before the chunks run in threads.
+    _running_stage(enc)
+    _run_max_gap(enc)
+
+    def run(r0: int) -> list[str]:
         sel: slice | np.ndarray = slice(r0, r0 + _ROW_CHUNK) if identity else order[r0 : r0 + _ROW_CHUNK]
         ctx = _Ctx(enc, rows.take(sel), spec)
         produced: list[str] = []
@@ -1173,8 +1209,17 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
                 else:
                     block[col_of[key], sel] = values
                     produced.append(key)
-        if r0 == 0 and sorted(produced) != sorted(names):
-            raise RuntimeError(f"feature functions and names disagree: {set(produced) ^ set(names)}")
+        return produced
+
+    starts = range(0, n_rows, _ROW_CHUNK)
+    if len(starts) > 1 and _THREADS > 1:
+        # Chunks write disjoint rows; numpy releases the GIL in the heavy loops.
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            results = list(pool.map(run, starts))
+    else:
+        results = [run(r0) for r0 in starts]
+    if results and sorted(results[0]) != sorted(names):
+        raise RuntimeError(f"feature functions and names disagree: {set(results[0]) ^ set(names)}")
     frame = pd.DataFrame(block.T, columns=pd.Index(floats, dtype=object), copy=False)
     for name in sorted(spec.categories, key=names.index):
         frame.insert(names.index(name), name, cats.pop(name))
