@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from journey_ml.attribution import (
@@ -13,6 +13,7 @@ from journey_ml.attribution import (
     friction_occurrences,
     last_touch,
     markov_chain_from_paths,
+    markov_chain_from_sequences,
     markov_removal_effects,
 )
 
@@ -45,6 +46,110 @@ def test_missing_path_column_is_named() -> None:
         markov_chain_from_paths(pd.DataFrame({"path": ["a"], "total_conversions": [1]}))
 
 
+def test_repeated_touchpoints_collapse_like_channelattribution() -> None:
+    # ChannelAttribution (order 1) reads "a > a > b" as "a > b": no self-loop counts.
+    rep = markov_chain_from_paths(_paths([("a > a > b", 2, 1), ("b >  b", 0, 3)]))
+    ded = markov_chain_from_paths(_paths([("a > b", 2, 1), ("b", 0, 3)]))
+    np.testing.assert_array_equal(rep.counts, ded.counts)
+    assert np.trace(rep.counts) == 0.0
+    assert rep.longest_path == 2
+    # start->a 3, start->b 3, a->b 3, b->conv 2, b->null 4.
+    assert rep.counts[0, 1] == 3.0 and rep.counts[1, 2] == 3.0 and rep.counts[2, 3] == 2.0
+
+
+def test_self_loops_do_not_change_absorption() -> None:
+    base = markov_chain_from_paths(_paths([("a > b", 1, 2), ("b > a", 2, 1), ("a", 1, 1)]))
+    looped = base.counts.copy()
+    looped[1, 1] = 7.0  # a -> a
+    looped[2, 2] = 3.0
+    other = type(base)(base.states, looped, base.total_conversions)
+    assert other.conversion_probability() == pytest.approx(base.conversion_probability())
+    for i in range(2):
+        assert other.conversion_probability(i) == pytest.approx(base.conversion_probability(i))
+
+
+def test_empty_path_is_absorbed_from_start() -> None:
+    chain = markov_chain_from_paths(_paths([("", 2, 3), ("a", 2, 2)]))
+    assert chain.states == ["a"]
+    # start->conv 2, start->null 3, start->a 4; a: conv 1/2.
+    assert chain.counts[0, 2] == 2.0 and chain.counts[0, 3] == 3.0
+    assert chain.conversion_probability() == pytest.approx(2 / 9 + 4 / 9 * 0.5)
+    assert chain.conversion_probability(0) == pytest.approx(2 / 9)
+
+
+def test_step_cap_hand_computed() -> None:
+    # start->a 4; a: conv 1/4, null 1/4, b 1/2; b: conv 1/2, null 1/2.
+    chain = markov_chain_from_paths(_paths([("a", 1, 1), ("a > b", 1, 1)]))
+    assert chain.conversion_probability() == pytest.approx(0.5)
+    assert chain.conversion_probability(max_steps=0) == 0.0
+    assert chain.conversion_probability(max_steps=1) == pytest.approx(0.25)
+    assert chain.conversion_probability(max_steps=2) == pytest.approx(0.5)
+    free = markov_removal_effects(chain).set_index("channel")
+    # RE_b = P(conv via b) / P(conv) = 0.25 / 0.5.
+    assert free.loc["b", "removal_effect"] == pytest.approx(0.5)
+    assert free.loc["a", "conversions"] == pytest.approx(4 / 3)
+    assert free.loc["b", "conversions"] == pytest.approx(2 / 3)
+    capped = markov_removal_effects(chain, max_steps=1).set_index("channel")
+    assert capped.loc["b", "removal_effect"] == 0.0  # b's conversions need two visits
+    assert capped.loc["a", "conversions"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="max_steps"):
+        chain.conversion_probability(max_steps=-1)
+
+
+def _simulated_visit_shares(chain, n: int, seed: int) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
+    """ChannelAttribution's estimator: simulate journeys, share of converting ones that
+    visit each state (vectorised over journeys)."""
+    rng = np.random.default_rng(seed)
+    k = len(chain.states)
+    rows = chain.counts.copy()
+    np.fill_diagonal(rows, 0.0)
+    cum = np.cumsum(rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-300), axis=1)
+    state = np.zeros(n, dtype=np.int64)
+    visited = np.zeros((n, k + 3), dtype=bool)
+    alive = np.ones(n, dtype=bool)
+    for _ in range(200):
+        idx = np.flatnonzero(alive)
+        if not len(idx):
+            break
+        u = rng.random(len(idx))
+        nxt = (u[:, None] > cum[state[idx]]).sum(axis=1)
+        state[idx] = nxt
+        visited[idx, nxt] = True
+        alive[idx] = nxt <= k
+    conv = state == k + 1
+    return visited[conv][:, 1 : k + 1].mean(axis=0), float(conv.mean())
+
+
+def test_removal_effect_equals_visit_share_of_converting_journeys() -> None:
+    """The closed form computes what ChannelAttribution estimates by simulation."""
+    rows = [("a > b > a", 3, 2), ("b > c", 2, 5), ("c > a > c", 1, 4), ("a", 0, 3), ("b > a > b > c", 2, 1)]
+    chain = markov_chain_from_paths(_paths(rows))
+    re = markov_removal_effects(chain).set_index("channel").loc[chain.states, "removal_effect"].to_numpy()
+    n = 200_000
+    share, p_conv = _simulated_visit_shares(chain, n, seed=0)
+    assert p_conv == pytest.approx(chain.conversion_probability(), abs=5 * np.sqrt(0.25 / n))
+    se = np.sqrt(share * (1 - share) / (n * p_conv))
+    np.testing.assert_array_less(np.abs(share - re), 5 * se + 1e-12)
+
+
+def test_sequences_need_one_flag_per_journey() -> None:
+    with pytest.raises(ValueError, match="2 flags for 3 journeys"):
+        markov_chain_from_sequences(
+            np.array([0, 1, 1, 2]), np.array(["a", "b", "a", "c"], dtype=object), np.array([True, False])
+        )
+
+
+def test_sequences_match_paths() -> None:
+    seq = markov_chain_from_sequences(
+        np.array([5, 5, 5, 9, 7, 7]),
+        np.array(["a", "a", "b", "b", "c", "a"], dtype=object),
+        np.array([True, False, True]),
+    )
+    paths = markov_chain_from_paths(_paths([("a > b", 1, 0), ("b", 0, 1), ("c > a", 1, 0)]))
+    assert seq.states == paths.states
+    np.testing.assert_array_equal(seq.counts, paths.counts)
+
+
 path_rows = st.lists(
     st.tuples(
         st.lists(st.sampled_from("abcde"), min_size=1, max_size=5).map(" > ".join),
@@ -56,6 +161,7 @@ path_rows = st.lists(
 )
 
 
+@settings(max_examples=40, deadline=None)
 @given(path_rows, st.randoms(use_true_random=False))
 def test_markov_invariants(rows: list[tuple[str, int, int]], rnd) -> None:  # type: ignore[no-untyped-def]
     """Attributed conversions sum to the total (when any credit exists), are >= 0, and do
@@ -69,6 +175,23 @@ def test_markov_invariants(rows: list[tuple[str, int, int]], rnd) -> None:  # ty
     total = df["total_conversions"].sum()
     if a["removal_effect"].sum() > 0:
         assert a["conversions"].sum() == pytest.approx(total)
+    assert (a["removal_effect"] <= 1.0 + 1e-12).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(path_rows)
+def test_markov_step_cap_and_repeats(rows: list[tuple[str, int, int]]) -> None:
+    """A very large step cap converges to the closed form, a cap never adds conversions,
+    and doubling every touchpoint ("a > b" -> "a > a > b > b") changes nothing."""
+    df = _paths(rows)
+    chain = markov_chain_from_paths(df)
+    free = markov_removal_effects(chain).set_index("channel").sort_index()
+    capped = markov_removal_effects(chain, max_steps=2000).set_index("channel").sort_index()
+    np.testing.assert_allclose(capped["conversions"], free["conversions"], atol=1e-6)
+    doubled = df.assign(path=df["path"].str.split(" > ").map(lambda p: " > ".join(x for x in p for _ in (0, 1))))
+    d = markov_removal_effects(markov_chain_from_paths(doubled)).set_index("channel").sort_index()
+    np.testing.assert_allclose(d["conversions"], free["conversions"], atol=1e-9)
+    assert chain.conversion_probability(max_steps=chain.longest_path) <= chain.conversion_probability() + 1e-12
 
 
 def _friction_events(make_events):  # type: ignore[no-untyped-def]

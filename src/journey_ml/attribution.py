@@ -143,6 +143,8 @@ class MarkovChain:
         for _ in range(max_steps + 1):  # v = mass on each state after m touchpoint visits
             total += float(v @ r)
             v = v @ Qk
+            if v.sum() <= 1e-18:  # what is left cannot move the sum (in float64)
+                break
         return total
 
 
