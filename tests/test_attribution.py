@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from journey_ml.attribution import (
+    MarkovChain,
     friction_comparators,
     friction_occurrences,
     last_touch,
@@ -62,7 +63,7 @@ def test_self_loops_do_not_change_absorption() -> None:
     looped = base.counts.copy()
     looped[1, 1] = 7.0  # a -> a
     looped[2, 2] = 3.0
-    other = type(base)(base.states, looped, base.total_conversions)
+    other = MarkovChain(base.states, looped, base.total_conversions)
     assert other.conversion_probability() == pytest.approx(base.conversion_probability())
     for i in range(2):
         assert other.conversion_probability(i) == pytest.approx(base.conversion_probability(i))
@@ -96,7 +97,7 @@ def test_step_cap_hand_computed() -> None:
         chain.conversion_probability(max_steps=-1)
 
 
-def _simulated_visit_shares(chain, n: int, seed: int) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
+def _simulated_visit_shares(chain: MarkovChain, n: int, seed: int) -> tuple[np.ndarray, float]:
     """ChannelAttribution's estimator: simulate journeys, share of converting ones that
     visit each state (vectorised over journeys)."""
     rng = np.random.default_rng(seed)
