@@ -261,7 +261,6 @@ def test_score_with_champion_uri(runs: Runs) -> None:
     assert set(scores["current_stage"]) <= set(stages)
 
 
-@pytest.mark.slow
 def test_bad_config_key_fails_with_exit_2(tmp_path: Path) -> None:
     events = tmp_path / "events.parquet"  # never read: the config is checked first
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
