@@ -42,8 +42,11 @@ codes are -1 when there is no event (LightGBM treats negative categories as miss
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -385,8 +388,7 @@ class _Encoded:
 
 def _flag_names(jm: JourneyMap) -> list[str]:
     """Order of the indicator columns counted together at each chunk's boundaries."""
-    names = [f"stage:{s}" for s in range(len(jm.stages))]
-    names += [f"friction:{i}" for i in range(len(jm.friction))]
+    names = [f"friction:{i}" for i in range(len(jm.friction))]
     names += ["conversion", "session_start", "exit"]
     names += [f"measured:{i}" for i, fr in enumerate(jm.friction) if fr.column is not None]
     return names
@@ -507,7 +509,8 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     events, same = _sorted_with_same(events)
     jm = spec.journey_map
     n = len(events)
-    code = np.cumsum(~same, dtype=np.int64) - 1
+    # int32 codes halve this per-event array; arithmetic that could overflow casts first.
+    code = np.cumsum(~same, dtype=np.int64 if n >= 2**31 else np.int32) - 1
     starts = np.flatnonzero(~same)
     start = np.append(starts, n).astype(np.int64)
     customers = pd.Index(events["customer_id"].iloc[starts].to_numpy(), dtype="str")
@@ -533,12 +536,7 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
 
     stage = _stage_evidence(events, et_codes, et_uniques, jm, same) if n else np.zeros(0, dtype=np.int8)
     flags: dict[str, np.ndarray] = {}
-    # One stable sort groups positions by stage, instead of one full pass per stage.
     staged = np.flatnonzero(stage >= 0)
-    by_stage = staged[np.argsort(stage[staged], kind="stable")]
-    bounds = np.searchsorted(stage[by_stage], np.arange(len(jm.stages) + 1), side="left")
-    for s in range(len(jm.stages)):
-        flags[f"stage:{s}"] = by_stage[bounds[s] : bounds[s + 1]]
     measure: list[np.ndarray | None] = []
     for i, fr in enumerate(jm.friction):
         on_type = where_type(None if fr.event_type is None else [fr.event_type])
@@ -638,14 +636,15 @@ def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequen
     # bucket = number of query times strictly before the event: ts <= q_j  <=>  bucket <= j
     bucket = np.searchsorted(times, enc.ts, side="left").astype(np.int64)
     width = len(times) + 1
-    key = enc.code * width + bucket
+    key = enc.code.astype(np.int64) * width + bucket
     del bucket
-    first = np.where(known, enc.start[safe] if len(enc.start) > 1 else 0, 0)
+    itype = np.int32 if enc.n < 2**31 - 1 else np.int64  # event indices; halves row memory
+    first = np.where(known, enc.start[safe] if len(enc.start) > 1 else 0, 0).astype(itype)
     last: dict[float, np.ndarray] = {}
     for o, q in zip(offsets_days, queries, strict=True):
         j = np.searchsorted(times, q, side="left")
         idx = np.searchsorted(key, safe * width + j, side="right") - 1
-        last[o] = np.where(known, idx, -1)
+        last[o] = np.where(known, idx, -1).astype(itype)
     return _Rows(code=code, t=t, first=first, last=last)
 
 
@@ -789,9 +788,11 @@ class _Ctx:
 
     def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Days from event ``idx`` to the cutoff (NaN where not ``valid``); any shape."""
-        ts = self.enc.ts_safe[np.where(valid, idx, 0)]
-        out = ((self.rows.t - ts) / _NS_PER_DAY).astype(np.float32)
-        out[~valid] = np.nan
+        delta = self.rows.t - self.enc.ts_safe[np.where(valid, idx, 0)]
+        out = np.empty(delta.shape, dtype=np.float32)
+        # Divide in float64 and round once to float32 on the way out (no temporary).
+        np.true_divide(delta, _NS_PER_DAY, out=out, casting="unsafe")
+        np.copyto(out, np.float32(np.nan), where=~valid)
         return out
 
 
@@ -824,8 +825,11 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan).astype(np.float32)
+    """``a / b`` as float32 (computed in float64), NaN where ``b <= 0``."""
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.full(np.broadcast_shapes(a.shape, b.shape), np.nan, dtype=np.float32)
+    np.true_divide(a, b, out=out, where=b > 0, casting="unsafe")
+    return out
 
 
 # ============================================================================ features
@@ -902,15 +906,14 @@ def stage_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """
     enc, rows, spec = ctx.enc, ctx.rows, ctx.spec
     n_st = len(spec.journey_map.stages)
-    counts = ctx.window(ctx.flags[0], None)[:n_st]
+    cum, lastm = ctx.codes("stage", enc.stage, n_st, last=True)
+    assert lastm is not None
+    counts = ctx.window(cum, None)
     has = counts > 0
-    first_idx = np.zeros((n_st, ctx.n_rows), dtype=np.int64)
-    for s in range(n_st):
-        pos = enc.flags[f"stage:{s}"]
-        if len(pos):
-            a, _ = ctx.flag_range(f"stage:{s}", None)
-            first_idx[s] = pos[np.minimum(a, len(pos) - 1)]
-    last_idx = ctx._at(ctx.flags[1], 0)[:n_st]
+    # A stage's first event at or before t is the customer's first event of that stage
+    # whenever there is one by t, so it comes from a per-customer table.
+    first_idx = _first_stage_index(enc, n_st)[np.maximum(rows.code, 0)].T
+    last_idx = ctx._at(lastm, 0)
     current = current_stage_codes(enc, rows)
     reached = np.where(has, enc.ts_safe[np.where(has, first_idx, 0)], -1)[current, np.arange(ctx.n_rows)]
     since = np.where(reached >= 0, reached, enc.ts_safe[np.where(ctx.some, rows.first, 0)])
@@ -924,6 +927,19 @@ def stage_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
         names[1]: ctx.days_since(first_idx, has),
         names[2]: ctx.days_since(last_idx, has),
     }
+
+
+def _first_stage_index(enc: _Encoded, n_st: int) -> np.ndarray:
+    """(customers x stages) index of each customer's first event evidencing each stage (0 if none)."""
+    if "first_stage" not in enc.cache:
+        n_c = max(len(enc.customers), 1)
+        none = np.iinfo(np.int64).max
+        table = np.full(n_c * n_st, none, dtype=np.int64)
+        staged = np.flatnonzero(enc.stage >= 0)
+        np.minimum.at(table, enc.code[staged].astype(np.int64) * n_st + enc.stage[staged], staged)
+        table[table == none] = 0
+        enc.cache["first_stage"] = table.reshape(n_c, n_st)
+    return enc.cache["first_stage"]
 
 
 def _stage_names_by_kind(spec: FeatureSpec) -> list[tuple[str, ...]]:
@@ -953,9 +969,11 @@ def _running_stage(enc: _Encoded) -> np.ndarray:
         else:
             width = int(max(enc.stage.max(initial=0), 0)) + 2
             # Offsetting by customer makes one global cumulative max restart at each customer.
-            key = enc.code * width + (enc.stage.astype(np.int64) + 1)
+            base = enc.code.astype(np.int64) * width
+            key = base + (enc.stage.astype(np.int64) + 1)
             np.maximum.accumulate(key, out=key)
-            enc.cache["running_stage"] = (key - enc.code * width - 1).astype(np.int8)
+            key -= base
+            enc.cache["running_stage"] = (key - 1).astype(np.int8)
     return enc.cache["running_stage"]
 
 
@@ -998,7 +1016,7 @@ def friction_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     out: dict[str | tuple[str, ...], np.ndarray] = {}
     if not n_fr:
         return out
-    j0 = len(spec.journey_map.stages)  # frictions follow the stages in _flag_names
+    j0 = 0  # frictions come first in _flag_names
     groups = _friction_count_names(spec)
     for names, w in zip(groups, [*WINDOWS, None], strict=False):
         out[names] = ctx.window(ctx.flags[0], w)[j0 : j0 + n_fr]
@@ -1080,10 +1098,14 @@ def _run_max_gap(enc: _Encoded) -> np.ndarray:
             gaps[enc.start[:-1]] = 0
             big = np.int64(2**40)  # seconds; ~35,000 years of gap
             # One global cumulative max, restarted per customer by a code offset.
-            gaps += enc.code * big
+            base = enc.code.astype(np.int64) * big
+            gaps += base
             np.maximum.accumulate(gaps, out=gaps)
-            gaps -= enc.code * big
-        enc.cache["run_max_gap"] = gaps if enc.n else np.zeros(1, dtype=np.int64)
+            gaps -= base
+            del base
+        # Seconds fit int32 for gaps below 68 years; halves the cached array.
+        small = enc.n and gaps.max(initial=0) < 2**31
+        enc.cache["run_max_gap"] = (gaps.astype(np.int32) if small else gaps) if enc.n else np.zeros(1, dtype=np.int64)
     return enc.cache["run_max_gap"]
 
 
@@ -1171,6 +1193,19 @@ _ROW_CHUNK = 1 << 15
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by the encoding step back to the OS before the big allocation.
+
+    Encoding leaves freed Arrow buffers in Arrow's pool and freed numpy temporaries as
+    holes in the C heap; both would otherwise stay in the process's resident set while
+    the feature block is filled, raising peak memory by up to the size of the events.
+    """
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
     """Feature columns for located rows, in ``spec.feature_names`` order.
 
@@ -1182,6 +1217,7 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     floats = [n for n in names if n not in spec.categories]
     col_of = {n: i for i, n in enumerate(floats)}
     n_rows = len(rows.t)
+    _release_freed_memory()
     # (features, rows) in C order is the layout pandas keeps a float block in.
     block = np.empty((len(floats), n_rows), dtype=np.float32)
     cats = {name: np.empty(n_rows, dtype=np.int32) for name in spec.categories}
@@ -1190,6 +1226,7 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     # Per-event arrays shared by all chunks are built before the chunks run in threads.
     _running_stage(enc)
     _run_max_gap(enc)
+    _first_stage_index(enc, len(spec.journey_map.stages))
 
     def run(r0: int) -> list[str]:
         sel: slice | np.ndarray = slice(r0, r0 + _ROW_CHUNK) if identity else order[r0 : r0 + _ROW_CHUNK]
