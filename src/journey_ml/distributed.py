@@ -707,8 +707,8 @@ def score(events: dd.DataFrame, bundle: ModelBundle, at: Any = None, *, reasons:
 def _score_meta(bundle: ModelBundle, reasons: bool) -> pd.DataFrame:
     cols: dict[str, pd.Series] = {
         "customer_id": pd.Series([], dtype="str"),
-        "current_stage": pd.Series([], dtype=object),
-        "next_stage": pd.Series([], dtype=object),
+        "current_stage": pd.Series([], dtype="str"),
+        "next_stage": pd.Series([], dtype="str"),
     }
     for stage in bundle.journey_map.stage_names:
         cols[f"p_{stage}"] = pd.Series([], dtype=np.float64)

@@ -1,0 +1,217 @@
+"""Dask engine parity: same features, near-identical models, identical scores.
+
+One two-worker LocalCluster (threads: fast to start, and the feature code releases the GIL
+in numpy) and one small simulation are shared by the module; both are torn down by
+their fixtures.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from journey_ml import distributed as jd
+from journey_ml import train as tr
+from journey_ml.bundle import ModelBundle
+from journey_ml.config import JourneyMap, ModelConfig, TrainConfig
+from journey_ml.features import FeatureSpec, compute_features, features_at
+from journey_ml.scoring import score
+from journey_ml.simulate import SimulationConfig, simulate
+from journey_ml.snapshots import build_snapshots, make_cutoffs
+
+KEYS = ["customer_id", "cutoff"]
+# Few trees keep the distributed fits quick; both engines get the same config.
+CONFIG = TrainConfig(model=ModelConfig(n_estimators=80, n_jobs=1), seed=3)
+
+
+@pytest.fixture(scope="module")
+def events() -> pd.DataFrame:
+    return simulate(SimulationConfig(customers=2000, days=120, seed=11)).events
+
+
+@pytest.fixture(scope="module")
+def parquet_dir(events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("events")
+    jd.write_events(events, path, rows_per_file=12_000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[object]:
+    with jd.client(n_workers=2, threads_per_worker=1, processes=False, memory_limit="3GiB") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def splits(events: pd.DataFrame, journey_map: JourneyMap) -> tr.SnapshotSplits:
+    return tr.build_snapshot_splits(events, journey_map, CONFIG)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(KEYS, kind="stable", ignore_index=True)
+
+
+# ------------------------------------------------------------------ partitioned files
+def test_write_events_cuts_only_at_customer_boundaries(events: pd.DataFrame, tmp_path: Path) -> None:
+    paths = jd.write_events(events, tmp_path, rows_per_file=5_000)
+    parts = [pd.read_parquet(p) for p in paths]
+    assert len(parts) > 5
+    owners = [set(p["customer_id"]) for p in parts]
+    assert sum(len(o) for o in owners) == len(set().union(*owners))  # disjoint customers
+    assert sum(len(p) for p in parts) == len(events)
+    assert (tmp_path / jd.PARTITION_MARKER).is_file()
+
+
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=1, max_size=25),
+    rows_per_file=st.integers(1, 12),
+    shuffle_seed=st.integers(0, 1000),
+)
+def test_write_events_partitions_customers_property(sizes: list[int], rows_per_file: int, shuffle_seed: int) -> None:
+    ids = np.repeat([f"{i:03d}" for i in range(len(sizes))], sizes)
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.Series(ids, dtype="str"),
+            "timestamp": pd.date_range("2026-01-01", periods=len(ids), freq="h", tz="UTC"),
+        }
+    ).sample(frac=1.0, random_state=shuffle_seed)  # rows of a customer need not be contiguous
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = [pd.read_parquet(p) for p in jd.write_events(frame, tmp, rows_per_file=rows_per_file)]
+    seen: set[str] = set()
+    for part in parts:
+        mine = set(part["customer_id"])
+        assert not mine & seen
+        seen |= mine
+        # Within a file each customer keeps its original relative row order.
+        for _, rows in part.groupby("customer_id"):
+            original = frame.loc[frame["customer_id"] == rows["customer_id"].iloc[0], "timestamp"]
+            assert list(rows["timestamp"]) == list(original)
+    assert sum(len(p) for p in parts) == len(frame)
+
+
+def test_write_events_rejects_bad_rows_per_file(events: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="rows_per_file"):
+        jd.write_events(events.head(10), tmp_path, rows_per_file=0)
+
+
+def test_read_events_requires_map_to_validate(parquet_dir: Path) -> None:
+    with pytest.raises(ValueError, match="journey_map"):
+        jd.read_events(parquet_dir, validate=True)
+
+
+# ------------------------------------------------------------------ feature parity
+@pytest.mark.slow
+def test_snapshots_equal_pandas(
+    dask_client: object, parquet_dir: Path, events: pd.DataFrame, journey_map: JourneyMap
+) -> None:
+    ddf = jd.read_events(parquet_dir)
+    assert ddf.npartitions > 2
+    cutoffs = jd.make_cutoffs(ddf, journey_map)
+    assert cutoffs.equals(make_cutoffs(events, journey_map))
+    spec = jd.fit_spec(ddf, journey_map)
+    assert spec == FeatureSpec.fit(events, journey_map)
+    got = _sorted(jd.build_snapshots(ddf, journey_map, spec, cutoffs=cutoffs).compute())
+    want = _sorted(build_snapshots(events, journey_map, spec, cutoffs=cutoffs))
+    assert len(want) > 1000
+    pd.testing.assert_frame_equal(got, want)
+
+
+@pytest.mark.slow
+def test_hash_repartitioned_events_give_the_same_features(
+    dask_client: object, events: pd.DataFrame, journey_map: JourneyMap, tmp_path: Path
+) -> None:
+    # Plain row chunks split customers across files: read_events must shuffle them together.
+    for i, lo in enumerate(range(0, len(events), 9_000)):
+        events.iloc[lo : lo + 9_000].to_parquet(tmp_path / f"chunk-{i}.parquet", index=False)
+    ddf = jd.read_events(tmp_path, journey_map, validate=True, npartitions=3)
+    assert ddf.npartitions == 3
+    spec = FeatureSpec.fit(events, journey_map)
+    at = events["timestamp"].quantile(0.8)
+    got = jd.features_at(ddf, spec, at).compute().sort_values("customer_id", ignore_index=True)
+    want = features_at(events, spec, at).sort_values("customer_id", ignore_index=True)
+    assert len(want) > 100
+    pd.testing.assert_frame_equal(got, want)
+
+
+@pytest.mark.slow
+def test_compute_features_for_given_rows(
+    dask_client: object, parquet_dir: Path, events: pd.DataFrame, journey_map: JourneyMap
+) -> None:
+    spec = FeatureSpec.fit(events, journey_map)
+    rows = events.drop_duplicates("customer_id").head(40)[["customer_id", "timestamp"]]
+    rows = rows.rename(columns={"timestamp": "cutoff"}).reset_index(drop=True)
+    rows.loc[len(rows)] = ["nobody", rows["cutoff"].iloc[0]]  # a customer without events
+    rows = rows.iloc[::-1].reset_index(drop=True)  # order must be kept, not re-sorted
+    got = jd.compute_features(jd.read_events(parquet_dir), spec, rows)
+    pd.testing.assert_frame_equal(got, compute_features(events, spec, rows))
+
+
+# ------------------------------------------------------------------ training parity
+@pytest.mark.slow
+def test_dask_trained_models_match_pandas_metrics(
+    dask_client: object,
+    parquet_dir: Path,
+    journey_map: JourneyMap,
+    splits: tr.SnapshotSplits,
+) -> None:
+    dsplits = jd.build_snapshot_splits(jd.read_events(parquet_dir), journey_map, CONFIG)
+    assert dsplits.spec == splits.spec
+    assert dsplits.n_train == len(splits.train)
+    pd.testing.assert_frame_equal(dsplits.test, _sorted(splits.test))
+    assert dsplits.describe()["train"]["rows"] == splits.describe()["train"]["rows"]
+
+    dask_models = jd.fit_models(dsplits, CONFIG, client=dask_client)  # type: ignore[arg-type]
+    pandas_models = tr.fit_models(splits, CONFIG)
+    baselines = tr.fit_baselines(splits)
+    got = tr.evaluate_models(splits, dask_models, baselines)["model"]
+    want = tr.evaluate_models(splits, pandas_models, baselines)["model"]
+    assert got["next_stage"]["log_loss"] == pytest.approx(want["next_stage"]["log_loss"], abs=0.01)
+    assert got["next_stage"]["accuracy"] == pytest.approx(want["next_stage"]["accuracy"], abs=0.01)
+    assert got["drop_off"]["roc_auc"] == pytest.approx(want["drop_off"]["roc_auc"], abs=0.015)
+    assert got["drop_off"]["brier"] == pytest.approx(want["drop_off"]["brier"], abs=0.01)
+    assert got["revenue"]["mae"] == pytest.approx(want["revenue"]["mae"], rel=0.05)
+    # Wrapped like a locally fitted model: calibrated, early-stopped, same learned state.
+    for task in tr.TASKS:
+        model = dask_models[task]
+        assert model.n_train_ == len(splits.train)
+        assert 1 <= model.best_iteration_ < CONFIG.model.n_estimators
+        assert model.calibration_report_
+    ns_d, ns_p = dask_models["next_stage"], pandas_models["next_stage"]
+    np.testing.assert_allclose(ns_d.stage_prior_, ns_p.stage_prior_)
+    np.testing.assert_array_equal(ns_d.trained_classes_, ns_p.trained_classes_)
+
+
+# ------------------------------------------------------------------ scoring parity
+@pytest.mark.slow
+def test_scores_identical_between_engines(
+    dask_client: object,
+    parquet_dir: Path,
+    events: pd.DataFrame,
+    journey_map: JourneyMap,
+    splits: tr.SnapshotSplits,
+    tmp_path: Path,
+) -> None:
+    models = tr.fit_models(splits, CONFIG)
+    bundle = ModelBundle(
+        journey_map=journey_map,
+        spec=splits.spec,
+        next_stage=models["next_stage"],
+        drop_off=models["drop_off"],
+        revenue=models["revenue"],
+    )
+    at = events["timestamp"].max() - pd.Timedelta(days=3)
+    scores = jd.score(jd.read_events(parquet_dir), bundle, at)
+    out = jd.write_scores(scores, tmp_path / "scores")
+    assert len(list(out.glob("*.parquet"))) == scores.npartitions
+    got = pd.read_parquet(out).sort_values("customer_id", ignore_index=True)
+    want = score(events, bundle, at).sort_values("customer_id", ignore_index=True)
+    assert len(want) > 100
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert got["current_stage"].map(type).eq(str).all()
