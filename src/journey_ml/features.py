@@ -514,10 +514,22 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     starts = np.flatnonzero(~same)
     start = np.append(starts, n).astype(np.int64)
     customers = pd.Index(events["customer_id"].iloc[starts].to_numpy(), dtype="str")
-    ts = _ns(events["timestamp"])
 
-    et_codes, et_uniques = pd.factorize(events["event_type"], sort=False)
-    ch_codes, ch_uniques = pd.factorize(_channel(events), sort=False)
+    def session_changes() -> np.ndarray | None:
+        if "session_id" not in events.columns or n < 2:
+            return None
+        sess = _arrow(events["session_id"])
+        return pc.not_equal(sess.slice(1), sess.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+
+    # The string columns are independent and Arrow releases the GIL: hash them in parallel.
+    with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, 3))) as pool:
+        f_et = pool.submit(pd.factorize, events["event_type"], sort=False)
+        f_ch = pool.submit(lambda: pd.factorize(_channel(events), sort=False))
+        f_sess = pool.submit(session_changes)
+        ts = _ns(events["timestamp"])
+        et_codes, et_uniques = f_et.result()
+        ch_codes, ch_uniques = f_ch.result()
+        changed = f_sess.result()
     etype = _lookup(et_uniques, spec.event_types, len(spec.event_types))[et_codes]
     channel = _lookup(ch_uniques, spec.channels, len(spec.channels))[ch_codes]
     if "channel" in jm.touchpoints_by:
@@ -557,9 +569,7 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     else:
         conv_value = np.zeros(len(conv))
 
-    if "session_id" in events.columns and n > 1:
-        sess = _arrow(events["session_id"])
-        changed = pc.not_equal(sess.slice(1), sess.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    if changed is not None:
         session_start = ~same
         session_start[1:] |= changed
     else:
@@ -696,7 +706,8 @@ class _Ctx:
     def bins(self) -> _Bins:
         rows = self.rows
         m = self.n_rows
-        offsets = list(rows.last)
+        # Only the feature offsets: label look-ahead boundaries would just add bins.
+        offsets = [o for o in rows.last if o in _OFFSETS]
         known = rows.code >= 0
         parts = [rows.first - 1, *(rows.last[o] for o in offsets)]
         allb = np.concatenate(parts)
@@ -1188,7 +1199,7 @@ FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], Mapping[Any, np.ndarray]], Callab
 # ============================================================================ public API
 # Rows per chunk: bounds the (codes x boundaries) matrices to a few tens of MB whatever
 # the number of events, while keeping per-chunk Python overhead negligible.
-_ROW_CHUNK = 1 << 15
+_ROW_CHUNK = 1 << 14
 # Chunks are independent, so they run on up to this many threads.
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 
