@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,6 +75,34 @@ def test_bootstrap_is_ordered_and_seeded(values: list[float], seed: int) -> None
     assert lo[0] >= len(values) * min(values) - 1e-6 and hi[0] <= len(values) * max(values) + 1e-6
 
 
+def test_period_cutoffs_are_anchored_on_the_last_event(make_events) -> None:  # type: ignore[no-untyped-def]
+    from journey_ml.ranking import period_cutoffs
+
+    ev = make_events([("a", "2026-01-01T10:00", "site_visit"), ("b", "2026-01-30T08:00", "site_visit")])
+    cut = period_cutoffs(ev, cadence_days=7)
+    assert cut[-1] == ev["timestamp"].max()
+    assert (np.diff(cut.asi8) == 7 * 86_400 * 10**9).all()
+    assert cut[0] >= ev["timestamp"].min() + pd.Timedelta(days=7)
+    assert len(cut) == 4
+    with pytest.raises(ValueError, match="cadence_days"):
+        period_cutoffs(ev, cadence_days=0)
+    assert len(period_cutoffs(ev.iloc[:0])) == 0
+
+
+@given(st.floats(0.01, 0.99), st.floats(0, 400))
+def test_annuity_counts_expected_horizons_left(p: float, remaining: float) -> None:
+    """(1-(1-p)^K)/p horizons: between 1 and K, and exactly 1 with at most one horizon left."""
+    from journey_ml.ranking import _annuity
+
+    end = pd.Timestamp("2026-06-01", tz="UTC")
+    feats = pd.DataFrame({"cutoff": [end - pd.Timedelta(days=remaining)]})
+    a = _annuity(feats, np.array([0]), np.array([p]), 14.0, end)[0]
+    k = max(remaining / 14.0, 1.0)
+    assert 1.0 - 1e-9 <= a <= k + 1e-9
+    if remaining <= 14:
+        assert a == pytest.approx(1.0)
+
+
 # ---------------------------------------------------------------- on the trained bundle
 @pytest.fixture(scope="module")
 def ranked(trained_bundle):  # type: ignore[no-untyped-def]
@@ -111,22 +141,86 @@ def test_unaffected_customers_have_zero_impact(trained_bundle) -> None:  # type:
     imp = friction_impacts(feats, tb.bundle)
     assert (imp.impact[~imp.affected] == 0).all()
     assert (imp.counterfactual[~imp.affected] == 0).all()
+    with pytest.raises(ValueError, match="scope"):
+        friction_impacts(feats, tb.bundle, scope="forever")
+    with pytest.raises(ValueError, match="reference"):
+        friction_impacts(feats, tb.bundle, reference="zero")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 5 target not yet met at test scale: the drop-off SHAP ranking does not "
-    "recover the simulator's truth ranking (see the ranking benchmark)",
-    strict=False,
-)
-def test_recovers_truth_ranking(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
-    truth = {k: v["revenue_gain"] for k, v in trained_bundle.truth["friction"].items()}
+def test_period_scope_values_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Period rows count as affected only when the friction happened in the last 7 days."""
+    from journey_ml.ranking import friction_impacts, period_features
+
+    tb = trained_bundle
+    spec = tb.bundle.spec
+    pf = period_features(tb.events, spec)
+    assert pf["cutoff"].nunique() > 10
+    imp = friction_impacts(pf, tb.bundle, scope="period")
+    for j, fr in enumerate(imp.frictions):
+        recent = next(c for c in spec.friction_features[fr] if c.endswith("_count_7d"))
+        np.testing.assert_array_equal(imp.affected[:, j], pf[recent].to_numpy() > 0)
+    assert (imp.impact[~imp.affected] == 0).all()
+    # Each friction occurrence falls in exactly one weekly window, so the period's affected
+    # rows sum the 7-day counts to at most the number of occurrences in the events.
+    occurrences = (tb.events["event_type"] == "checkout_error").sum()
+    recent = pf["friction_checkout_error_count_7d"].to_numpy()
+    assert recent.sum() <= occurrences
+
+
+# ---------------------------------------------------------------- truth recovery
+TRUTH_CUSTOMERS, TRUTH_DAYS, TRUTH_SEED, TRUTH_REPLICATIONS = 8000, 150, 0, 2
+
+
+@pytest.fixture(scope="module")
+def truth_scale():  # type: ignore[no-untyped-def]
+    """A simulation large enough for the ranking to be judged against truth.json.
+
+    8,000 customers x 150 days with the truth averaged over 2 common-random-number
+    replications; the three models with the default model config (no tuning, 1 thread).
+    """
+    from journey_ml.bundle import ModelBundle
+    from journey_ml.config import DEFAULT_JOURNEY_MAP, JourneyMap, ModelConfig, TrainConfig
+    from journey_ml.simulate import SimulationConfig, simulate
+    from journey_ml.train import build_snapshot_splits, fit_models
+
+    sim = simulate(
+        SimulationConfig(
+            customers=TRUTH_CUSTOMERS, days=TRUTH_DAYS, seed=TRUTH_SEED, truth_replications=TRUTH_REPLICATIONS
+        ),
+        truth=True,
+    )
+    jm = JourneyMap.from_yaml(Path(__file__).resolve().parents[1] / DEFAULT_JOURNEY_MAP)
+    config = TrainConfig(seed=TRUTH_SEED, model=ModelConfig(n_jobs=1))
+    splits = build_snapshot_splits(sim.events, jm, config)
+    models = fit_models(splits, config)
+    bundle = ModelBundle(
+        journey_map=jm,
+        spec=splits.spec,
+        next_stage=models["next_stage"],
+        drop_off=models["drop_off"],
+        revenue=models["revenue"],
+        metadata={"name": "truth", "created": "2026-01-01T00:00:00+00:00", "model_version": "truth-1"},
+    )
+    assert sim.truth is not None
+    return bundle, sim.events, {k: v["revenue_gain"] for k, v in sim.truth["friction"].items()}
+
+
+@pytest.mark.slow
+def test_recovers_truth_ranking(truth_scale) -> None:  # type: ignore[no-untyped-def]
+    """Issue 5: Spearman >= 0.9 with the simulator's true revenue gains, true top 3 in our top 3."""
+    bundle, events, truth = truth_scale
+    ranked = improvements_for_bundle(bundle, events, n_bootstrap=50, seed=0)
     est = ranked.set_index("touchpoint")["expected_revenue_impact"]
     names = list(truth)
     rho = spearmanr([est[n] for n in names], [truth[n] for n in names])[0]
     true_top = set(sorted(names, key=lambda n: -truth[n])[:3])
-    assert rho >= 0.9
+    assert rho >= 0.9, (rho, est.to_dict(), truth)
     assert set(ranked["touchpoint"].head(3)) == true_top
+    # The period ranking values each occurrence once: the affected rows are the weekly
+    # snapshots right after a friction.
+    assert ranked.attrs["scope"] == "period"
+    assert (ranked["rows_affected"] >= ranked["customers_affected"]).all()
 
 
 @pytest.mark.slow

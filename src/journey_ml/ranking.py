@@ -48,11 +48,22 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from journey_ml.bundle import ModelBundle
-from journey_ml.features import FeatureSpec, features_at
+
+# The training snapshots' activity rule and encoding (same package; see snapshots.py).
+from journey_ml.features import (
+    FeatureSpec,
+    _active_rows,
+    _encode,
+    _ns,
+    compute_features,
+    features_at,
+)
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 
 __all__ = [
     "IMPROVEMENT_COLUMNS",
+    "REFERENCES",
+    "SCOPES",
     "VALUE_DEFINITIONS",
     "ShapComparison",
     "add_reason_codes",
@@ -60,6 +71,8 @@ __all__ = [
     "friction_impacts",
     "improvements_for_bundle",
     "improvements_to_records",
+    "period_cutoffs",
+    "period_features",
     "rank_improvements",
     "reason_codes",
     "shap_summary_figures",
@@ -71,7 +84,20 @@ Model = NextStageModel | DropOffModel | RevenueModel
 #: The ways of valuing a friction's effect that were measured (see the module docstring).
 #: ``drop_only`` (default) is Δp_drop × E[rev]/(1−p_drop); the others are kept for the
 #: comparison in ``benchmarks/bench_ranking.py``.
-VALUE_DEFINITIONS: tuple[str, ...] = ("retained_value", "drop_only", "revenue_shap", "horizon_value")
+VALUE_DEFINITIONS: tuple[str, ...] = (
+    "period_value",
+    "drop_only",
+    "retained_value",
+    "revenue_shap",
+    "horizon_value",
+)
+
+#: Which rows carry a friction: ``period`` (it happened since the previous weekly
+#: snapshot) or ``at`` (it ever happened, customers active at one time).
+SCOPES: tuple[str, ...] = ("period", "at")
+
+#: What a friction's SHAP is measured against (see :func:`friction_impacts`).
+REFERENCES: tuple[str, ...] = ("fixed_row", "unaffected_mean")
 
 IMPROVEMENT_COLUMNS: tuple[str, ...] = (
     "rank",
@@ -82,6 +108,7 @@ IMPROVEMENT_COLUMNS: tuple[str, ...] = (
     "ci_high",
     "customers_affected",
     "share_affected",
+    "rows_affected",
     "mean_drop_off_points",
     "worst_stage",
     "worst_stage_share",
@@ -208,7 +235,12 @@ def _drop_proba(model: DropOffModel, raw: NDArray[np.float64]) -> NDArray[np.flo
     return p[:, 1] if p.ndim == 2 else p
 
 
-def _affected(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str) -> NDArray[np.bool_]:
+def _revenue(model: RevenueModel, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Calibrated expected horizon revenue of raw log-revenue."""
+    return np.asarray(model._calibrated(raw), dtype=np.float64)
+
+
+def _ever_affected(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str) -> NDArray[np.bool_]:
     """Rows whose friction ``friction`` happened at least once (its features are not 'fixed')."""
     names = spec.feature_names
     cols = spec.friction_features[friction]
@@ -223,18 +255,44 @@ def _affected(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str) -> NDAr
     return out
 
 
-def _fixed(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str, rows: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Copy of ``Xa`` with ``friction``'s features set to the reference on ``rows``."""
+def _recent_column(spec: FeatureSpec, friction: str, window_days: float) -> str:
+    """The friction's count column over the last ``window_days`` (the period cadence)."""
+    suffix = f"_count_{window_days:g}d"
+    col = next((c for c in spec.friction_features[friction] if c.endswith(suffix)), None)
+    if col is None:
+        windows = sorted(c.rsplit("_", 1)[-1] for c in spec.friction_features[friction] if "_count_" in c)
+        raise ValueError(
+            f"cadence_days={window_days:g} needs a '{suffix}' count feature for friction '{friction}'; "
+            f"its count windows are {windows}"
+        )
+    return col
+
+
+def _affected(
+    Xa: NDArray[np.float64], spec: FeatureSpec, friction: str, scope: str, cadence_days: float
+) -> NDArray[np.bool_]:
+    """Rows that carry friction ``friction`` for the ranking.
+
+    ``scope="at"``: it ever happened. ``scope="period"``: it happened within the last
+    ``cadence_days`` — since the previous snapshot — so each occurrence is valued once.
+    """
+    if scope == "period":
+        return Xa[:, spec.feature_names.index(_recent_column(spec, friction, cadence_days))] > 0
+    return _ever_affected(Xa, spec, friction)
+
+
+def _fixed(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str) -> NDArray[np.float64]:
+    """Copy of ``Xa`` with ``friction``'s features set to the reference ("fixed") values."""
     out = Xa.copy()
     names = spec.feature_names
     for c in spec.friction_features[friction]:
-        out[rows, names.index(c)] = spec.friction_reference[c]
+        out[:, names.index(c)] = spec.friction_reference[c]
     return out
 
 
 @dataclass
 class FrictionImpacts:
-    """Per-customer impacts of every friction (rows = customers, columns = frictions).
+    """Per-row impacts of every friction (rows = feature rows, columns = frictions).
 
     Attributes
     ----------
@@ -247,7 +305,7 @@ class FrictionImpacts:
     counterfactual : ndarray (n, F)
         The same value definition by re-prediction with the friction set to the reference.
     stage : ndarray of int (n,)
-        Current stage index of each customer.
+        Current stage index of each row.
     variants : dict of str to ndarray (n, F)
         Impacts under every definition in :data:`VALUE_DEFINITIONS`.
     """
@@ -261,76 +319,133 @@ class FrictionImpacts:
     variants: dict[str, NDArray[np.float64]]
 
 
-def _group_attrib(
-    contrib: NDArray[np.float64], idx: list[int], affected: NDArray[np.bool_]
-) -> NDArray[np.float64]:
-    """Reference-adjusted SHAP of a feature group: 0 off the affected rows."""
-    g = contrib[:, idx].sum(axis=1)
-    base = float(g[~affected].mean()) if (~affected).any() else 0.0
-    return np.where(affected, g - base, 0.0)
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 def friction_impacts(
-    features: pd.DataFrame, bundle: ModelBundle, *, value: str = "drop_only", counterfactual: bool = True
+    features: pd.DataFrame,
+    bundle: ModelBundle,
+    *,
+    value: str = "period_value",
+    counterfactual: bool = True,
+    scope: str = "at",
+    reference: str = "fixed_row",
+    cadence_days: float = 7.0,
+    reference_rows: int = 5000,
+    seed: int = 0,
+    all_variants: bool = False,
+    period_end: Any = None,
 ) -> FrictionImpacts:
-    """Per-customer expected revenue impact of fixing each friction of the journey map.
+    """Per-row expected revenue impact of fixing each friction of the journey map.
 
     Parameters
     ----------
     features : DataFrame
-        Feature rows built with ``bundle.spec`` (e.g. :func:`journey_ml.features.features_at`).
+        Feature rows built with ``bundle.spec`` (:func:`journey_ml.features.features_at`
+        for ``scope="at"``, :func:`period_features` for ``scope="period"``).
     bundle : ModelBundle
-    value : str
+    value : str, default "period_value"
         One of :data:`VALUE_DEFINITIONS` (see the module docstring).
-    counterfactual : bool
-        Also re-predict with each friction fixed (two model calls per friction).
+    counterfactual : bool, default True
+        Also re-predict with each friction fixed.
+    scope : {"at", "period"}, default "at"
+        Which rows count as affected: the friction ever happened (``"at"``) or happened
+        in the last ``cadence_days`` (``"period"``, each occurrence valued once).
+    reference : {"fixed_row", "unaffected_mean"}, default "fixed_row"
+        What the friction's SHAP is measured against: the SHAP of the same row with the
+        friction fixed, or the mean SHAP over (a seeded sample of) never-affected rows.
+    cadence_days : float, default 7
+        Snapshot cadence of ``scope="period"``.
+    reference_rows : int, default 5000
+        Sample size for ``reference="unaffected_mean"``.
+    seed : int, default 0
+        Seeds that sample.
+    all_variants : bool, default False
+        Fill ``variants`` for every definition (the benchmark); otherwise only ``value``
+        (the revenue model's SHAP is then skipped unless ``value`` needs it).
+    period_end : timestamp-like, optional
+        End of the period for ``value="period_value"`` (default: the latest cutoff).
 
     Returns
     -------
     FrictionImpacts
     """
-    if value not in VALUE_DEFINITIONS:
-        raise ValueError(f"value must be one of {VALUE_DEFINITIONS}, got {value!r}")
+    _check_choice("value", value, VALUE_DEFINITIONS)
+    _check_choice("scope", scope, SCOPES)
+    _check_choice("reference", reference, REFERENCES)
     spec = bundle.spec
     names = spec.feature_names
     Xa = features[names].to_numpy(dtype=np.float64, na_value=np.nan)
     frictions = [f.name for f in spec.journey_map.friction]
     n, F = len(Xa), len(frictions)
-    phi_d = tree_shap(bundle.drop_off, Xa)
-    phi_r = tree_shap(bundle.revenue, Xa)
-    m_d = phi_d.sum(axis=1)
-    p_drop = np.clip(_drop_proba(bundle.drop_off, m_d), 0.0, 1.0 - 1e-6)
-    rev = np.asarray(bundle.revenue._calibrated(phi_r.sum(axis=1)), dtype=np.float64)
-    retained_value = rev / (1.0 - p_drop)
+    affected = np.stack([_affected(Xa, spec, fr, scope, cadence_days) for fr in frictions], axis=1) if F else np.zeros((n, 0), dtype=bool)
     k = len(spec.journey_map.stages)
-    stage = np.clip(features["current_stage"].to_numpy(dtype=np.int64), 0, k - 1)
-
-    variants = {v: np.zeros((n, F)) for v in VALUE_DEFINITIONS}
+    stage = np.clip(features["current_stage"].to_numpy(dtype=np.int64), 0, k - 1) if n else np.zeros(0, np.int64)
+    wanted = VALUE_DEFINITIONS if all_variants else (value,)
+    variants = {v: np.zeros((n, F)) for v in wanted}
+    need_rev_shap = any(v in ("retained_value", "revenue_shap") for v in wanted)
     drop_points = np.zeros((n, F))
-    affected = np.zeros((n, F), dtype=bool)
     cf = np.zeros((n, F))
+
+    # SHAP only where some friction bites: unaffected rows have impact 0 by definition.
+    rows = np.flatnonzero(affected.any(axis=1))
+    X = Xa[rows]
+    phi_d = tree_shap(bundle.drop_off, X)
+    phi_r = tree_shap(bundle.revenue, X) if need_rev_shap else np.zeros((len(X), len(names) + 1))
+    m_d = phi_d.sum(axis=1)
+    m_r = phi_r.sum(axis=1) if need_rev_shap else np.asarray(bundle.revenue.predict_raw(_frame(X, names)), dtype=np.float64)
+    p_drop = np.clip(_drop_proba(bundle.drop_off, m_d), 0.0, 1.0 - 1e-6)
+    rev = _revenue(bundle.revenue, m_r)
+    retained = rev / (1.0 - p_drop)
+    annuity = _annuity(features, rows, p_drop, bundle.journey_map.horizon_days, period_end)
+    if reference == "unaffected_mean" and F:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=min(reference_rows, n), replace=False))
+        ref_d = tree_shap(bundle.drop_off, Xa[sample])
+        ref_r = tree_shap(bundle.revenue, Xa[sample]) if need_rev_shap else None
     for j, fr in enumerate(frictions):
         idx = [names.index(c) for c in spec.friction_features[fr]]
-        aff = _affected(Xa, spec, fr)
-        affected[:, j] = aff
-        att_d = _group_attrib(phi_d, idx, aff)
-        att_r = _group_attrib(phi_r, idx, aff)
-        dp = p_drop - _drop_proba(bundle.drop_off, m_d - att_d)
-        drop_points[:, j] = dp
-        rev_gain = rev * np.expm1(-att_r)
-        variants["drop_only"][:, j] = dp * retained_value
-        variants["revenue_shap"][:, j] = rev_gain
-        # Survivors' share of the revenue effect: the drop-off part is already counted.
-        variants["retained_value"][:, j] = dp * retained_value + (1.0 - p_drop) * rev_gain
-        variants["horizon_value"][:, j] = dp * rev
-        if counterfactual and aff.any():
-            Xf = _fixed(Xa[aff], spec, fr, np.ones(int(aff.sum()), dtype=bool))
-            Xf_frame = pd.DataFrame(Xf, columns=pd.Index(names, dtype=object))
-            p_fix = _drop_proba(bundle.drop_off, bundle.drop_off.predict_raw(Xf_frame))
-            rev_fix = np.asarray(bundle.revenue.predict(Xf_frame), dtype=np.float64)
-            cf[aff, j] = _value_of_change(
-                value, p_drop[aff], p_fix, rev[aff], rev_fix, retained_value[aff]
-            )
+        a = affected[rows, j]
+        if not a.any():
+            continue
+        Xf = _fixed(X[a], spec, fr)
+        # Margins with the friction fixed: the counterfactual re-prediction.
+        g_d, g_r = phi_d[a][:, idx].sum(axis=1), phi_r[a][:, idx].sum(axis=1)
+        if reference == "fixed_row":
+            # Same trees, same row: the group's contribution minus what it contributes
+            # once the friction is fixed.
+            phi_fd = tree_shap(bundle.drop_off, Xf)
+            mf_d = phi_fd.sum(axis=1)
+            att_d = g_d - phi_fd[:, idx].sum(axis=1)
+            if need_rev_shap:
+                phi_fr = tree_shap(bundle.revenue, Xf)
+                mf_r = phi_fr.sum(axis=1)
+                att_r = g_r - phi_fr[:, idx].sum(axis=1)
+        else:
+            never = ~_ever_affected(Xa[sample], spec, fr)
+            att_d = g_d - (float(ref_d[never][:, idx].sum(axis=1).mean()) if never.any() else 0.0)
+            if need_rev_shap and ref_r is not None:
+                att_r = g_r - (float(ref_r[never][:, idx].sum(axis=1).mean()) if never.any() else 0.0)
+        if reference != "fixed_row":
+            mf_d = np.asarray(bundle.drop_off.predict_raw(_frame(Xf, names)), dtype=np.float64)
+        if reference != "fixed_row" or not need_rev_shap:
+            mf_r = np.asarray(bundle.revenue.predict_raw(_frame(Xf, names)), dtype=np.float64)
+        if not need_rev_shap:
+            att_r = np.zeros(int(a.sum()))
+        out = rows[a]
+        pd_a, rev_a, ret_a, ann_a = p_drop[a], rev[a], retained[a], annuity[a]
+        dp = pd_a - _drop_proba(bundle.drop_off, m_d[a] - att_d)
+        rev_gain = rev_a * np.expm1(-att_r)
+        drop_points[out, j] = dp
+        for v in wanted:
+            variants[v][out, j] = _value_of_change(v, dp, rev_gain, rev_a, ret_a, pd_a, ann_a)
+        if counterfactual:
+            # Counterfactual: the model's own prediction with the friction fixed.
+            dp_cf = pd_a - np.clip(_drop_proba(bundle.drop_off, mf_d), 0.0, 1.0 - 1e-6)
+            rg_cf = _revenue(bundle.revenue, mf_r) - rev_a
+            cf[out, j] = _value_of_change(value, dp_cf, rg_cf, rev_a, ret_a, pd_a, ann_a)
     return FrictionImpacts(
         frictions=frictions,
         impact=variants[value],
@@ -344,21 +459,56 @@ def friction_impacts(
 
 def _value_of_change(
     value: str,
-    p_drop: NDArray[np.float64],
-    p_fix: NDArray[np.float64],
+    dp: NDArray[np.float64],
+    rev_gain: NDArray[np.float64],
     rev: NDArray[np.float64],
-    rev_fix: NDArray[np.float64],
-    retained_value: NDArray[np.float64],
+    retained: NDArray[np.float64],
+    p_drop: NDArray[np.float64],
+    annuity: NDArray[np.float64],
 ) -> NDArray[np.float64]:
-    """The counterfactual counterpart of each value definition (fixed minus factual)."""
-    dp = p_drop - p_fix
+    """Revenue value of a fall ``dp`` in drop-off risk and a rise ``rev_gain`` in E[rev].
+
+    ``rev_gain`` is the expected horizon revenue with the friction fixed minus without
+    (it already contains the survivors' and the drop-off part of the revenue model);
+    ``annuity`` the number of horizons of revenue a retained customer still brings.
+    """
+    if value == "period_value":
+        return dp * retained * annuity
     if value == "drop_only":
-        return dp * retained_value
+        return dp * retained
     if value == "revenue_shap":
-        return rev_fix - rev
+        return rev_gain
     if value == "horizon_value":
         return dp * rev
-    return dp * retained_value + (1.0 - p_drop) * (rev_fix - rev)
+    # Survivors' share of the revenue effect: the drop-off part is already counted.
+    return dp * retained + (1.0 - p_drop) * rev_gain
+
+
+def _frame(X: NDArray[np.float64], names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(X, columns=pd.Index(names, dtype=object))
+
+
+def _annuity(
+    features: pd.DataFrame,
+    rows: NDArray[np.int64],
+    p_drop: NDArray[np.float64],
+    horizon_days: float,
+    period_end: Any,
+) -> NDArray[np.float64]:
+    """Expected number of horizons a customer retained at the row's cutoff stays, to the period end.
+
+    With the customer's current per-horizon drop-off risk ``p`` held constant and
+    ``K = max(remaining days / H, 1)`` horizons left: ``Σ_{k<K} (1 − p)^k = (1 − (1 − p)^K) / p``.
+    """
+    cut = pd.DatetimeIndex(features["cutoff"].to_numpy()[rows]) if "cutoff" in features.columns else None
+    if cut is None or not len(rows):
+        return np.ones(len(rows))
+    end = pd.Timestamp(period_end) if period_end is not None else pd.Timestamp(features["cutoff"].max())
+    end = end.tz_localize("UTC") if end.tzinfo is None else end
+    remaining = np.asarray((end - cut) / pd.Timedelta(days=1), dtype=np.float64)
+    horizons = np.maximum(remaining / float(horizon_days), 1.0)
+    p = np.clip(p_drop, 1e-6, 1.0)
+    return (1.0 - (1.0 - p) ** horizons) / p
 
 
 def _bootstrap(impact: NDArray[np.float64], n_bootstrap: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -378,29 +528,44 @@ def _bootstrap(impact: NDArray[np.float64], n_bootstrap: int, seed: int) -> tupl
     return np.percentile(totals, 2.5, axis=0), np.percentile(totals, 97.5, axis=0)
 
 
+def _per_customer(codes: NDArray[np.int64], n_customers: int, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(customers, F) column sums of ``values`` per customer code (one bincount per column)."""
+    return np.stack(
+        [np.bincount(codes, weights=values[:, j], minlength=n_customers) for j in range(values.shape[1])], axis=1
+    ) if values.shape[1] else np.zeros((n_customers, 0))
+
+
 def rank_improvements(
     features: pd.DataFrame,
     bundle: ModelBundle,
     *,
     n_bootstrap: int = 200,
     seed: int = 0,
-    value: str = "drop_only",
+    value: str = "period_value",
     counterfactual: bool = True,
+    scope: str = "at",
+    reference: str = "fixed_row",
+    cadence_days: float = 7.0,
+    period_end: Any = None,
 ) -> pd.DataFrame:
-    """Frictions ranked by the revenue gained over the horizon if each were fixed.
+    """Frictions ranked by the revenue gained if each were fixed.
 
     Parameters
     ----------
     features : DataFrame
-        Feature rows of the customers to rank over (built with ``bundle.spec``).
+        Feature rows to rank over (built with ``bundle.spec``); for ``scope="period"`` the
+        rows of :func:`period_features` (one per customer and snapshot).
     bundle : ModelBundle
     n_bootstrap : int, default 200
-        Bootstrap resamples of customers for the 95% interval.
+        Bootstrap resamples of *customers* (all of a customer's rows together) for the
+        95% interval.
     seed : int, default 0
-    value : str, default "drop_only"
+    value : str, default "period_value"
         Value definition, one of :data:`VALUE_DEFINITIONS`.
     counterfactual : bool, default True
         Add ``counterfactual_impact`` by re-prediction with the friction fixed.
+    scope, reference, cadence_days, period_end
+        See :func:`friction_impacts`.
 
     Returns
     -------
@@ -408,20 +573,24 @@ def rank_improvements(
         One row per friction, ordered by ``expected_revenue_impact`` (descending), with
         :data:`IMPROVEMENT_COLUMNS`.
     """
-    imp = friction_impacts(features, bundle, value=value, counterfactual=counterfactual)
-    lo, hi = _bootstrap(imp.impact, n_bootstrap, seed)
+    imp = friction_impacts(
+        features, bundle, value=value, counterfactual=counterfactual, scope=scope,
+        reference=reference, cadence_days=cadence_days, seed=seed, period_end=period_end,
+    )
+    codes, uniques = pd.factorize(features["customer_id"].astype("str"), sort=False)
+    codes = np.asarray(codes, dtype=np.int64)
+    n_cust = len(uniques)
+    lo, hi = _bootstrap(_per_customer(codes, n_cust, imp.impact), n_bootstrap, seed)
     stages = np.asarray(bundle.journey_map.stage_names, dtype=object)
     k = len(stages)
+    F = len(imp.frictions)
     # Impact per (stage, friction): one bincount per friction over the stage codes.
-    by_stage = np.stack(
-        [np.bincount(imp.stage, weights=imp.impact[:, j], minlength=k) for j in range(len(imp.frictions))],
-        axis=1,
-    ) if len(imp.frictions) else np.zeros((k, 0))
-    worst = by_stage.argmax(axis=0) if len(imp.frictions) else np.zeros(0, dtype=int)
+    by_stage = _per_customer(imp.stage, k, imp.impact) if F else np.zeros((k, 0))
+    worst = by_stage.argmax(axis=0) if F else np.zeros(0, dtype=int)
     total = imp.impact.sum(axis=0)
-    n_aff = imp.affected.sum(axis=0)
+    n_aff = (_per_customer(codes, n_cust, imp.affected.astype(np.float64)) > 0).sum(axis=0)
+    rows_aff = imp.affected.sum(axis=0)
     touchpoint = {f.name: f.touchpoint or f.name for f in bundle.journey_map.friction}
-    n = max(len(features), 1)
     df = pd.DataFrame(
         {
             "touchpoint": imp.frictions,
@@ -430,9 +599,10 @@ def rank_improvements(
             "ci_low": lo,
             "ci_high": hi,
             "customers_affected": n_aff.astype(np.int64),
-            "share_affected": n_aff / n,
+            "share_affected": n_aff / max(n_cust, 1),
+            "rows_affected": rows_aff.astype(np.int64),
             "mean_drop_off_points": 100.0
-            * np.where(n_aff > 0, imp.drop_points.sum(axis=0) / np.maximum(n_aff, 1), 0.0),
+            * np.where(rows_aff > 0, imp.drop_points.sum(axis=0) / np.maximum(rows_aff, 1), 0.0),
             "worst_stage": [str(stages[w]) if t > 0 else "" for w, t in zip(worst, total, strict=True)],
             "worst_stage_share": np.where(
                 by_stage.max(axis=0, initial=0.0) > 0,
@@ -444,7 +614,10 @@ def rank_improvements(
     )
     df = df.sort_values("expected_revenue_impact", ascending=False, kind="stable").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
-    df.attrs.update({"customers": len(features), "value": value, "n_bootstrap": n_bootstrap, "seed": seed})
+    df.attrs.update(
+        {"customers": n_cust, "rows": len(features), "value": value, "scope": scope,
+         "reference": reference, "n_bootstrap": n_bootstrap, "seed": seed}
+    )
     return df[list(IMPROVEMENT_COLUMNS)]
 
 
@@ -457,6 +630,63 @@ def _scoring_time(events: pd.DataFrame, at: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def period_cutoffs(events: pd.DataFrame, *, cadence_days: float = 7.0, end: Any = None) -> pd.DatetimeIndex:
+    """Snapshot times every ``cadence_days`` back from ``end`` (default: the latest event).
+
+    The grid is anchored on ``end`` so the last snapshot sees the most recent week; it
+    goes back while a full cadence of history precedes the snapshot.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Canonical events.
+    cadence_days : float, default 7
+    end : timestamp-like, optional
+
+    Returns
+    -------
+    DatetimeIndex
+        Ascending UTC times (empty when there are no events).
+    """
+    if cadence_days <= 0:
+        raise ValueError(f"cadence_days must be > 0, got {cadence_days}")
+    if events.empty:
+        return pd.DatetimeIndex([], tz="UTC")
+    last = _scoring_time(events, end)
+    first = pd.Timestamp(events["timestamp"].min()) + pd.Timedelta(days=cadence_days)
+    step = pd.Timedelta(days=cadence_days)
+    count = max(int((last - first) // step) + 1, 1)
+    return pd.DatetimeIndex([last - i * step for i in range(count)][::-1]).as_unit("ns")
+
+
+def period_features(
+    events: pd.DataFrame, spec: FeatureSpec, *, cadence_days: float = 7.0, end: Any = None
+) -> pd.DataFrame:
+    """Features of every customer active at every :func:`period_cutoffs` snapshot.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Canonical events.
+    spec : FeatureSpec
+    cadence_days : float, default 7
+    end : timestamp-like, optional
+        Last snapshot (default: the latest event).
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id``, ``cutoff`` and ``spec.feature_names``, one row per active
+        (customer, snapshot).
+    """
+    cutoffs = period_cutoffs(events, cadence_days=cadence_days, end=end)
+    # The activity rule of the training snapshots (features._active_rows), all cutoffs at once.
+    enc = _encode(events, spec)
+    code, t = _active_rows(enc, spec.journey_map, _ns(list(cutoffs)))
+    cut = pd.DataFrame({"customer_id": enc.customers[code], "cutoff": pd.to_datetime(t, utc=True)})
+    return compute_features(events, spec, cut)
+
+
 def improvements_for_bundle(
     bundle: ModelBundle,
     events: pd.DataFrame,
@@ -464,9 +694,12 @@ def improvements_for_bundle(
     *,
     n_bootstrap: int = 200,
     seed: int = 0,
-    value: str = "drop_only",
+    value: str = "period_value",
+    scope: str | None = None,
+    reference: str = "fixed_row",
+    cadence_days: float = 7.0,
 ) -> pd.DataFrame:
-    """Rank friction fixes for the customers active at ``at`` (default: the latest event).
+    """Rank friction fixes by the revenue they cost over the events' period (or at ``at``).
 
     Parameters
     ----------
@@ -475,18 +708,31 @@ def improvements_for_bundle(
     events : DataFrame
         Canonical events.
     at : timestamp-like, optional
-        Scoring time; default the latest event.
-    n_bootstrap, seed, value
+        With ``scope="at"``: the scoring time (customers active then). With
+        ``scope="period"``: the end of the period. Default: the latest event.
+    n_bootstrap, seed, value, reference, cadence_days
         See :func:`rank_improvements`.
+    scope : {"period", "at"}, optional
+        Default ``"period"`` when ``at`` is None (every weekly snapshot, each friction
+        occurrence valued once: the revenue the friction cost over the period), else
+        ``"at"`` (customers active at ``at``, every past friction counted).
 
     Returns
     -------
     DataFrame
-        See :func:`rank_improvements`; ``attrs["at"]`` holds the scoring time.
+        See :func:`rank_improvements`; ``attrs["at"]`` holds the (last) scoring time.
     """
+    scope = scope or ("period" if at is None else "at")
+    _check_choice("scope", scope, SCOPES)
     ts = _scoring_time(events, at)
-    features = features_at(events, bundle.spec, ts)
-    df = rank_improvements(features, bundle, n_bootstrap=n_bootstrap, seed=seed, value=value)
+    if scope == "period":
+        features = period_features(events, bundle.spec, cadence_days=cadence_days, end=ts)
+    else:
+        features = features_at(events, bundle.spec, ts)
+    df = rank_improvements(
+        features, bundle, n_bootstrap=n_bootstrap, seed=seed, value=value, scope=scope,
+        reference=reference, cadence_days=cadence_days, period_end=ts,
+    )
     df.attrs["at"] = ts.isoformat()
     return df
 
