@@ -521,15 +521,24 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         sess = _arrow(events["session_id"])
         return pc.not_equal(sess.slice(1), sess.slice(0, n - 1)).to_numpy(zero_copy_only=False)
 
-    # The string columns are independent and Arrow releases the GIL: hash them in parallel.
-    with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, 3))) as pool:
-        f_et = pool.submit(pd.factorize, events["event_type"], sort=False)
-        f_ch = pool.submit(lambda: pd.factorize(_channel(events), sort=False))
-        f_sess = pool.submit(session_changes)
+    def factorize_channel() -> tuple[np.ndarray, pd.Index]:
+        return pd.factorize(_channel(events), sort=False)
+
+    if n >= _PARALLEL_MIN_EVENTS and _THREADS > 1:
+        # The string columns are independent and Arrow releases the GIL: hash them in parallel.
+        with ThreadPoolExecutor(max_workers=min(_THREADS, 3)) as pool:
+            f_et = pool.submit(pd.factorize, events["event_type"], sort=False)
+            f_ch = pool.submit(factorize_channel)
+            f_sess = pool.submit(session_changes)
+            ts = _ns(events["timestamp"])
+            et_codes, et_uniques = f_et.result()
+            ch_codes, ch_uniques = f_ch.result()
+            changed = f_sess.result()
+    else:  # a serving request: threads would cost more than they save
+        et_codes, et_uniques = pd.factorize(events["event_type"], sort=False)
+        ch_codes, ch_uniques = factorize_channel()
+        changed = session_changes()
         ts = _ns(events["timestamp"])
-        et_codes, et_uniques = f_et.result()
-        ch_codes, ch_uniques = f_ch.result()
-        changed = f_sess.result()
     etype = _lookup(et_uniques, spec.event_types, len(spec.event_types))[et_codes]
     channel = _lookup(ch_uniques, spec.channels, len(spec.channels))[ch_codes]
     if "channel" in jm.touchpoints_by:
@@ -607,16 +616,21 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         code=code,
         start=start,
         ts=ts,
-        etype=etype,
-        channel=channel,
-        touchpoint=touchpoint,
+        etype=_narrow(etype, len(spec.event_types)),
+        channel=_narrow(channel, len(spec.channels)),
+        touchpoint=_narrow(touchpoint, len(spec.touchpoints)),
         stage=stage,
         flags=flags,
         conv_value=conv_value,
         measure=measure,
-        event_bigram=event_bigram,
-        stage_bigram=stage_bigram,
+        event_bigram=_narrow(event_bigram, len(spec.event_bigrams)),
+        stage_bigram=_narrow(stage_bigram, len(spec.stage_bigrams)),
     )
+
+
+def _narrow(codes: np.ndarray, largest: int) -> np.ndarray:
+    """Per-event codes in ``[-1, largest]`` as int8 when they fit: less memory and traffic."""
+    return codes.astype(np.int8) if largest < 127 else codes
 
 
 # ============================================================================ locating
@@ -1202,6 +1216,9 @@ FEATURE_FAMILIES: tuple[tuple[Callable[[_Ctx], Mapping[Any, np.ndarray]], Callab
 _ROW_CHUNK = 1 << 14
 # Chunks are independent, so they run on up to this many threads.
 _THREADS = max(1, min(4, os.cpu_count() or 1))
+# Below these sizes (serving, tests) threads and heap trimming cost more than they save.
+_PARALLEL_MIN_EVENTS = 200_000
+_TRIM_MIN_BYTES = 64 * 2**20
 
 
 def _release_freed_memory() -> None:
@@ -1228,7 +1245,8 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     floats = [n for n in names if n not in spec.categories]
     col_of = {n: i for i, n in enumerate(floats)}
     n_rows = len(rows.t)
-    _release_freed_memory()
+    if len(floats) * n_rows * 4 >= _TRIM_MIN_BYTES:
+        _release_freed_memory()
     # (features, rows) in C order is the layout pandas keeps a float block in.
     block = np.empty((len(floats), n_rows), dtype=np.float32)
     cats = {name: np.empty(n_rows, dtype=np.int32) for name in spec.categories}
