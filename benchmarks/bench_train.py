@@ -67,6 +67,7 @@ def child(events_path: Path, trials: int, seed: int) -> dict[str, Any]:
         start = time.perf_counter()
         out = fn()
         seconds[name] = round(time.perf_counter() - start, 2)
+        print(f"#   {events_path.stem}: {name} {seconds[name]} s", file=sys.stderr, flush=True)
         return out
 
     cpu0 = time.process_time()
@@ -102,12 +103,19 @@ def simulate_events(customers: int, days: int, seed: int) -> tuple[Path, float]:
 
 
 def run_child(path: Path, trials: int, seed: int, jobs: int) -> dict[str, Any]:
+    """The child's result for ``path``; cached in ``bench_output/train`` so a long run can resume."""
+    cache = path.with_name(f"{path.stem}_trials{trials}.json")
+    if cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
     env = {**os.environ, "OMP_NUM_THREADS": str(jobs)}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), "--trials", str(trials), "--seed", str(seed)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    # The child's stderr (per-step progress, warnings) passes through to ours.
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"child failed for {path.name}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"child failed for {path.name} with exit code {done.returncode} (see stderr above)")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    cache.write_text(json.dumps(result), encoding="utf-8")
+    return result
 
 
 def fmt(value: float) -> str:
@@ -146,12 +154,14 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict[int, dict[str, Any]] = {}
     for n in args.sizes:
-        path, sim_seconds = simulate_events(n, args.days, args.seed)
-        res = run_child(path, args.trials, args.seed, args.jobs)
-        res["simulate_seconds"] = sim_seconds
-        results[n] = res
-        print(f"# {n} customers done in {res['seconds']['total']}s", file=sys.stderr)
-    load_after = os.getloadavg()
+        path, _ = simulate_events(n, args.days, args.seed)
+        results[n] = run_child(path, args.trials, args.seed, args.jobs)
+        # Print after every size: a run cut short on a loaded machine still reports what it measured.
+        print(render(results, args, load_before, os.getloadavg()), flush=True)
+
+
+def render(results: dict[int, dict[str, Any]], args: argparse.Namespace, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
+    """The markdown block for the sizes measured so far."""
 
     out = [
         "### Training pipeline (`benchmarks/bench_train.py`)",
@@ -181,7 +191,7 @@ def main() -> None:
             "Claim \"the models beat every baseline on every primary metric\": "
             + ("holds." if not losses else f"does **not** hold for {', '.join(losses)}."),
         ]
-    print("\n".join(out))
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
