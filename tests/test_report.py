@@ -27,6 +27,7 @@ def _improvements() -> pd.DataFrame:
             "ci_high": [1500.0, 600.0, 160.0],
             "customers_affected": [80, 300, 40],
             "share_affected": [0.1, 0.3, 0.04],
+            "rows_affected": [85, 420, 41],
             "mean_drop_off_points": [6.0, 1.2, 2.0],
             "worst_stage": ["decision", "consideration", "purchase"],
             "worst_stage_share": [0.7, 0.5, 0.8],
