@@ -1335,7 +1335,7 @@ def compute_features(events: pd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFr
     rows = _locate(enc, code, t, _OFFSETS)
     feats = _features_frame(enc, rows, spec)
     # Inserting the id columns adds blocks; pd.concat would copy the whole float block.
-    feats.insert(0, "customer_id", cutoffs["customer_id"].astype("str").to_numpy())
+    feats.insert(0, "customer_id", cutoffs["customer_id"].astype("str").array)
     feats.insert(1, "cutoff", pd.to_datetime(t, utc=True))
     return feats
 

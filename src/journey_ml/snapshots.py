@@ -184,18 +184,21 @@ def build_snapshots(
     future_revenue = _segment_reduce(np.add, enc.conv_value, lo, np.maximum(hi, lo), 0.0)
 
     out = feats  # inserting columns adds blocks; pd.concat would copy the float block
+    # Arrow-backed string arrays throughout: an object array of Python strings would
+    # cost ~60 bytes per row at the moment memory peaks.
     if isinstance(cutoffs, pd.DataFrame):
-        ids = cutoffs["customer_id"].astype("str").to_numpy()
+        ids = cutoffs["customer_id"].astype("str").array
     elif len(enc.customers):
-        ids = enc.customers.take(np.maximum(code, 0)).to_numpy()
+        ids = enc.customers.take(np.maximum(code, 0)).array
     else:
-        ids = np.zeros(0, dtype=object)
-    out.insert(0, "customer_id", pd.Series(ids, dtype="str").array)
+        ids = pd.array([], dtype="str")
+    out.insert(0, "customer_id", ids)
     out.insert(1, "cutoff", pd.to_datetime(t, utc=True))
     # The current_stage feature (int32 code) is the current_stage label: same definition.
     out["next_stage"] = next_stage.astype(np.int64)
     out["drop_off"] = drop_off.astype(np.int64)
-    # A difference of prefix sums can come out as -1e-14 where the true value is 0.
+    # Summed directly over the window (never a difference of prefix sums), so it cannot
+    # come out slightly negative; the clamp only guards against negative source revenue.
     out["future_revenue"] = np.maximum(future_revenue, 0.0).astype(np.float64)
     out["n_events"] = (now + 1 - rows.first).astype(np.int64)
     out.attrs["horizon_days"] = float(journey_map.horizon_days)
