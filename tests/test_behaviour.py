@@ -160,7 +160,7 @@ def test_purchase_raises_purchase_stage_probability(trained_bundle, baseline) ->
     strict=True,
     reason=(
         "known model gap: the fixture has ~47 checkout errors, the drop-off booster never splits on "
-        "friction_checkout_error_*, and checkout_error (outside the 40-touchpoint vocabulary) is "
+        "friction_checkout_error_*, and checkout_error (outside the touchpoint vocabulary) is "
         "pooled into tp_other whose recency lowers risk; see the train_extras report"
     ),
 )
