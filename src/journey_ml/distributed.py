@@ -61,6 +61,7 @@ __all__ = [
     "build_snapshots",
     "client",
     "compute_features",
+    "data_fingerprint",
     "features_at",
     "fit_model",
     "fit_models",
@@ -80,6 +81,8 @@ __all__ = [
 PARTITION_MARKER = "_journey_ml_partitioning.json"
 # Exact spec fitting up to this many training events; a customer-hash sample beyond.
 DEFAULT_SPEC_EVENTS = 5_000_000
+# In-memory customer sample for the steps that need pandas events (SHAP ranking, report).
+DEFAULT_SAMPLE_EVENTS = 2_000_000
 _HASH_BUCKETS = 1 << 20
 
 
@@ -259,9 +262,45 @@ def time_range(events: dd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp, int]:
     """First and last event time and the number of events, in one pass over ``timestamp``."""
     import dask
 
-    ts = events["timestamp"]
-    lo, hi, n = dask.compute(ts.min(), ts.max(), ts.size)
+    lo, hi, n = dask.compute(*time_range_lazy(events))
     return pd.Timestamp(lo), pd.Timestamp(hi), int(n)
+
+
+def data_fingerprint(events: dd.DataFrame) -> dict[str, Any]:
+    """Like :func:`journey_ml.tracking.data_fingerprint`, computed per partition.
+
+    ``sha256`` hashes the partitions' row hashes in partition order, so it identifies the
+    same files read the same way (it differs from the pandas engine's digest).
+    """
+    import hashlib
+
+    import dask
+
+    core = events[["customer_id", "timestamp", "event_type", "revenue"]]
+    digests = core.map_partitions(_partition_digest, meta=pd.Series([], dtype=object))
+    parts, (lo, hi, n), customers = dask.compute(digests, time_range_lazy(events), events["customer_id"].nunique())
+    return {
+        "sha256": hashlib.sha256("".join(parts).encode()).hexdigest(),
+        "rows": int(n),
+        "customers": int(customers),
+        "start": pd.Timestamp(lo).isoformat() if n else None,
+        "end": pd.Timestamp(hi).isoformat() if n else None,
+        "engine": "dask",
+        "partitions": int(events.npartitions),
+    }
+
+
+def _partition_digest(part: pd.DataFrame) -> pd.Series:
+    import hashlib
+
+    rows = pd.util.hash_pandas_object(part, index=False).to_numpy()
+    return pd.Series([hashlib.sha256(rows.tobytes()).hexdigest()], dtype=object)
+
+
+def time_range_lazy(events: dd.DataFrame) -> tuple[Any, Any, Any]:
+    """The lazy ``(min, max, count)`` of ``timestamp`` (compute with other results)."""
+    ts = events["timestamp"]
+    return ts.min(), ts.max(), ts.size
 
 
 def make_cutoffs(

@@ -317,10 +317,17 @@ def beats(new: dict[str, float], old: dict[str, float]) -> bool:
 
 
 def champion_primary_metrics(
-    champion: ModelBundle, events: pd.DataFrame, test: pd.DataFrame
+    champion: ModelBundle, events: pd.DataFrame | None, test: pd.DataFrame, *, features: pd.DataFrame | None = None
 ) -> dict[str, float]:
-    """The champion's primary metrics on the new run's test rows (its own feature spec)."""
-    features = compute_features(events, champion.spec, test[["customer_id", "cutoff"]])
+    """The champion's primary metrics on the new run's test rows (its own feature spec).
+
+    ``features`` (the champion spec's features of ``test``'s rows, in order) replaces the
+    computation from ``events``, e.g. when the Dask engine computed them.
+    """
+    if features is None:
+        if events is None:
+            raise ValueError("champion_primary_metrics needs events or features")
+        features = compute_features(events, champion.spec, test[["customer_id", "cutoff"]])
     X = features[champion.spec.feature_names]
     k = len(champion.journey_map.stages)
     return {
@@ -361,8 +368,17 @@ def run_training(
     config: TrainConfig,
     *,
     on_step: Progress | None = None,
+    client: Any = None,
 ) -> TrainResult:
-    """Run the whole pipeline with MLflow tracking and the promotion gate."""
+    """Run the whole pipeline with MLflow tracking and the promotion gate.
+
+    With a Dask ``client`` (:func:`journey_ml.distributed.client`), ``events`` is a Dask
+    frame of customer-complete partitions (:func:`journey_ml.distributed.read_events`):
+    snapshots are built per partition and the final models are boosted with
+    ``lightgbm.dask``; tuning and baselines use a sample of ``tuning.max_rows`` training
+    rows, and the SHAP ranking and report a customer sample of the events
+    (:data:`journey_ml.distributed.DEFAULT_SAMPLE_EVENTS`).
+    """
     import mlflow
 
     from journey_ml import tracking
@@ -376,8 +392,23 @@ def run_training(
     name = config.tracking.registered_model
 
     step("building snapshots and features")
-    splits = build_snapshot_splits(events, journey_map, config)
-    fingerprint = tracking.data_fingerprint(events)
+    dask_splits = None
+    if client is not None:
+        from journey_ml import distributed
+
+        dask_events = events
+        dask_splits = distributed.build_snapshot_splits(dask_events, journey_map, config)
+        splits = dask_splits.in_memory(config.tuning.max_rows, config.seed)
+        split_summary = dask_splits.describe()
+        fingerprint = distributed.data_fingerprint(dask_events)
+        # SHAP ranking, report and fingerprint-free steps below take in-memory events.
+        events = distributed.sample_events(
+            dask_events, max_events=distributed.DEFAULT_SAMPLE_EVENTS, seed=config.seed, total=fingerprint["rows"]
+        )
+    else:
+        splits = build_snapshot_splits(events, journey_map, config)
+        split_summary = splits.describe()
+        fingerprint = tracking.data_fingerprint(events)
 
     with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
         mlflow.log_params(_params(config))
@@ -385,12 +416,15 @@ def run_training(
         mlflow.set_tags({f"data.{k}": str(v) for k, v in fingerprint.items()})
         mlflow.log_text(journey_map.to_yaml(), "journey_map.yaml")
         mlflow.log_dict(splits.spec.to_dict(), "feature_spec.json")
-        mlflow.log_dict(splits.describe(), "splits.json")
+        mlflow.log_dict(split_summary, "splits.json")
 
         step(f"tuning ({config.tuning.trials} trials per model)")
         tuned = tune_models(splits, config)
         step("fitting models and baselines")
-        models = fit_models(splits, config, tuned)
+        if dask_splits is not None:
+            models = distributed.fit_models(dask_splits, config, tuned, client=client)
+        else:
+            models = fit_models(splits, config, tuned)
         baselines = fit_baselines(splits)
         step("evaluating on the test window")
         report = evaluate_models(splits, models, baselines)
@@ -411,11 +445,11 @@ def run_training(
             "journey_ml_version": __version__,
             "run_id": run.info.run_id,
             "training_window": {
-                "start": splits.train["cutoff"].min().isoformat(),
+                "start": split_summary["train"]["first_cutoff"],
                 "end": splits.test["cutoff"].max().isoformat(),
                 "horizon_days": journey_map.horizon_days,
             },
-            "splits": splits.describe(),
+            "splits": split_summary,
             "metrics": {"test": headline(report["model"])},
             "baselines": {task: headline(b) for task, b in report["baselines"].items()},
             "data": fingerprint,
@@ -445,7 +479,12 @@ def run_training(
             gate["reason"] = "no champion yet"
         else:
             champion = ModelBundle.load(tracking.download_bundle(f"models:/{name}@{tracking.CHAMPION}", tracking_uri=uri))
-            gate["champion"] = champion_primary_metrics(champion, events, splits.test)
+            champion_features = None
+            if dask_splits is not None:
+                champion_features = distributed.compute_features(
+                    dask_events, champion.spec, splits.test[["customer_id", "cutoff"]]
+                )
+            gate["champion"] = champion_primary_metrics(champion, events, splits.test, features=champion_features)
             promoted = beats(gate["new"], gate["champion"])
             gate["reason"] = "beats the champion on the primary metrics" if promoted else "does not beat the champion"
 
@@ -473,7 +512,7 @@ def run_training(
         baselines={task: headline(b) for task, b in report["baselines"].items()},
         gate=gate,
         tracking_uri=uri,
-        splits=splits.describe(),
+        splits=split_summary,
         tuning={t: r.to_dict() for t, r in tuned.items()},
         seconds=round(time.perf_counter() - started, 2),
         extra={"improvements": bundle.improvements, "report_path": str(report_path)},

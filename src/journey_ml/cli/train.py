@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
+from journey_ml.cli.features import ENGINE_HELP, SCHEDULER_HELP, Engine
 
 DEFAULT_CONFIG = Path("pipelines/train.yaml")
 
@@ -27,6 +28,8 @@ def train(
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else ./mlflow.db).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set split.test_cutoffs=3 (repeatable).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")] = False,
+    engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP)] = Engine.pandas,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Train the next-stage, drop-off and revenue models, log everything to MLflow and
     register the bundle (champion only if it beats the current champion)."""
@@ -54,8 +57,17 @@ def train(
         jm = JourneyMap.from_yaml(cfg.journey_map)
         with progress("training", quiet=json_out) as bar:
             task = bar.tasks[0].id
-            loaded = load_events(cfg.data, jm)
-            result = run_training(loaded.events, jm, cfg, on_step=lambda msg: bar.update(task, description=msg))
+            if engine is Engine.dask:
+                from journey_ml import distributed
+
+                with distributed.client(scheduler) as client:
+                    dask_events = distributed.read_events(cfg.data, jm, validate=True)
+                    result = run_training(
+                        dask_events, jm, cfg, on_step=lambda msg: bar.update(task, description=msg), client=client
+                    )
+            else:
+                loaded = load_events(cfg.data, jm)
+                result = run_training(loaded.events, jm, cfg, on_step=lambda msg: bar.update(task, description=msg))
     if json_out:
         print_json(result.to_dict())
         return
@@ -97,8 +109,13 @@ def score(
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ URIs.")] = None,
     reasons: Annotated[bool, typer.Option("--reasons/--no-reasons", help="Add the top reason codes per customer.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP)] = Engine.pandas,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Score every customer active at TIME: stage, next stage, probabilities, drop-off risk, revenue."""
+    if engine is Engine.dask:
+        _score_dask(events, model, out, at, tracking_uri, reasons, json_out, scheduler)
+        return
     from journey_ml.bundle import load_bundle
     from journey_ml.events import load_events
     from journey_ml.ranking import add_reason_codes
@@ -123,6 +140,41 @@ def score(
         print_json(summary)
     else:
         console.print(f"scored {summary['customers']} customers at {summary['at']} -> {out}")
+
+
+def _score_dask(
+    events: Path, model: str, out: Path, at: str | None, tracking_uri: str | None, reasons: bool, json_out: bool, scheduler: str | None
+) -> None:
+    """``score --engine dask``: score partition by partition into a Parquet directory."""
+    import dask
+    import dask.dataframe as dd
+
+    from journey_ml import distributed
+    from journey_ml.bundle import load_bundle
+
+    if out.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
+        raise typer.BadParameter("the dask engine writes partitioned Parquet: give a directory", param_hint="--out")
+    with user_errors(), progress("scoring (dask)", quiet=json_out), distributed.client(scheduler):
+        bundle = load_bundle(model, tracking_uri=tracking_uri)
+        loaded = distributed.read_events(events, bundle.journey_map, validate=True)
+        when = pd.Timestamp(at) if at is not None else pd.Timestamp(loaded["timestamp"].max().compute())
+        scores = distributed.score(loaded, bundle, when, reasons=reasons)
+        distributed.write_scores(scores, out)
+        written = dd.read_parquet(str(out), columns=["drop_off_risk", "expected_revenue"])
+        n, risk, revenue = dask.compute(written.shape[0], written["drop_off_risk"].mean(), written["expected_revenue"].sum())
+    summary = {
+        "out": str(out),
+        "customers": int(n),
+        "at": str(when),
+        "mean_drop_off_risk": float(risk) if n else None,
+        "expected_revenue": float(revenue),
+        "model_version": bundle.version,
+        "engine": "dask",
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"scored {summary['customers']} customers at {summary['at']} -> {out}/ (partitioned Parquet)")
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
