@@ -383,7 +383,7 @@ def run_training(
 
     from journey_ml import tracking
     from journey_ml.evaluate import plot_calibration, plot_confusion, plot_feature_importance
-    from journey_ml.ranking import improvements_for_bundle, improvements_to_records
+    from journey_ml.ranking import improvements_to_records, rank_improvements
     from journey_ml.report import report_for_bundle, write_report
 
     step = on_step or (lambda _msg: None)
@@ -465,7 +465,14 @@ def run_training(
         )
 
         step("ranking touchpoint improvements (SHAP)")
-        ranking = improvements_for_bundle(bundle, events, n_bootstrap=200, seed=config.seed)
+        # The revenue friction cost over the evaluation window (validation + test weeks),
+        # on snapshot features already built: each occurrence valued once (period scope).
+        window = pd.concat([splits.valid, splits.test], ignore_index=True)
+        ranking = rank_improvements(
+            window, bundle, n_bootstrap=200, seed=config.seed, scope="period",
+            cadence_days=config.snapshots.cadence_days, period_end=splits.test["cutoff"].max(),
+        )
+        ranking.attrs["at"] = splits.test["cutoff"].max().isoformat()
         bundle.improvements = improvements_to_records(ranking)
         report_html = report_for_bundle(bundle, events, ranking)
         mlflow.log_text(ranking.to_csv(index=False), "report/improvements.csv")
