@@ -1329,13 +1329,16 @@ def compute_features(events: pd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFr
     for col in ("customer_id", "cutoff"):
         if col not in cutoffs.columns:
             raise ValueError(f"cutoffs need a '{col}' column; got {list(cutoffs.columns)}")
-    enc = _encode(events, spec)
-    code = _row_codes(enc, cutoffs["customer_id"])
-    t = _ns(cutoffs["cutoff"])
+    return _compute_encoded(_encode(events, spec), spec, cutoffs["customer_id"].astype("str").array, _ns(cutoffs["cutoff"]))
+
+
+def _compute_encoded(enc: _Encoded, spec: FeatureSpec, customer_id: Any, t: np.ndarray) -> pd.DataFrame:
+    """The body of :func:`compute_features` on already encoded events (no second encode)."""
+    code = _row_codes(enc, pd.Series(customer_id))
     rows = _locate(enc, code, t, _OFFSETS)
     feats = _features_frame(enc, rows, spec)
     # Inserting the id columns adds blocks; pd.concat would copy the whole float block.
-    feats.insert(0, "customer_id", cutoffs["customer_id"].astype("str").array)
+    feats.insert(0, "customer_id", customer_id)
     feats.insert(1, "cutoff", pd.to_datetime(t, utc=True))
     return feats
 
@@ -1387,8 +1390,8 @@ def features_at(events: pd.DataFrame, spec: FeatureSpec, at: Any) -> pd.DataFram
     """
     enc = _encode(events, spec)
     code, t = _active_rows(enc, spec.journey_map, _ns([at]))
-    cut = pd.DataFrame({"customer_id": enc.customers[code], "cutoff": pd.to_datetime(t, utc=True)})
-    return compute_features(events, spec, cut)
+    # Same path as compute_features, reusing the encoding instead of redoing it.
+    return _compute_encoded(enc, spec, enc.customers.take(code).array, t)
 
 
 def features_for_customer(events: pd.DataFrame, spec: FeatureSpec, at: Any) -> pd.DataFrame:
