@@ -27,9 +27,11 @@ transiently one partition's events and snapshots while building features.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,17 +136,34 @@ def client(
         return
     n = n_workers or max(1, os.cpu_count() or 1)
     limit = memory_limit if memory_limit is not None else default_memory_limit(n)
-    with (
-        LocalCluster(
+    with _workers_print_to_stderr():
+        cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=threads_per_worker,
             memory_limit=limit,
             processes=processes,
             dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+        )
+    with cluster, Client(cluster) as c:
         yield c
+
+
+@contextmanager
+def _workers_print_to_stderr() -> Iterator[None]:
+    # Worker processes inherit file descriptor 1: point it at stderr while they start, so
+    # LightGBM's network log lines never mix into a command's stdout (e.g. --json).
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real stdout (e.g. captured): nothing to protect
+        yield
+        return
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 # ---------------------------------------------------------------------------- events i/o
@@ -625,13 +644,14 @@ def fit_model(
     # A regressor wrapper never re-encodes labels: the booster sees stage indices 0..K-1
     # (num_class from the model) even when a stage is absent from training.
     est = lgb.DaskLGBMRegressor(client=client, n_estimators=model.n_estimators, **params)
-    est.fit(
-        X,
-        y,
-        init_score=init,
-        categorical_feature=list(model.categorical_features) or "auto",
-        callbacks=callbacks or None,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # lightgbm.dask prints its port search
+        est.fit(
+            X,
+            y,
+            init_score=init,
+            categorical_feature=list(model.categorical_features) or "auto",
+            callbacks=callbacks or None,
+        )
     booster = est.booster_
     return model.attach_booster(
         booster, n_train=int(n_train), best_iteration=booster.best_iteration or None, X_valid=Xv, y_valid=y_valid
