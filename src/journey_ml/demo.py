@@ -78,8 +78,14 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
             "tracking.uri": tracking_uri,
         },
     )
+    t0 = time.perf_counter()
+
+    def on_step(msg: str) -> None:
+        console.log(f"  training: {msg} (+{time.perf_counter() - t0:.0f}s)")
+        status.update(f"training: {msg}")
+
     with console.status(f"training: snapshots, {trials} Optuna trials per model, MLflow, registry") as status:
-        result = run_training(loaded.events, jm, config, on_step=lambda msg: status.update(f"training: {msg}"))
+        result = run_training(loaded.events, jm, config, on_step=on_step)
     paths["bundle"] = result.bundle_path
     console.print(
         f"[bold]3. trained[/] in {result.seconds:.0f}s: {result.model_uri} "
