@@ -215,3 +215,34 @@ def test_scores_identical_between_engines(
     assert len(want) > 100
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert got["current_stage"].map(type).eq(str).all()
+
+
+# ------------------------------------------------------------------ CLI
+@pytest.mark.slow
+def test_cli_features_dask_engine_matches_pandas_engine(
+    dask_client: object, parquet_dir: Path, events: pd.DataFrame, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import journey_ml.cli.features  # noqa: F401  (registers the command)
+    from journey_ml.cli.app import app
+
+    runner = CliRunner()
+    single = tmp_path / "events.parquet"
+    events.to_parquet(single, index=False)
+    address = dask_client.scheduler.address  # type: ignore[attr-defined]
+    args = ["features", "--json", "--at", str(events["timestamp"].quantile(0.7))]
+    dask_run = runner.invoke(
+        app, [*args, str(parquet_dir), "--engine", "dask", "--scheduler", address, "--out", str(tmp_path / "fd")]
+    )
+    assert dask_run.exit_code == 0, dask_run.output
+    pandas_run = runner.invoke(app, [*args, str(single), "--out", str(tmp_path / "fp.parquet")])
+    assert pandas_run.exit_code == 0, pandas_run.output
+    summary = json.loads(dask_run.stdout)
+    assert summary["engine"] == "dask"
+    assert summary["rows"] == json.loads(pandas_run.stdout)["rows"] > 100
+    got = pd.read_parquet(tmp_path / "fd").sort_values("customer_id", ignore_index=True)
+    want = pd.read_parquet(tmp_path / "fp.parquet").sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)

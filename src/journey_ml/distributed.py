@@ -386,15 +386,33 @@ def build_snapshots(
     Row for row the pandas result (in partition order rather than globally sorted).
     """
     cut = pd.DatetimeIndex(list(cutoffs)).tz_convert("UTC") if len(cutoffs) else pd.DatetimeIndex([], tz="UTC")
-    meta = _snapshots.build_snapshots(events._meta, journey_map, spec, cutoffs=cut)
-    return events.map_partitions(_snapshots.build_snapshots, journey_map, spec, cutoffs=cut, meta=meta)
+    meta = _ns_times(_snapshots.build_snapshots(events._meta, journey_map, spec, cutoffs=cut))
+    return events.map_partitions(_snapshots_partition, journey_map, spec, cut, meta=meta)
+
+
+def _snapshots_partition(part: pd.DataFrame, journey_map: JourneyMap, spec: FeatureSpec, cutoffs: pd.DatetimeIndex) -> pd.DataFrame:
+    return _ns_times(_snapshots.build_snapshots(part, journey_map, spec, cutoffs=cutoffs))
+
+
+def _features_at_partition(part: pd.DataFrame, spec: FeatureSpec, at: pd.Timestamp) -> pd.DataFrame:
+    return _ns_times(_features.features_at(part, spec, at))
+
+
+def _ns_times(frame: pd.DataFrame) -> pd.DataFrame:
+    # Empty inputs can come back with second-resolution times: one unit for every
+    # partition (and the meta), as the pandas engine's non-empty output has.
+    for col in frame.columns:
+        dtype = frame[col].dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit != "ns":
+            frame[col] = frame[col].dt.as_unit("ns")
+    return frame
 
 
 def features_at(events: dd.DataFrame, spec: FeatureSpec, at: Any) -> dd.DataFrame:
     """:func:`journey_ml.features.features_at` on every partition (customers active at ``at``)."""
     when = _utc(at)
-    meta = _features.features_at(events._meta, spec, when)
-    return events.map_partitions(_features.features_at, spec, when, meta=meta)
+    meta = _features_at_partition(events._meta, spec, when)
+    return events.map_partitions(_features_at_partition, spec, when, meta=meta)
 
 
 def compute_features(events: dd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFrame) -> pd.DataFrame:
@@ -407,13 +425,13 @@ def compute_features(events: dd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFr
 
     rows = cutoffs[["customer_id", "cutoff"]].reset_index(drop=True)
     rows_d = dask.delayed(rows, pure=True)
-    meta = _features.compute_features(events._meta, spec, rows.iloc[:0])
+    meta = _ns_times(_features.compute_features(events._meta, spec, rows.iloc[:0]))
     meta.insert(0, "_row", pd.Series([], dtype=np.int64))
     parts = events.map_partitions(_features_for_rows, spec, rows_d, meta=meta).compute()
     missing = np.setdiff1d(np.arange(len(rows)), parts["_row"].to_numpy())
     if len(missing):
         empty = events._meta
-        extra = _features.compute_features(empty, spec, rows.iloc[missing])
+        extra = _ns_times(_features.compute_features(empty, spec, rows.iloc[missing]))
         extra.insert(0, "_row", missing)
         parts = pd.concat([parts, extra], ignore_index=True)
     return parts.sort_values("_row").drop(columns="_row").reset_index(drop=True)
@@ -421,7 +439,7 @@ def compute_features(events: dd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFr
 
 def _features_for_rows(part: pd.DataFrame, spec: FeatureSpec, rows: pd.DataFrame) -> pd.DataFrame:
     mine = np.flatnonzero(rows["customer_id"].isin(part["customer_id"].unique()).to_numpy())
-    out = _features.compute_features(part, spec, rows.iloc[mine])
+    out = _ns_times(_features.compute_features(part, spec, rows.iloc[mine]))
     out.insert(0, "_row", mine.astype(np.int64))
     return out
 
