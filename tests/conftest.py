@@ -79,13 +79,16 @@ class TrainedBundle:
     splits: Any
 
 
-def train_small_bundle(out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11) -> TrainedBundle:
+def train_small_bundle(
+    out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11, effects: Any = None
+) -> TrainedBundle:
     from journey_ml.bundle import ModelBundle
     from journey_ml.config import ModelConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.train import build_snapshot_splits, fit_models
 
-    sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed), truth=True)
+    extra = {} if effects is None else {"effects": effects}
+    sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed, **extra), truth=effects is None)
     jm = JourneyMap.from_yaml(DEFAULT_MAP)
     config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1))
     splits = build_snapshot_splits(sim.events, jm, config)

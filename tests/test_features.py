@@ -163,10 +163,14 @@ def test_spec_round_trip_and_declarations(journey_map: JourneyMap, events: pd.Da
 
 
 def test_rare_touchpoints_pooled(journey_map: JourneyMap, events: pd.DataFrame) -> None:
+    # Friction touchpoints (map order) are always kept, even past the cap; then by frequency.
     spec = FeatureSpec.fit(events, journey_map, max_touchpoints=2)
-    assert spec.touchpoints == ("purchase:web", "product_view:web")
+    assert spec.touchpoints == ("checkout_error:web", "support_contact:phone", "email_open:email")
     f = row(compute_features(events, spec, pd.DataFrame({"customer_id": ["007"], "cutoff": [T]})), "007")
-    assert f["tp_other_count_90d"] == 8 - 2 - 2
+    # ad_click:social, product_view:web x2 and purchase:web x2 are pooled.
+    assert f["tp_other_count_90d"] == 5
+    wider = FeatureSpec.fit(events, journey_map, max_touchpoints=4)
+    assert wider.touchpoints == ("checkout_error:web", "support_contact:phone", "email_open:email", "purchase:web")
     with pytest.raises(ValueError, match="max_touchpoints"):
         FeatureSpec.fit(events, journey_map, max_touchpoints=0)
 

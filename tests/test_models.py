@@ -360,3 +360,20 @@ def test_markov_offset_with_classes_absent_from_training_still_sums_to_one(data:
     proba = model.predict_proba(data["Xt"])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(proba[:, [0, 3, 5]], 1.0 / (len(y) + N_STAGES))
+
+
+def test_monotone_constraints_hold_against_the_data(tmp_path: Path) -> None:
+    # The label *falls* with x (confounded data); the constraint says x never lowers risk.
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.integers(0, 5, 4000).astype(float), "z": rng.normal(size=4000)})
+    y = (rng.random(4000) < 0.6 - 0.1 * X["x"] + 0.1 * X["z"]).astype(int)
+    free = DropOffModel(**SMALL).fit(X, y)
+    tied = DropOffModel(monotone_constraints=(("x", 1),), **SMALL).fit(X, y)
+    grid = pd.DataFrame({"x": np.arange(5.0), "z": np.zeros(5)})
+    assert np.diff(free.predict_proba(grid)[:, 1]).min() < 0  # the data says "falls"
+    assert np.diff(tied.predict_proba(grid)[:, 1]).min() >= 0  # the constraint wins
+    loaded = DropOffModel.load(tied.save(tmp_path / "m"))
+    assert loaded.monotone_constraints == (("x", 1),)
+    np.testing.assert_array_equal(loaded.predict_proba(grid), tied.predict_proba(grid))
+    with pytest.raises(ValueError, match=r"monotone_constraints: 'w' is not a feature column"):
+        DropOffModel(monotone_constraints=(("w", 1),), **SMALL).fit(X, y)

@@ -177,7 +177,16 @@ class FeatureSpec:
         else:
             order = np.argsort(-et_freq, kind="stable")
             names = [str(et_uniques[i]) for i in order if et_freq[i] > 0]
-        touchpoints = tuple(n for n in names if n != OTHER)[:max_touchpoints]
+        ranked = [n for n in names if n != OTHER]
+        # Every friction's touchpoint keeps its own columns: pooled into "other", a
+        # checkout error would look like any other activity (which lowers risk).
+        friction_types = [f.event_type for f in journey_map.friction if f.event_type]
+        forced = [
+            next(n for n in ranked if n.split(":", 1)[0] == et)
+            for et in friction_types
+            if any(n.split(":", 1)[0] == et for n in ranked)
+        ]
+        touchpoints = tuple(dict.fromkeys(forced + ranked))[: max(max_touchpoints, len(forced))]
 
         stage = _stage_evidence(events, et_codes, et_uniques, journey_map)
         same = _same_customer_as_previous(events)
@@ -310,6 +319,21 @@ class FeatureSpec:
         return {
             fr.name: _friction_names_one(self, i) for i, fr in enumerate(self.journey_map.friction)
         }
+
+    @cached_property
+    def friction_risk_direction(self) -> dict[str, int]:
+        """Friction feature -> how it may move drop-off risk: +1 (never lowers it) for
+        counts and measure levels, -1 for "days since last friction" (more recent, more
+        risk). The models use these as monotone constraints."""
+        names = [n for cols in self.friction_features.values() for n in cols]
+        # A touchpoint whose every event is friction (checkout_error, page_timeout) carries
+        # the same signal under its own columns: constrain those too.
+        pure = {f.event_type for f in self.journey_map.friction if f.event_type and f.column is None}
+        groups = self.feature_groups
+        for tp in self.touchpoints:
+            if tp.split(":", 1)[0] in pure:
+                names += [c for c in groups.get(tp, []) if c not in names]
+        return {name: -1 if name.endswith("_days_since_last") else 1 for name in names}
 
     @cached_property
     def friction_reference(self) -> dict[str, float]:

@@ -76,7 +76,10 @@ def _check_weight(sample_weight: ArrayLike, n_rows: int) -> NDArray[np.float64]:
 
 def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
     """Make ``get_params()`` output JSON-safe (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    return {
+        k: [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v
+        for k, v in params.items()
+    }
 
 
 def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +87,8 @@ def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     if "categorical_features" in out:
         out["categorical_features"] = tuple(out["categorical_features"])
+    if "monotone_constraints" in out:
+        out["monotone_constraints"] = tuple((str(f), int(d)) for f, d in out["monotone_constraints"])
     return out
 
 
@@ -111,6 +116,7 @@ class _LightGBMEstimator(BaseEstimator):
         n_jobs: int = 2,
         categorical_features: tuple[str, ...] = (),
         calibrate: bool = True,
+        monotone_constraints: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -124,6 +130,7 @@ class _LightGBMEstimator(BaseEstimator):
         self.n_jobs = n_jobs
         self.categorical_features = categorical_features
         self.calibrate = calibrate
+        self.monotone_constraints = monotone_constraints
 
     # -- subclass hooks --------------------------------------------------------------
     def _objective_params(self) -> dict[str, Any]:
@@ -215,8 +222,29 @@ class _LightGBMEstimator(BaseEstimator):
             "force_row_wise": True,
             "verbosity": -1,
         }
+        if self.monotone_constraints:
+            params["monotone_constraints"] = self._monotone_vector()
         params.update(self._objective_params())
         return params
+
+    def _monotone_vector(self) -> list[int]:
+        """Per-feature LightGBM constraint (-1, 0, +1) from ``(feature, direction)`` pairs.
+
+        Domain knowledge the data may be too thin or too confounded to show, e.g. a
+        friction never lowers drop-off risk (busy browsers meet more page timeouts and
+        also buy more, which an unconstrained model happily learns).
+        """
+        names = self._feature_names()
+        vector = [0] * len(names)
+        for feature, direction in self.monotone_constraints:
+            if feature not in names:
+                raise ValueError(
+                    f"monotone_constraints: '{feature}' is not a feature column{did_you_mean(feature, names)}"
+                )
+            if direction not in (-1, 0, 1):
+                raise ValueError(f"monotone_constraints: direction for '{feature}' must be -1, 0 or 1, got {direction!r}")
+            vector[names.index(feature)] = int(direction)
+        return vector
 
     def fit(
         self,
@@ -805,9 +833,11 @@ class DropOffModel(ClassifierMixin, _LightGBMEstimator):
         categorical_features: tuple[str, ...] = (),
         calibrate: bool = True,
         calibration_method: str = "platt",
+        monotone_constraints: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.calibration_method = calibration_method
         super().__init__(
+            monotone_constraints=monotone_constraints,
             n_estimators=n_estimators,
             learning_rate=learning_rate,
             num_leaves=num_leaves,
@@ -955,9 +985,11 @@ class RevenueModel(RegressorMixin, _LightGBMEstimator):
         categorical_features: tuple[str, ...] = (),
         calibrate: bool = True,
         tweedie_variance_power: float = 1.3,
+        monotone_constraints: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.tweedie_variance_power = tweedie_variance_power
         super().__init__(
+            monotone_constraints=monotone_constraints,
             n_estimators=n_estimators,
             learning_rate=learning_rate,
             num_leaves=num_leaves,

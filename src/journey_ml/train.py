@@ -165,10 +165,17 @@ def make_model(task: str, splits: SnapshotSplits, config: TrainConfig, params: d
         return NextStageModel(
             n_classes=len(splits.spec.journey_map.stages), stage_prior_column="current_stage", **base
         )
+    # Friction never lowers drop-off risk nor raises revenue: constrain the trees so that
+    # confounding (busy customers meet more friction) cannot flip the sign.
+    risk = tuple(splits.spec.friction_risk_direction.items())
     if task == "drop_off":
-        return DropOffModel(**base)
+        return DropOffModel(monotone_constraints=risk, **base)
     if task == "revenue":
-        return RevenueModel(tweedie_variance_power=config.model.tweedie_variance_power, **base)
+        return RevenueModel(
+            tweedie_variance_power=config.model.tweedie_variance_power,
+            monotone_constraints=tuple((f, -d) for f, d in risk),
+            **base,
+        )
     raise ValueError(f"unknown task {task!r}; tasks are {TASKS}")
 
 
