@@ -104,7 +104,7 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
     console.print(f"[bold]4. scored[/] {len(scores):,} active customers -> {paths['scores']}")
     console.print(at_risk[["customer_id", "current_stage", "next_stage", "drop_off_risk", "expected_revenue"]].to_string(index=False))
 
-    top = Table(title="Top five touchpoint fixes by expected revenue impact (horizon)")
+    top = Table(title="Top five friction fixes by revenue impact over the evaluation window")
     for col in ("touchpoint", "expected revenue impact", "95% interval", "customers"):
         top.add_column(col, justify="left" if col == "touchpoint" else "right")
     for item in (result.extra.get("improvements") or [])[:5]:
@@ -123,7 +123,9 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
 
         with console.status("starting the scoring API on 127.0.0.1 and scoring one customer over HTTP"):
             customer = str(scores.sort_values("drop_off_risk", ascending=False)["customer_id"].iloc[0])
-            reply = demo_request(result.bundle_path, loaded.events, customer_id=customer)
+            # Same scoring time as the batch table above, so the numbers match it.
+            at = loaded.events["timestamp"].max()
+            reply = demo_request(result.bundle_path, loaded.events, customer_id=customer, as_of=at)
         console.print(f"[bold]6. API[/] POST {reply['url']} -> HTTP {reply['status']}")
         console.print_json(data=reply["response"])
 

@@ -862,8 +862,12 @@ def demo_request(
     customer_id: str | None = None,
     token: str | None = None,
     start_timeout: float = 180.0,
+    as_of: Any = None,
 ) -> dict[str, Any]:
     """Start the real service on 127.0.0.1, score one customer over HTTP, stop it.
+
+    ``as_of`` (default: the customer's latest event) is sent with the request; pass the
+    batch scoring time to get the very numbers ``journey-ml score`` printed.
 
     Parameters
     ----------
@@ -885,7 +889,7 @@ def demo_request(
     one = events[events["customer_id"] == cid]
     if one.empty:
         raise JourneyMLError(f"customer_id {cid!r} has no events")
-    body = events_payload(one)
+    body = events_payload(one, as_of=as_of)
     env = {"JOURNEY_ML_MODEL": str(bundle_dir)}
     if token:
         env["JOURNEY_ML_API_TOKEN"] = token
