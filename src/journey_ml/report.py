@@ -133,7 +133,11 @@ def _table(df: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
             f'<td class="{"l" if c in left else ""}">{_fmt(v)}</td>' for c, v in zip(df.columns, rec, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # Wide rankings scroll inside their box rather than running off the page.
+    return (
+        f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def build_report(
@@ -171,8 +175,9 @@ def build_report(
         parts.append("<p class='meta'>" + " · ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in meta.items()) + "</p>")
     parts.append("<h2>Ranked fixes</h2>")
     parts.append(
-        "<p class='note'>Expected revenue gained over the prediction horizon if the friction were fixed, "
-        "summed over the customers scored; interval: 95% bootstrap over customers. "
+        "<p class='note'>Expected revenue gained if the friction were fixed: over the prediction horizon "
+        "for the customers scored at one time, or, for a period ranking, over the period's weekly "
+        "snapshots with each friction occurrence valued once; interval: 95% bootstrap over customers. "
         "The counterfactual column re-predicts with the friction set to its fixed reference.</p>"
     )
     cols = [c for c in ("rank", "touchpoint", "touchpoint_group", "expected_revenue_impact", "ci_low", "ci_high",
