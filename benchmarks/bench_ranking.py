@@ -77,9 +77,7 @@ def main() -> None:
     bundle = ModelBundle(
         journey_map=jm,
         spec=splits.spec,
-        next_stage=models["next_stage"],
-        drop_off=models["drop_off"],
-        revenue=models["revenue"],
+        **models,
         metadata={"name": "bench", "created": "2026-01-01T00:00:00+00:00", "model_version": "bench"},
     )
     events = sim.events

@@ -49,8 +49,7 @@ def _train_bundle(out: Path, customers: int, seed: int, *, fit: bool = True) -> 
     config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20))
     splits = build_snapshot_splits(sim.events, jm, config)
     models = fit_models(splits, config)
-    bundle = ModelBundle(jm, splits.spec, models["next_stage"], models["drop_off"], models["revenue"],
-                         metadata={"name": "bench", "model_version": "bench-1"})
+    bundle = ModelBundle(journey_map=jm, spec=splits.spec, **models, metadata={"name": "bench", "model_version": "bench-1"})
     return bundle.save(out), sim.events
 
 

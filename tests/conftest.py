@@ -96,9 +96,7 @@ def train_small_bundle(
     bundle = ModelBundle(
         journey_map=jm,
         spec=splits.spec,
-        next_stage=models["next_stage"],
-        drop_off=models["drop_off"],
-        revenue=models["revenue"],
+        **models,
         metadata={"name": "test", "created": "2026-01-01T00:00:00+00:00", "model_version": "test-1"},
     )
     bundle.save(out_dir)

@@ -197,9 +197,7 @@ def truth_scale():  # type: ignore[no-untyped-def]
     bundle = ModelBundle(
         journey_map=jm,
         spec=splits.spec,
-        next_stage=models["next_stage"],
-        drop_off=models["drop_off"],
-        revenue=models["revenue"],
+        **models,
         metadata={"name": "truth", "created": "2026-01-01T00:00:00+00:00", "model_version": "truth-1"},
     )
     assert sim.truth is not None

@@ -465,9 +465,7 @@ def run_training(
         bundle = ModelBundle(
             journey_map=journey_map,
             spec=splits.spec,
-            next_stage=models["next_stage"],
-            drop_off=models["drop_off"],
-            revenue=models["revenue"],
+            **models,
             metadata=metadata,
         )
 
