@@ -513,6 +513,8 @@ def build_snapshot_splits(
     """
     import dask
 
+    from journey_ml.train import first_validation_cutoff
+
     lo, hi, total = time_range(events)
     cutoffs = make_cutoffs(
         events,
@@ -521,14 +523,7 @@ def build_snapshot_splits(
         min_history_days=config.snapshots.min_history_days,
         span=(lo, hi),
     )
-    needed = config.split.valid_cutoffs + config.split.test_cutoffs + 1
-    if len(cutoffs) < needed:
-        raise ValueError(
-            f"only {len(cutoffs)} snapshot cutoffs fit in the data's time range; the split needs at "
-            f"least {needed} (snapshots.cadence_days={config.snapshots.cadence_days}, "
-            f"split.valid_cutoffs={config.split.valid_cutoffs}, split.test_cutoffs={config.split.test_cutoffs})"
-        )
-    first_valid = cutoffs[-(config.split.valid_cutoffs + config.split.test_cutoffs)]
+    first_valid = first_validation_cutoff(cutoffs, config)
     spec = fit_spec(events, journey_map, before=first_valid, max_events=spec_max_events, seed=config.seed, total=total)
     # The split only looks at cutoff times: decide it on one row per cutoff.
     grid = pd.DataFrame({"cutoff": cutoffs})

@@ -122,16 +122,9 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
         cadence_days=config.snapshots.cadence_days,
         min_history_days=config.snapshots.min_history_days,
     )
-    needed = config.split.valid_cutoffs + config.split.test_cutoffs + 1
-    if len(cutoffs) < needed:
-        raise ValueError(
-            f"only {len(cutoffs)} snapshot cutoffs fit in the data's time range; the split needs at "
-            f"least {needed} (snapshots.cadence_days={config.snapshots.cadence_days}, "
-            f"split.valid_cutoffs={config.split.valid_cutoffs}, split.test_cutoffs={config.split.test_cutoffs})"
-        )
     # The spec's vocabularies (touchpoints, channels) come from events the training period
     # could see: up to the last cutoff before validation starts.
-    first_valid = cutoffs[-(config.split.valid_cutoffs + config.split.test_cutoffs)]
+    first_valid = first_validation_cutoff(cutoffs, config)
     spec = FeatureSpec.fit(events.loc[events["timestamp"] < first_valid], journey_map)
     snapshots = build_snapshots(events, journey_map, spec, cutoffs=cutoffs)
     train, valid, test = split_by_cutoff(
@@ -144,6 +137,18 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
         if part.empty:
             raise ValueError(f"the {name} split has no snapshot rows; use more data or fewer cutoffs")
     return SnapshotSplits(spec=spec, train=train, valid=valid, test=test)
+
+
+def first_validation_cutoff(cutoffs: pd.DatetimeIndex, config: TrainConfig) -> pd.Timestamp:
+    """The first validation cutoff; fails clearly when the split cannot fit the cutoffs."""
+    needed = config.split.valid_cutoffs + config.split.test_cutoffs + 1
+    if len(cutoffs) < needed:
+        raise ValueError(
+            f"only {len(cutoffs)} snapshot cutoffs fit in the data's time range; the split needs at "
+            f"least {needed} (snapshots.cadence_days={config.snapshots.cadence_days}, "
+            f"split.valid_cutoffs={config.split.valid_cutoffs}, split.test_cutoffs={config.split.test_cutoffs})"
+        )
+    return cutoffs[-(config.split.valid_cutoffs + config.split.test_cutoffs)]
 
 
 def make_model(task: str, splits: SnapshotSplits, config: TrainConfig, params: dict[str, Any] | None = None) -> Any:
