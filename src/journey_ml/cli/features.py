@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ import pandas as pd
 import typer
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
+from journey_ml.config import JourneyMap
 
 
 class Engine(StrEnum):
@@ -68,12 +70,7 @@ def features(
                 n_cutoffs = 1
             else:
                 cutoffs = make_cutoffs(loaded, jm, cadence_days=cadence_days)
-                if len(cutoffs) == 0:
-                    raise typer.BadParameter(
-                        "the events span too little time for one cutoff with history and a full "
-                        f"{jm.horizon_days:g}-day label window",
-                        param_hint="EVENTS",
-                    )
+                _require_cutoffs(cutoffs, jm)
                 bar.update(task, description="fitting the feature spec")
                 spec = FeatureSpec.fit(loaded, jm)
                 bar.update(task, description=f"building snapshots at {len(cutoffs)} cutoffs")
@@ -129,12 +126,7 @@ def _features_dask(
                 n_cutoffs = 1
             else:
                 cutoffs = distributed.make_cutoffs(loaded, jm, cadence_days=cadence_days)
-                if len(cutoffs) == 0:
-                    raise typer.BadParameter(
-                        "the events span too little time for one cutoff with history and a full "
-                        f"{jm.horizon_days:g}-day label window",
-                        param_hint="EVENTS",
-                    )
+                _require_cutoffs(cutoffs, jm)
                 bar.update(task, description="fitting the feature spec")
                 spec = distributed.fit_spec(loaded, jm)
                 frame = distributed.build_snapshots(loaded, jm, spec, cutoffs=cutoffs)
@@ -164,3 +156,13 @@ def _features_dask(
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:
     t = pd.Timestamp(ts)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _require_cutoffs(cutoffs: Sized, jm: JourneyMap) -> None:
+    """Both engines refuse data too short for one labelled snapshot, with the same words."""
+    if len(cutoffs) == 0:
+        raise typer.BadParameter(
+            "the events span too little time for one cutoff with history and a full "
+            f"{jm.horizon_days:g}-day label window",
+            param_hint="EVENTS",
+        )
