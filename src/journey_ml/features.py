@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -60,7 +61,7 @@ import pyarrow.compute as pc
 
 from journey_ml.config import JourneyMap
 from journey_ml.exceptions import EventValidationError
-from journey_ml.stages import event_stage_evidence, sort_events
+from journey_ml.stages import sort_events, stage_evidence_codes
 
 WINDOWS: tuple[int, ...] = (7, 30, 90)
 OTHER = "other"
@@ -490,18 +491,10 @@ def _stage_evidence(
     journey_map: JourneyMap,
     same: np.ndarray | None = None,
 ) -> np.ndarray:
-    # Hand event_stage_evidence categorical columns so it reuses our codes instead of
-    # re-hashing millions of strings.
+    # Reuses the event-type codes instead of re-hashing millions of strings.
     if same is None:
         same = _same_customer_as_previous(events)
-    cust = np.cumsum(~same) - 1
-    light = pd.DataFrame(
-        {
-            "customer_id": pd.Categorical.from_codes(cust, categories=pd.RangeIndex(int(cust[-1]) + 1 if len(cust) else 0)),
-            "event_type": pd.Categorical.from_codes(et_codes, categories=et_uniques.astype(object)),
-        }
-    )
-    return event_stage_evidence(light, journey_map)
+    return stage_evidence_codes(et_codes, et_uniques, ~same, journey_map)
 
 
 def _measure(events: pd.DataFrame, column: str) -> np.ndarray:
@@ -678,51 +671,142 @@ class _Rows:
 
 def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequence[float]) -> _Rows:
     known = code >= 0
-    safe = np.where(known, code, 0)
-    queries = [t - int(o * _NS_PER_DAY) for o in offsets_days]
-    times = np.unique(np.concatenate(queries)) if queries else np.zeros(0, np.int64)
-    # bucket = number of query times strictly before the event: ts <= q_j  <=>  bucket <= j
-    bucket = np.searchsorted(times, enc.ts, side="left").astype(np.int64)
-    width = len(times) + 1
-    key = enc.code.astype(np.int64) * width + bucket
-    del bucket
     itype = np.int32 if enc.n < 2**31 - 1 else np.int64  # event indices; halves row memory
-    first = np.where(known, enc.start[safe] if len(enc.start) > 1 else 0, 0).astype(itype)
-    last: dict[float, np.ndarray] = {}
-    for o, q in zip(offsets_days, queries, strict=True):
-        j = np.searchsorted(times, q, side="left")
-        idx = np.searchsorted(key, safe * width + j, side="right") - 1
-        last[o] = np.where(known, idx, -1).astype(itype)
+    first = np.where(known, enc.start[np.where(known, code, 0)] if len(enc.start) > 1 else 0, 0).astype(itype)
+    offsets = np.array([int(o * _NS_PER_DAY) for o in offsets_days], dtype=np.int64)
+    out = np.empty((len(offsets), len(t)), dtype=itype)
+    if len(t):
+        _last_at_or_before(enc.ts_safe, enc.start, code.astype(np.int64, copy=False), t.astype(np.int64, copy=False), offsets, out)
+    last = {o: out[j] for j, o in enumerate(offsets_days)}
     return _Rows(code=code, t=t, first=first, last=last)
+
+
+# ============================================================================ kernels
+# Per-row reductions over customer-sorted events, compiled once (cached on disk). Each
+# row's result depends only on its own customer's events, so chunking, threading and
+# row order cannot change a value: batch and serving agree bit for bit.
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_counts(
+    codes: np.ndarray, k: int, first: np.ndarray, head: np.ndarray, tails: np.ndarray, want_last: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row r and window j: count of each code in events ``(tails[j, r], head[r]]``,
+    and (``want_last``) the index of the last event of each code in ``[first[r], head[r]]``
+    (-1 if none).
+
+    Rows of one customer in cutoff order slide the windows forward (each event is added
+    and removed at most once per window); any other order just restarts the slide, so
+    the result never depends on the order or grouping of rows.
+    """
+    nw, m = tails.shape
+    counts = np.zeros((nw, k, m), dtype=np.int32)
+    lastm = np.full((k, m if want_last else 0), -1, dtype=np.int32)
+    run = np.zeros((nw, k), dtype=np.int32)
+    lastc = np.full(k, -1, dtype=np.int64)
+    tail = np.zeros(nw, dtype=np.int64)
+    cur_first = np.int64(-2)
+    h0 = np.int64(-2)
+    for r in range(m):
+        f = np.int64(first[r])
+        h = np.int64(head[r])
+        restart = f != cur_first or h < h0
+        if not restart:
+            for j in range(nw):
+                if tails[j, r] < tail[j]:
+                    restart = True
+                    break
+        if restart:
+            run[:] = 0
+            lastc[:] = -1
+            cur_first = f
+            h0 = f - 1
+            tail[:] = f - 1
+        for e in range(h0 + 1, h + 1):
+            c = codes[e]
+            if c >= 0:
+                for j in range(nw):
+                    run[j, c] += 1
+                lastc[c] = e
+        if h > h0:
+            h0 = h
+        for j in range(nw):
+            tj = np.int64(tails[j, r])
+            for e in range(tail[j] + 1, tj + 1):
+                c = codes[e]
+                if c >= 0:
+                    run[j, c] -= 1
+            if tj > tail[j]:
+                tail[j] = tj
+            for c in range(k):
+                counts[j, c, r] = run[j, c]
+        if want_last:
+            for c in range(k):
+                lastm[c, r] = lastc[c]
+    return counts, lastm
+
+
+@numba.njit(cache=True, nogil=True)
+def _rank_right(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(p, q, side="right")`` for sorted ``p``, linear in ``len(q)`` plus
+    the stretch of ``p`` covered when ``q`` is mostly ascending (rows in customer order)."""
+    n = len(p)
+    out = np.empty(len(q), dtype=np.int64)
+    i = 0
+    prev = np.int64(0)
+    for r in range(len(q)):
+        x = np.int64(q[r])
+        if r == 0 or x < prev or (i + 8 < n and p[i + 8] <= x):
+            i = np.searchsorted(p, x, side="right")
+        else:
+            while i < n and p[i] <= x:
+                i += 1
+        out[r] = i
+        prev = x
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _last_at_or_before(
+    ts: np.ndarray, start: np.ndarray, code: np.ndarray, t: np.ndarray, offsets: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[j, r]``: index of row r's customer's last event with ``ts <= t[r] - offsets[j]``
+    (the customer's first index - 1 when none; -1 for an unknown customer, code < 0).
+    A binary search within the customer's own events: no (events)-long temporaries."""
+    nq = len(offsets)
+    for r in range(len(t)):
+        c = code[r]
+        if c < 0:
+            out[:, r] = -1
+            continue
+        lo0 = start[c]
+        hi0 = start[c + 1]
+        for j in range(nq):
+            x = t[r] - offsets[j]
+            lo = lo0
+            hi = hi0
+            while lo < hi:  # first event with ts > x
+                mid = (lo + hi) >> 1
+                if ts[mid] <= x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[j, r] = lo - 1
 
 
 # ============================================================================ context
 @dataclass
-class _Bins:
-    """A chunk's boundaries: the sorted distinct event indices its rows ask about.
+class _Family:
+    """Per-row counts of an event code family: ``count[window]`` is (codes x rows) for
+    events in ``(t - window days, t]`` (all history for ``None``); ``last`` (codes x rows)
+    the index of the last event of each code at or before ``t`` (-1 if none)."""
 
-    Every count a row needs is "matching events in (b1, b2]" for two of its boundaries
-    (``first - 1``, and the last event at or before ``t - o`` for each offset ``o``).
-    Event ``e`` in ``(U[k-1], U[k]]`` falls in bin ``k``; one ``bincount`` over
-    (code, bin) and a cumulative sum along the bins then give, for *all* codes at once,
-    the number of matching events up to every boundary: one pass over the chunk's
-    events per family, and a (codes x boundaries) matrix whose size is bounded by the
-    chunk, never (events x codes).
-    """
-
-    u: np.ndarray  # sorted boundary event indices
-    pos: dict[float, np.ndarray]  # offset -> each row's column in u
-    pos_first: np.ndarray  # each row's column of (first - 1)
-    lo: int  # first binned event index (u[0] + 1)
-    bin_of: np.ndarray  # bin of events lo .. u[-1]
-
-    @property
-    def nb(self) -> int:
-        return len(self.u)
+    count: dict[float | None, np.ndarray]
+    last: np.ndarray | None
 
 
 class _Ctx:
-    """Per-row gathers for one chunk of rows; what every feature function reads."""
+    """Per-row reductions for one chunk of rows; what every feature function reads."""
 
     def __init__(self, enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> None:
         self.enc = enc
@@ -730,110 +814,52 @@ class _Ctx:
         self.spec = spec
         self.n_rows = len(rows.t)
         self.some = rows.last[0] >= rows.first  # the row has at least one event
-        self._families: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        self._gathered: dict[tuple[int, Any], np.ndarray] = {}
-        self._flag_col = {name: j for j, name in enumerate(_flag_names(spec.journey_map))}
+        self._families: dict[str, _Family] = {}
+        self._ranks: dict[tuple[str, float | None], np.ndarray] = {}
 
-    def shared(self, key: str, make: Callable[[], Any]) -> Any:
-        """Per-event arrays derived once per call and reused by every chunk."""
-        if key not in self.enc.cache:
-            self.enc.cache[key] = make()
-        return self.enc.cache[key]
+    def boundary(self, days: float | None) -> np.ndarray:
+        """Each row's last event index at or before ``t - days`` (``first - 1`` for None)."""
+        return self.rows.first - 1 if days is None else self.rows.last[days]
 
-    @cached_property
-    def bins(self) -> _Bins:
-        rows = self.rows
-        m = self.n_rows
-        # Only the feature offsets: label look-ahead boundaries would just add bins.
-        offsets = [o for o in rows.last if o in _OFFSETS]
-        known = rows.code >= 0
-        parts = [rows.first - 1, *(rows.last[o] for o in offsets)]
-        allb = np.concatenate(parts)
-        if not known.all():
-            # Unknown customers have no events: any one boundary (all equal) gives 0 counts.
-            base = int(rows.first[known].min() - 1) if known.any() else -1
-            allb[np.tile(~known, len(parts))] = base
-        u, inv = np.unique(allb, return_inverse=True)
-        pos = {o: inv[(i + 1) * m : (i + 2) * m] for i, o in enumerate(offsets)}
-        bin_of = np.repeat(np.arange(1, len(u), dtype=np.int64), np.diff(u))
-        return _Bins(u=u, pos=pos, pos_first=inv[:m], lo=int(u[0]) + 1, bin_of=bin_of)
-
-    def _accumulate(self, key: np.ndarray, ev: np.ndarray, k: int, last: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        nb = self.bins.nb
-        # int32 halves the memory traffic of every gather below; a chunk never holds
-        # 2**31 events (positions) and counts are bounded by positions.
-        itype = np.int32 if self.enc.n < 2**31 - 1 else np.int64
-        cum = np.cumsum(np.bincount(key, minlength=k * nb).reshape(k, nb), axis=1, dtype=itype)
-        lastm = None
-        if last:
-            # Index of the latest matching event in each bin, then carried forward.
-            lastm = np.full(k * nb, -1, dtype=itype)
-            np.maximum.at(lastm, key, ev.astype(itype))
-            lastm = lastm.reshape(k, nb)
-            np.maximum.accumulate(lastm, axis=1, out=lastm)
-        return cum, lastm
-
-    def codes(self, name: str, codes: np.ndarray, k: int, *, last: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Cumulative counts (k x boundaries) of an event code column (``-1`` = none)."""
+    def codes(
+        self, name: str, codes: np.ndarray, k: int, windows: Sequence[float | None], *, last: bool
+    ) -> _Family:
+        """Counts per window (and last positions) of an event code column (``-1`` = none)."""
         if name not in self._families:
-            b = self.bins
-            c = codes[b.lo : b.lo + len(b.bin_of)]
-            ok = np.flatnonzero(c >= 0)
-            key = c[ok].astype(np.int64) * b.nb + b.bin_of[ok]
-            self._families[name] = self._accumulate(key, ok + b.lo, k, last)
+            rows = self.rows
+            tails = np.stack([self.boundary(w) for w in windows]) if windows else np.zeros((0, self.n_rows), np.int32)
+            safe = codes if len(codes) else np.full(1, -1, dtype=codes.dtype)
+            counts, lastm = _window_counts(safe, k, rows.first, rows.last[0], tails, last)
+            self._families[name] = _Family(dict(zip(windows, counts, strict=True)), lastm if last else None)
         return self._families[name]
 
-    @property
-    def flags(self) -> tuple[np.ndarray, np.ndarray]:
-        """Cumulative counts and last positions of every flag in :func:`_flag_names`."""
-        if "flags" not in self._families:
-            b = self.bins
-            hi = b.lo + len(b.bin_of)
-            keys, evs = [], []
-            for j, name in enumerate(self._flag_col):
-                p = self.enc.flags[name]
-                p = p[np.searchsorted(p, b.lo) : np.searchsorted(p, hi)]
-                keys.append(j * b.nb + b.bin_of[p - b.lo])
-                evs.append(p)
-            key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
-            ev = np.concatenate(evs) if evs else np.zeros(0, np.int64)
-            self._families["flags"] = self._accumulate(key, ev, len(self._flag_col), True)  # type: ignore[assignment]
-        return self._families["flags"]  # type: ignore[return-value]
-
-    def _at(self, cum: np.ndarray, days: float | None) -> np.ndarray:
-        """``cum`` at each row's boundary ``t - days`` (``first - 1`` for None), memoised."""
-        key = (id(cum), days)
-        if key not in self._gathered:
-            b = self.bins
-            self._gathered[key] = cum[:, b.pos_first if days is None else b.pos[days]]
-        return self._gathered[key]
-
-    def window(self, cum: np.ndarray, days: float | None) -> np.ndarray:
-        """Counts in ``(t - days, t]`` (all history when None) from a cumulative matrix."""
-        key = (id(cum), ("window", days))
-        if key not in self._gathered:
-            self._gathered[key] = self._at(cum, 0) - self._at(cum, days)
-        return self._gathered[key]
+    def flag_rank(self, name: str, days: float | None) -> np.ndarray:
+        """Number of ``name``-flagged events up to each row's boundary ``t - days``."""
+        key = (name, days)
+        if key not in self._ranks:
+            self._ranks[key] = _rank_right(self.enc.flags[name], self.boundary(days))
+        return self._ranks[key]
 
     def flag_window(self, name: str, days: float | None) -> np.ndarray:
-        return self.window(self.flags[0], days)[self._flag_col[name]]
-
-    def last_index(self, lastm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Index of the last matching event at or before ``t`` and whether there is one."""
-        idx = self._at(lastm, 0)
-        return idx, (idx >= self.rows.first) & self.some
+        """Flagged events in ``(t - days, t]`` (all history when None)."""
+        return self.flag_rank(name, 0) - self.flag_rank(name, days)
 
     def flag_last(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        j = self._flag_col[name]
-        idx = self._at(self.flags[1], 0)[j]
-        return idx, (idx >= self.rows.first) & self.some
+        """Index of the last flagged event at or before ``t`` and whether there is one."""
+        hi = self.flag_rank(name, 0)
+        has = hi > self.flag_rank(name, None)
+        p = self.enc.flags[name]
+        idx = p[np.maximum(hi - 1, 0)] if len(p) else np.zeros(self.n_rows, dtype=np.int64)
+        return np.where(has, idx, -1), has
 
     def flag_range(self, name: str, days: float | None, upper: float = 0) -> tuple[np.ndarray, np.ndarray]:
         """Positions ``[a, b)`` into ``enc.flags[name]`` of the flagged events in
         ``(t - days, t - upper]`` (``days=None``: from the customer's first event)."""
-        j = self._flag_col[name]
-        base = np.searchsorted(self.enc.flags[name], self.bins.u[0], side="right")
-        return base + self._at(self.flags[0], days)[j], base + self._at(self.flags[0], upper)[j]
+        return self.flag_rank(name, days), self.flag_rank(name, upper)
+
+    def last_index(self, lastm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Last-event indices (-1 = none) and whether there is one."""
+        return lastm, lastm >= 0
 
     def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Days from event ``idx`` to the cutoff (NaN where not ``valid``); any shape."""
@@ -955,14 +981,14 @@ def stage_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """
     enc, rows, spec = ctx.enc, ctx.rows, ctx.spec
     n_st = len(spec.journey_map.stages)
-    cum, lastm = ctx.codes("stage", enc.stage, n_st, last=True)
-    assert lastm is not None
-    counts = ctx.window(cum, None)
+    fam = ctx.codes("stage", enc.stage, n_st, (None,), last=True)
+    assert fam.last is not None
+    counts = fam.count[None]
     has = counts > 0
     # A stage's first event at or before t is the customer's first event of that stage
     # whenever there is one by t, so it comes from a per-customer table.
     first_idx = _first_stage_index(enc, n_st)[np.maximum(rows.code, 0)].T
-    last_idx = ctx._at(lastm, 0)
+    last_idx = fam.last
     current = current_stage_codes(enc, rows)
     reached = np.where(has, enc.ts_safe[np.where(has, first_idx, 0)], -1)[current, np.arange(ctx.n_rows)]
     since = np.where(reached >= 0, reached, enc.ts_safe[np.where(ctx.some, rows.first, 0)])
@@ -1029,12 +1055,12 @@ def _running_stage(enc: _Encoded) -> np.ndarray:
 def touchpoint_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     """Per touchpoint: counts in 7/30/90 days, share of the last 90 days' events, days since last."""
     k = len(ctx.spec.touchpoint_slugs)
-    cum, lastm = ctx.codes("touchpoint", ctx.enc.touchpoint, k, last=True)
-    assert lastm is not None
+    fam = ctx.codes("touchpoint", ctx.enc.touchpoint, k, WINDOWS, last=True)
+    assert fam.last is not None
     names = _touchpoint_names_by_kind(ctx.spec)
-    out: dict[str | tuple[str, ...], np.ndarray] = {names[i]: ctx.window(cum, w) for i, w in enumerate(WINDOWS)}
-    out[names[3]] = _ratio(ctx.window(cum, 90), (ctx.rows.last[0] - ctx.rows.last[90])[None, :])
-    out[names[4]] = ctx.days_since(*ctx.last_index(lastm))
+    out: dict[str | tuple[str, ...], np.ndarray] = {names[i]: fam.count[w] for i, w in enumerate(WINDOWS)}
+    out[names[3]] = _ratio(fam.count[90], (ctx.rows.last[0] - ctx.rows.last[90])[None, :])
+    out[names[4]] = ctx.days_since(*ctx.last_index(fam.last))
     return out
 
 
@@ -1065,12 +1091,12 @@ def friction_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     out: dict[str | tuple[str, ...], np.ndarray] = {}
     if not n_fr:
         return out
-    j0 = 0  # frictions come first in _flag_names
+    flags = [f"friction:{i}" for i in range(n_fr)]
     groups = _friction_count_names(spec)
     for names, w in zip(groups, [*WINDOWS, None], strict=False):
-        out[names] = ctx.window(ctx.flags[0], w)[j0 : j0 + n_fr]
-    last_idx = ctx._at(ctx.flags[1], 0)[j0 : j0 + n_fr]
-    out[groups[-1]] = ctx.days_since(last_idx, (last_idx >= ctx.rows.first) & ctx.some)
+        out[names] = np.stack([ctx.flag_window(f, w) for f in flags])
+    last = [ctx.flag_last(f) for f in flags]
+    out[groups[-1]] = ctx.days_since(np.stack([i for i, _ in last]), np.stack([h for _, h in last]))
     for i, slug in enumerate(spec.friction_slugs):
         values = enc.measure[i]
         if values is None:
@@ -1119,8 +1145,7 @@ def transitions(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     ):
         if not names:
             continue
-        cum, _ = ctx.codes(family, codes, len(names), last=False)
-        out[tuple(names)] = ctx.window(cum, None)
+        out[tuple(names)] = ctx.codes(family, codes, len(names), (None,), last=False).count[None]
     return out
 
 
@@ -1192,9 +1217,9 @@ def channel_mix(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     enc, rows = ctx.enc, ctx.rows
     total = rows.last[0] - rows.last[90]
     out: dict[str | tuple[str, ...], np.ndarray] = {}
-    cum, _ = ctx.codes("channel", enc.channel, len(ctx.spec.channel_slugs), last=False)
+    fam = ctx.codes("channel", enc.channel, len(ctx.spec.channel_slugs), (90,), last=False)
     names = tuple(f"channel_{slug}_share_90d" for slug in ctx.spec.channel_slugs)
-    out[names] = _ratio(ctx.window(cum, 90), total[None, :])
+    out[names] = _ratio(fam.count[90], total[None, :])
     some = ctx.some
     li = np.where(some, rows.last[0], 0)
     fi = np.where(some, rows.first, 0)

@@ -16,6 +16,8 @@ form (see :mod:`journey_ml.events`). Nothing here loops over customers in Python
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -50,18 +52,58 @@ def event_stage_evidence(events: pd.DataFrame, journey_map: JourneyMap) -> np.nd
     repeat-conversion rule depends on the order of a customer's conversions.
     """
     etype = events["event_type"].astype("category")
-    cats = etype.cat.categories
-    lookup = np.array([journey_map.event_stage.get(c, NO_STAGE) for c in cats], dtype=np.int8)
     codes = etype.cat.codes.to_numpy()
-    stage = np.where(codes >= 0, lookup[np.maximum(codes, 0)], NO_STAGE).astype(np.int8)
-
+    customers, n_customers = _customer_codes(events)
+    new = np.ones(len(customers), dtype=bool)
+    new[1:] = customers[1:] != customers[:-1]
+    if np.count_nonzero(new) == n_customers or not len(new):
+        return stage_evidence_codes(codes, etype.cat.categories, new, journey_map)
+    # A customer's events are not contiguous: count earlier conversions per customer.
+    stage = stage_evidence_codes(codes, etype.cat.categories, np.zeros(0, dtype=bool), journey_map)
     repeat = journey_map.repeat_stage_index
     if repeat is not None and journey_map.conversion_events:
         conv = is_conversion(events, journey_map)
-        # Number of earlier conversions by the same customer: >0 means repeat conversion.
-        prior = pd.Series(conv.astype(np.int32)).groupby(_customer_codes(events)).cumsum().to_numpy() - conv
+        prior = pd.Series(conv.astype(np.int32)).groupby(customers).cumsum().to_numpy() - conv
         repeat_mask = conv & (prior > 0)
         stage[repeat_mask] = np.maximum(stage[repeat_mask], repeat)
+    return stage
+
+
+def stage_evidence_codes(
+    type_codes: np.ndarray, type_names: Sequence[object], new_customer: np.ndarray, journey_map: JourneyMap
+) -> np.ndarray:
+    """:func:`event_stage_evidence` on integer codes, without touching strings per event.
+
+    Parameters
+    ----------
+    type_codes : ndarray of int
+        Per event, index into ``type_names`` (-1 = missing type).
+    type_names : sequence
+        The distinct event types.
+    new_customer : ndarray of bool
+        True where an event starts a customer's (contiguous, time-ordered) events; an
+        empty array skips the repeat-conversion rule (the caller applies it).
+    journey_map : JourneyMap
+
+    Returns
+    -------
+    ndarray of int8
+    """
+    names = [str(c) for c in type_names]
+    # The trailing entry is what a missing type (code -1) looks up.
+    lookup = np.array([journey_map.event_stage.get(c, NO_STAGE) for c in names] + [NO_STAGE], dtype=np.int8)
+    stage = lookup[type_codes]
+    repeat = journey_map.repeat_stage_index
+    if repeat is None or not journey_map.conversion_events or not len(new_customer):
+        return stage
+    conv_set = set(journey_map.conversion_events)
+    conv = np.array([c in conv_set for c in names] + [False], dtype=bool)[type_codes]
+    # Conversions before each event overall, minus those before the customer's first event
+    # (carried forward from each customer start; the count never decreases).
+    before = np.cumsum(conv, dtype=np.int64) - conv
+    base = np.maximum.accumulate(np.where(new_customer, before, 0))
+    repeat_mask = conv & (before > base)
+    stage[repeat_mask] = np.maximum(stage[repeat_mask], repeat)
     return stage
 
 
@@ -78,7 +120,7 @@ def furthest_stage_over_time(events: pd.DataFrame, journey_map: JourneyMap) -> n
     evidence = event_stage_evidence(events, journey_map)
     return (
         pd.Series(evidence, dtype=np.int8)
-        .groupby(_customer_codes(events))
+        .groupby(_customer_codes(events)[0])
         .cummax()
         .to_numpy(dtype=np.int8)
     )
@@ -137,12 +179,13 @@ def stage_reach_counts(events: pd.DataFrame, journey_map: JourneyMap) -> dict[st
     }
 
 
-def _customer_codes(events: pd.DataFrame) -> np.ndarray:
+def _customer_codes(events: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Integer customer codes and the number of distinct customers."""
     col = events["customer_id"]
     if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.cat.codes.to_numpy()
-    codes, _ = pd.factorize(col, sort=False)
-    return codes
+        return col.cat.codes.to_numpy(), len(col.cat.categories)
+    codes, uniques = pd.factorize(col, sort=False)
+    return codes, len(uniques)
 
 
 def _utc(at: pd.Timestamp | str) -> pd.Timestamp:
