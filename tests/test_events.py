@@ -463,3 +463,25 @@ def test_fixed_width_and_other_ids_share_one_order(journey_map: JourneyMap) -> N
         "00007", "00007", "00010", "00042", "00042", "0007", "7", "zz999", "ä0001",
     ]
     assert result.rejects["row_number"].tolist() == [3, 9]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 70_000), st.integers(0, 2**40)), max_size=300),
+    st.sampled_from(["as_is", "time_ordered", "customer_ordered", "wide_times"]),
+)
+def test_customer_time_order_is_a_stable_lexsort(pairs: list[tuple[int, int]], layout: str) -> None:
+    # Every branch of the sort (already ordered, time-ordered radix by customer, packed
+    # radix key, two-pass fallback for keys wider than 62 bits) equals numpy's lexsort.
+    from journey_ml.events import _lexsort_codes_time
+
+    codes = np.array([c for c, _ in pairs], dtype=np.int64)
+    ts = np.array([t for _, t in pairs], dtype=np.int64)
+    if layout == "time_ordered":
+        ts = np.sort(ts)
+    elif layout == "customer_ordered":
+        order = np.lexsort((ts, codes))
+        codes, ts = codes[order], ts[order]
+    elif layout == "wide_times":
+        ts = ts * 2**22 + 1  # 62+ bits with the codes: no packed key
+    expected = np.lexsort((ts, codes))  # stable, like the function must be
+    np.testing.assert_array_equal(_lexsort_codes_time(codes, ts), expected)

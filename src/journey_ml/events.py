@@ -364,7 +364,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
     )
     table = pacsv.read_csv(path, convert_options=convert)
-    return table.to_pandas()
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
@@ -377,7 +377,9 @@ def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
             table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
             cast = True
     # pandas metadata would turn the cast column back into its written dtype (e.g. Int64).
-    return table.to_pandas(ignore_metadata=cast)
+    # split_blocks: no consolidation copy of the float columns; self_destruct frees each
+    # Arrow column as it is converted (lower peak memory).
+    return table.to_pandas(ignore_metadata=cast, split_blocks=True, self_destruct=True)
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -492,7 +494,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         data[col] = values[rows]
     for col in property_cols:
         data[col] = frame[col].iloc[rows].reset_index(drop=True)
-    events = pd.DataFrame(data)
+    events = pd.DataFrame(data, copy=False)  # fresh arrays: skip pandas' consolidation copy
 
     bad = np.flatnonzero(reason)
     rejects = frame.iloc[bad].reset_index(drop=True)
@@ -570,47 +572,9 @@ def _encode(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array]:
         runs = int(np.count_nonzero(change))
         if runs <= n // 4:
             return np.cumsum(change) - 1, arr.take(pa.array(np.flatnonzero(change)))
-    fixed = _encode_fixed_width(arr)
-    return fixed if fixed is not None else _encode_generic(arr)
-
-
-def _encode_fixed_width(arr: pa.StringArray) -> tuple[np.ndarray, pa.Array] | None:
-    """Fast path for ids of one byte width <= 8 (zero-padded numbers, short codes).
-
-    Each id's bytes, read as a big-endian uint64, hash as integers, which is several
-    times faster than hashing strings. ``None`` when most values are not of one width.
-    Rows of another width (or null) get code -1 and are re-encoded generically.
-    """
-    n = len(arr)
-    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)  # NaN for null
-    width_guess = lengths[np.isfinite(lengths)] if lengths.dtype.kind == "f" else lengths
-    if not len(width_guess):
-        return None
-    width = int(width_guess[0])
-    same = lengths == width
-    if not 1 <= width <= 8 or np.count_nonzero(same) < n // 2:
-        return None
-    filler = pa.scalar("\x00" * width, pa.string())
-    uniform = pc.if_else(pa.array(same), arr, filler)
-    if isinstance(uniform, pa.ChunkedArray):
-        uniform = uniform.combine_chunks()
-    offsets = np.frombuffer(uniform.buffers()[1], dtype=np.int32, count=n + 1, offset=uniform.offset * 4)
-    data = np.frombuffer(uniform.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * width]
-    padded = np.zeros((n, 8), dtype=np.uint8)
-    padded[:, :width] = data.reshape(n, width)
-    keys = padded.view(">u8").ravel().astype(np.uint64)
-    codes, uniques = pd.factorize(keys)
-    codes = np.where(same, codes, -1).astype(np.int64)
-    # Back to strings: the key's bytes are the id (no NUL bytes inside an id).
-    texts = np.asarray(uniques, dtype=">u8").view("S8")
-    values = pc.cast(pa.array(texts, type=pa.binary()), pa.string())
-    others = np.flatnonzero(~same)
-    if len(others):
-        # Off-width and null rows: a second, small encoding appended after these codes.
-        rest_codes, rest_values = _encode_generic(arr.take(pa.array(others)))
-        codes[others] = np.where(rest_codes >= 0, rest_codes + len(values), -1)
-        values = pa.concat_arrays([values, rest_values.cast(pa.string())])
-    return codes, values
+    # Arrow's hash encoding beats packing short ids into integers and hashing those
+    # (0.34 s vs 0.55 s CPU on 5M zero-padded ids, pyarrow 25).
+    return _encode_generic(arr)
 
 
 def _encode_generic(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -818,13 +782,17 @@ def _range_check(ns: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[
 
 
 def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Stable permutation ordering rows by (code, ts)."""
+    """Stable permutation ordering rows by (code, ts); codes are >= 0."""
     n = len(codes)
     if n < 2:
         return np.arange(n)
     same = codes[1:] == codes[:-1]
     if np.all(codes[1:] >= codes[:-1]) and np.all(ts[1:][same] >= ts[:-1][same]):
         return np.arange(n)  # already ordered, e.g. files written by this package
+    if np.all(ts[1:] >= ts[:-1]):
+        # Time-ordered (an export's usual order): a stable sort by customer alone keeps
+        # each customer's rows in time order.
+        return _radix_argsort(codes)
     # One stable sort on a packed int64 key when codes and (time / common unit) fit.
     rel = ts - ts.min()
     for unit in (10**9, 10**6, 10**3, 1):
@@ -834,9 +802,25 @@ def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
     code_bits = int(codes.max()).bit_length()
     time_bits = int(rel.max()).bit_length()
     if code_bits + time_bits <= 62:
-        return np.argsort((codes << time_bits) | rel, kind="stable")
+        return _radix_argsort((codes << time_bits) | rel)
     first = np.argsort(ts, kind="stable")
-    return first[np.argsort(codes[first], kind="stable")]
+    return first[_radix_argsort(codes[first])]
+
+
+def _radix_argsort(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative int64 keys by 16-bit digits, least significant first.
+
+    NumPy's stable sort of ``uint16`` is a counting (radix) sort, so each pass is linear:
+    2-3 passes take ~0.25-0.4 s CPU on 5M keys where one int64 merge sort takes ~0.7 s.
+    """
+    largest = int(keys.max()) if len(keys) else 0
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while largest >> shift:
+        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
 
 
 def _duplicates(
@@ -887,13 +871,14 @@ def _session_ids(ids: pa.Array, codes: np.ndarray, ts: np.ndarray, gap_minutes: 
     new_session = new_customer.copy()
     new_session[1:] |= (ts[1:] - ts[:-1]) > gap_ns
     starts = np.flatnonzero(new_session)
-    running = np.cumsum(new_session)
-    first = np.maximum.accumulate(np.where(new_customer, np.arange(n), 0))
-    number = running - running[first] + 1
+    # Number sessions within each customer, working on session starts only.
+    opens_customer = new_customer[starts]
+    k = np.arange(len(starts))
+    number = k - np.maximum.accumulate(np.where(opens_customer, k, 0)) + 1
     # Build each distinct session's id once, then expand: far fewer strings than rows.
     labels = pc.binary_join_element_wise(
-        ids.take(pa.array(codes[starts])), pc.cast(pa.array(number[starts]), pa.string()), "#"
+        ids.take(pa.array(codes[starts])), pc.cast(pa.array(number), pa.string()), "#"
     )
-    session_code = (running - 1).astype(np.int32)
+    session_code = np.cumsum(new_session, dtype=np.int32) - 1
     decoded = pa.DictionaryArray.from_arrays(pa.array(session_code), labels).cast(pa.string())
     return decoded.to_pandas().reset_index(drop=True)
