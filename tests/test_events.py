@@ -485,3 +485,27 @@ def test_customer_time_order_is_a_stable_lexsort(pairs: list[tuple[int, int]], l
         ts = ts * 2**22 + 1  # 62+ bits with the codes: no packed key
     expected = np.lexsort((ts, codes))  # stable, like the function must be
     np.testing.assert_array_equal(_lexsort_codes_time(codes, ts), expected)
+
+
+def test_parquet_labels_read_as_dictionaries_match_in_memory_validation(journey_map: JourneyMap, tmp_path: Path) -> None:
+    # event_type/channel are decoded from Parquet as dictionaries (several row groups, so
+    # per-chunk dictionaries must be unified); results and rejects must equal the
+    # in-memory path, with rejected labels kept as text.
+    raw = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["b", "a", "a", "c", "b", "a"], dtype="str"),
+            "timestamp": pd.to_datetime([f"2026-01-01T00:0{i}:00Z" for i in (5, 1, 2, 3, 4, 0)]),
+            "event_type": pd.Series([" purchase", "site_visit", None, "", "product_view", "site_visit "], dtype="str"),
+            "channel": pd.Series(["email", None, "social", "email", " ", "direct"], dtype="str"),
+            "revenue": [10.0, None, None, None, None, None],
+        }
+    )
+    path = tmp_path / "events.parquet"
+    raw.to_parquet(path, index=False, row_group_size=2)
+    from_file = load_events(path, journey_map, max_reject_share=1.0)
+    in_memory = validate_events(raw, journey_map, max_reject_share=1.0)
+    pd.testing.assert_frame_equal(from_file.events, in_memory.events)
+    assert from_file.rejects["reject_reason"].tolist() == ["missing_event_type", "missing_event_type"]
+    pd.testing.assert_frame_equal(from_file.rejects, in_memory.rejects)
+    assert from_file.rejects["event_type"].dtype == "str"
+    assert from_file.events["event_type"].tolist() == ["site_visit", "site_visit", "product_view", "purchase"]

@@ -206,7 +206,8 @@ def load_events(
     """
     path = Path(path)
     id_columns = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
-    raw = read_event_file(path, string_columns=id_columns)
+    label_columns = [journey_map.source_column(c) for c in ("event_type", "channel")]
+    raw = read_event_file(path, string_columns=id_columns, category_columns=label_columns)
     rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
     _require_columns(raw, journey_map, source=str(path))
     # A source column that clashes with a canonical name it is not mapped to would be
@@ -260,7 +261,9 @@ def validate_events(
     return result
 
 
-def read_event_file(path: str | Path, *, string_columns: Collection[str] = ()) -> pd.DataFrame:
+def read_event_file(
+    path: str | Path, *, string_columns: Collection[str] = (), category_columns: Collection[str] = ()
+) -> pd.DataFrame:
     """Read an event file as it is, choosing the reader by suffix (see :func:`load_events`).
 
     Parameters
@@ -270,6 +273,10 @@ def read_event_file(path: str | Path, *, string_columns: Collection[str] = ()) -
     string_columns : collection of str, optional
         Parquet integer columns with these names (ids) are read as decimal strings.
         CSV reads every column as a string anyway.
+    category_columns : collection of str, optional
+        Parquet string columns with these names (few distinct values, e.g. event types)
+        are read as pandas categoricals: decoding them as dictionaries skips
+        materialising and re-hashing millions of strings.
 
     Raises
     ------
@@ -284,7 +291,7 @@ def read_event_file(path: str | Path, *, string_columns: Collection[str] = ()) -
         if name.endswith(CSV_SUFFIXES):
             return _read_csv(path)
         if name.endswith(PARQUET_SUFFIXES):
-            return _read_parquet(path, set(string_columns))
+            return _read_parquet(path, set(string_columns), set(category_columns))
         if name.endswith(JSON_SUFFIXES):
             return _read_json(path)
     except EventValidationError:
@@ -367,10 +374,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _read_parquet(path: Path, string_columns: Collection[str]) -> pd.DataFrame:
-    # Strings stay Arrow-backed (pandas ``str``); validation factorises them itself.
-    # (Reading them dictionary-encoded is slower: pandas must unify per-chunk dictionaries.)
-    table = pq.read_table(path)
+def _read_parquet(path: Path, string_columns: Collection[str], category_columns: Collection[str]) -> pd.DataFrame:
+    # Ids stay Arrow-backed (pandas ``str``); validation factorises them itself. (Reading
+    # ids dictionary-encoded is slower: their per-row-group dictionaries are large and
+    # must be unified.) Low-cardinality labels are cheaper as dictionaries.
+    schema = pq.read_schema(path)
+    dictionary = [
+        f.name for f in schema
+        if f.name in category_columns and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    table = pq.read_table(path, read_dictionary=dictionary or None)
+    if dictionary:
+        table = table.unify_dictionaries()
     cast = False
     for i, field in enumerate(table.schema):
         if field.name in string_columns and pa.types.is_integer(field.type):
@@ -498,6 +513,9 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
 
     bad = np.flatnonzero(reason)
     rejects = frame.iloc[bad].reset_index(drop=True)
+    for col in rejects.columns:
+        if isinstance(rejects[col].dtype, pd.CategoricalDtype):  # read as categories, kept as text
+            rejects[col] = rejects[col].astype("str").where(rejects[col].notna(), None)
     reason_names = np.array(["", *names], dtype=object)
     rejects["reject_reason"] = pd.Series(reason_names[reason[bad]], dtype="str")
     rejects["row_number"] = bad.astype(np.int64)
