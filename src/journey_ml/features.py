@@ -700,8 +700,11 @@ def _window_counts(
     the result never depends on the order or grouping of rows.
     """
     nw, m = tails.shape
-    counts = np.zeros((nw, k, m), dtype=np.int32)
-    lastm = np.full((k, m if want_last else 0), -1, dtype=np.int32)
+    # Each row writes one element in every (code) line; a power-of-two line length (the
+    # row chunk) would map all those lines to the same cache set and thrash it.
+    mp = m + 24
+    counts = np.zeros((nw, k, mp), dtype=np.int32)
+    lastm = np.full((k, mp if want_last else 0), -1, dtype=np.int32)
     run = np.zeros((nw, k), dtype=np.int32)
     lastc = np.full(k, -1, dtype=np.int64)
     tail = np.zeros(nw, dtype=np.int64)
@@ -743,7 +746,21 @@ def _window_counts(
         if want_last:
             for c in range(k):
                 lastm[c, r] = lastc[c]
-    return counts, lastm
+    return counts[:, :, :m], lastm[:, :m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _days_since_kernel(t: np.ndarray, ts: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(t[r] - ts[idx[i, r]]) / 1 day as float32 (divided in float64), NaN where not valid."""
+    k, m = idx.shape
+    out = np.empty((k, m + 24), dtype=np.float32)  # padded: see _window_counts
+    for i in range(k):
+        for r in range(m):
+            if valid[i, r]:
+                out[i, r] = np.float64(t[r] - ts[idx[i, r]]) / np.float64(86_400 * 10**9)
+            else:
+                out[i, r] = np.nan
+    return out[:, :m]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -863,12 +880,11 @@ class _Ctx:
 
     def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Days from event ``idx`` to the cutoff (NaN where not ``valid``); any shape."""
-        delta = self.rows.t - self.enc.ts_safe[np.where(valid, idx, 0)]
-        out = np.empty(delta.shape, dtype=np.float32)
-        # Divide in float64 and round once to float32 on the way out (no temporary).
-        np.true_divide(delta, _NS_PER_DAY, out=out, casting="unsafe")
-        np.copyto(out, np.float32(np.nan), where=~valid)
-        return out
+        one = idx.ndim == 1
+        idx2, valid2 = (idx[None, :], valid[None, :]) if one else (idx, valid)
+        valid2 = np.broadcast_to(valid2, idx2.shape)
+        out = _days_since_kernel(self.rows.t, self.enc.ts_safe, idx2, valid2)
+        return out[0] if one else out
 
 
 def _segment_reduce(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float) -> np.ndarray:
@@ -1298,6 +1314,9 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
         _release_freed_memory()
     # (features, rows) in C order is the layout pandas keeps a float block in.
     block = np.empty((len(floats), n_rows), dtype=np.float32)
+    # Fault the pages in with one sequential pass: first touches scattered over the
+    # block by the chunk writes (from several threads) cost several times more.
+    block.fill(0)
     cats = {name: np.empty(n_rows, dtype=np.int32) for name in spec.categories}
     order = np.lexsort((rows.t, rows.code))
     identity = bool(np.all(order == np.arange(n_rows)))
