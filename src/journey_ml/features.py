@@ -47,7 +47,7 @@ import ctypes
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -811,6 +811,61 @@ def _last_at_or_before(
             out[j, r] = lo - 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _running_stage_kernel(stage: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Per event, the furthest stage of the customer's events so far (-1 before any)."""
+    out = np.empty(len(stage), dtype=np.int8)
+    for c in range(len(start) - 1):
+        run = np.int8(-1)
+        for e in range(start[c], start[c + 1]):
+            if stage[e] > run:
+                run = stage[e]
+            out[e] = run
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_gap_seconds(ts: np.ndarray, start: np.ndarray) -> np.int64:
+    """Longest gap (whole seconds) between consecutive events of any one customer."""
+    best = np.int64(0)
+    for c in range(len(start) - 1):
+        for e in range(start[c] + 1, start[c + 1]):
+            g = (ts[e] - ts[e - 1]) // 1_000_000_000
+            if g > best:
+                best = g
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_max_gap_kernel(ts: np.ndarray, start: np.ndarray, out: np.ndarray) -> None:
+    """Per event, the longest gap (whole seconds) between the customer's events so far."""
+    for c in range(len(start) - 1):
+        run = np.int64(0)
+        if start[c] < start[c + 1]:
+            out[start[c]] = 0
+        for e in range(start[c] + 1, start[c + 1]):
+            g = (ts[e] - ts[e - 1]) // 1_000_000_000
+            if g > run:
+                run = g
+            out[e] = run
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_stage_kernel(stage: np.ndarray, start: np.ndarray, n_st: int) -> np.ndarray:
+    """(customers x stages) index of each customer's first event of each stage, 0 if none."""
+    n_c = max(len(start) - 1, 1)
+    table = np.zeros((n_c, n_st), dtype=np.int64)
+    seen = np.zeros(n_st, dtype=np.bool_)
+    for c in range(len(start) - 1):
+        seen[:] = False
+        for e in range(start[c], start[c + 1]):
+            s = stage[e]
+            if s >= 0 and not seen[s]:
+                seen[s] = True
+                table[c, s] = e
+    return table
+
+
 # ============================================================================ context
 @dataclass
 class _Family:
@@ -899,11 +954,14 @@ def _segment_reduce(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarr
         return out
     order = None if np.all(lo[1:] >= lo[:-1]) else np.argsort(lo, kind="stable")
     a, b = (lo, hi) if order is None else (lo[order], hi[order])
+    # Only the span the rows touch (a chunk's rows cover a small part of x).
+    x0 = int(a[0])
+    x1 = max(int(b.max()), x0)
     idx = np.empty(2 * len(a), dtype=np.intp)
     # Odd slots end each range; sorted starts keep the unused odd segments short.
-    idx[0::2] = a
-    idx[1::2] = b
-    r = ufunc.reduceat(np.append(x, 0.0), idx)[0::2]
+    idx[0::2] = a - x0
+    idx[1::2] = b - x0
+    r = ufunc.reduceat(np.append(x[x0:x1], 0.0), idx)[0::2]
     r = np.where(b > a, r, empty)
     if order is None:
         return r
@@ -1023,13 +1081,7 @@ def stage_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
 def _first_stage_index(enc: _Encoded, n_st: int) -> np.ndarray:
     """(customers x stages) index of each customer's first event evidencing each stage (0 if none)."""
     if "first_stage" not in enc.cache:
-        n_c = max(len(enc.customers), 1)
-        none = np.iinfo(np.int64).max
-        table = np.full(n_c * n_st, none, dtype=np.int64)
-        staged = np.flatnonzero(enc.stage >= 0)
-        np.minimum.at(table, enc.code[staged].astype(np.int64) * n_st + enc.stage[staged], staged)
-        table[table == none] = 0
-        enc.cache["first_stage"] = table.reshape(n_c, n_st)
+        enc.cache["first_stage"] = _first_stage_kernel(enc.stage, enc.start, n_st)
     return enc.cache["first_stage"]
 
 
@@ -1055,16 +1107,8 @@ def current_stage_codes(enc: _Encoded, rows: _Rows, offset: float = 0) -> np.nda
 def _running_stage(enc: _Encoded) -> np.ndarray:
     """Per event, the customer's furthest stage so far (-1 before any evidence)."""
     if "running_stage" not in enc.cache:
-        if not enc.n:
-            enc.cache["running_stage"] = np.zeros(1, dtype=np.int8)
-        else:
-            width = int(max(enc.stage.max(initial=0), 0)) + 2
-            # Offsetting by customer makes one global cumulative max restart at each customer.
-            base = enc.code.astype(np.int64) * width
-            key = base + (enc.stage.astype(np.int64) + 1)
-            np.maximum.accumulate(key, out=key)
-            key -= base
-            enc.cache["running_stage"] = (key - 1).astype(np.int8)
+        out = _running_stage_kernel(enc.stage, enc.start) if enc.n else np.zeros(1, dtype=np.int8)
+        enc.cache["running_stage"] = out
     return enc.cache["running_stage"]
 
 
@@ -1182,20 +1226,14 @@ def transitions_names(spec: FeatureSpec) -> list[str]:
 def _run_max_gap(enc: _Encoded) -> np.ndarray:
     """Per event, the longest gap (seconds) between consecutive events of the customer so far."""
     if "run_max_gap" not in enc.cache:
-        gaps = np.zeros(enc.n, dtype=np.int64)
-        if enc.n > 1:
-            gaps[1:] = np.diff(enc.ts) // 10**9
-            gaps[enc.start[:-1]] = 0
-            big = np.int64(2**40)  # seconds; ~35,000 years of gap
-            # One global cumulative max, restarted per customer by a code offset.
-            base = enc.code.astype(np.int64) * big
-            gaps += base
-            np.maximum.accumulate(gaps, out=gaps)
-            gaps -= base
-            del base
-        # Seconds fit int32 for gaps below 68 years; halves the cached array.
-        small = enc.n and gaps.max(initial=0) < 2**31
-        enc.cache["run_max_gap"] = (gaps.astype(np.int32) if small else gaps) if enc.n else np.zeros(1, dtype=np.int64)
+        if enc.n:
+            # Seconds fit int32 for gaps below 68 years; halves the cached array.
+            small = _max_gap_seconds(enc.ts, enc.start) < 2**31
+            gaps = np.empty(enc.n, dtype=np.int32 if small else np.int64)
+            _run_max_gap_kernel(enc.ts, enc.start, gaps)
+        else:
+            gaps = np.zeros(1, dtype=np.int64)
+        enc.cache["run_max_gap"] = gaps
     return enc.cache["run_max_gap"]
 
 
@@ -1299,6 +1337,26 @@ def _release_freed_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+@contextlib.contextmanager
+def _small_pages() -> Iterator[None]:
+    """Allocate without numpy's transparent-huge-page hint.
+
+    The feature block is written once: faulting it in as huge pages makes the kernel
+    compact memory first, which costs about twice the CPU time of ordinary pages on a
+    busy machine, for no later gain.
+    """
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # another numpy layout: keep its default
+        yield
+        return
+    previous = _set_madvise_hugepage(False)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(previous)
+
+
 def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
     """Feature columns for located rows, in ``spec.feature_names`` order.
 
@@ -1313,7 +1371,8 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     if len(floats) * n_rows * 4 >= _TRIM_MIN_BYTES:
         _release_freed_memory()
     # (features, rows) in C order is the layout pandas keeps a float block in.
-    block = np.empty((len(floats), n_rows), dtype=np.float32)
+    with _small_pages():
+        block = np.empty((len(floats), n_rows), dtype=np.float32)
     # Fault the pages in with one sequential pass: first touches scattered over the
     # block by the chunk writes (from several threads) cost several times more.
     block.fill(0)
