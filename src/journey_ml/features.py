@@ -387,7 +387,6 @@ class _Encoded:
     """
 
     customers: pd.Index  # sorted unique customer ids; position = customer code
-    code: np.ndarray  # int64 customer code per event (non-decreasing)
     start: np.ndarray  # int64 first event index of each customer, plus n at the end
     ts: np.ndarray  # int64 ns UTC, non-decreasing within a customer
     etype: np.ndarray  # int16 code into spec.event_types (len = other)
@@ -526,8 +525,6 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     events, same = _sorted_with_same(events)
     jm = spec.journey_map
     n = len(events)
-    # int32 codes halve this per-event array; arithmetic that could overflow casts first.
-    code = np.cumsum(~same, dtype=np.int64 if n >= 2**31 else np.int32) - 1
     starts = np.flatnonzero(~same)
     start = np.append(starts, n).astype(np.int64)
     customers = pd.Index(events["customer_id"].iloc[starts].to_numpy(), dtype="str")
@@ -556,14 +553,6 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         ch_codes, ch_uniques = factorize_channel()
         changed = session_changes()
         ts = _ns(events["timestamp"])
-    etype = _lookup(et_uniques, spec.event_types, len(spec.event_types))[et_codes]
-    channel = _lookup(ch_uniques, spec.channels, len(spec.channels))[ch_codes]
-    if "channel" in jm.touchpoints_by:
-        names = [f"{e}:{c}" for e in et_uniques for c in ch_uniques]
-        table = _lookup(pd.Index(names), spec.touchpoints, len(spec.touchpoints))
-        touchpoint = table[et_codes.astype(np.int64) * len(ch_uniques) + ch_codes]
-    else:
-        touchpoint = _lookup(et_uniques, spec.touchpoints, len(spec.touchpoints))[et_codes]
 
     def where_type(names: Sequence[str] | None) -> np.ndarray:
         """Positions of events whose type is in ``names`` (all events for None)."""
@@ -574,7 +563,6 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
 
     stage = _stage_evidence(events, et_codes, et_uniques, jm, same) if n else np.zeros(0, dtype=np.int8)
     flags: dict[str, np.ndarray] = {}
-    staged = np.flatnonzero(stage >= 0)
     measure: list[np.ndarray | None] = []
     for i, fr in enumerate(jm.friction):
         on_type = where_type(None if fr.event_type is None else [fr.event_type])
@@ -604,50 +592,55 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     flags["session_start"] = np.flatnonzero(session_start)
     del session_start
 
-    # Event-type bigrams (previous event -> this event, same customer).
+    # Vocabulary lookups per distinct string, then one compiled pass over the events.
+    et_map = _lookup(et_uniques, spec.event_types, len(spec.event_types))
+    ch_map = _lookup(ch_uniques, spec.channels, len(spec.channels))
+    if "channel" in jm.touchpoints_by:
+        names = [f"{e}:{c}" for e in et_uniques for c in ch_uniques]
+        tp_map = _lookup(pd.Index(names), spec.touchpoints, len(spec.touchpoints))
+        n_ch = len(ch_uniques)
+    else:
+        tp_map, n_ch = _lookup(et_uniques, spec.touchpoints, len(spec.touchpoints)), 0
     n_e = len(spec.event_types) + 1
-    table = np.full(n_e * n_e, -1, dtype=np.int16)
+    ev_table = np.full(n_e * n_e, -1, dtype=np.int16)
     epos = {e: i for i, e in enumerate(spec.event_types)}
     for k, (a, b) in enumerate(spec.event_bigrams):
         if a in epos and b in epos:
-            table[epos[a] * n_e + epos[b]] = k
-    event_bigram = np.full(n, -1, dtype=np.int16)
-    if n > 1:
-        pair = etype[:-1].astype(np.int32) * n_e + etype[1:]
-        event_bigram[1:] = np.where(same[1:], table[pair], -1)
-
-    # Stage bigrams between consecutive stage-evidencing events of one customer.
+            ev_table[epos[a] * n_e + epos[b]] = k
     n_s = len(jm.stages)
-    stable = np.full(n_s * n_s, -1, dtype=np.int16)
+    st_table = np.full(n_s * n_s, -1, dtype=np.int16)
     for k, (a, b) in enumerate(spec.stage_bigrams):
-        stable[a * n_s + b] = k
-    stage_bigram = np.full(n, -1, dtype=np.int16)
-    if len(staged) > 1:
-        s_sub = stage[staged].astype(np.int64)
-        ok = code[staged[1:]] == code[staged[:-1]]
-        pair = s_sub[:-1] * n_s + s_sub[1:]
-        stage_bigram[staged[1:]] = np.where(ok, stable[pair], -1)
+        st_table[a * n_s + b] = k
+    etype = np.empty(n, dtype=_code_dtype(len(spec.event_types)))
+    channel = np.empty(n, dtype=_code_dtype(len(spec.channels)))
+    touchpoint = np.empty(n, dtype=_code_dtype(len(spec.touchpoints)))
+    event_bigram = np.empty(n, dtype=_code_dtype(len(spec.event_bigrams)))
+    stage_bigram = np.empty(n, dtype=_code_dtype(len(spec.stage_bigrams)))
+    if n:
+        _encode_codes(
+            et_codes, ch_codes, ~same, stage, et_map, ch_map, tp_map, n_ch, ev_table, n_e, st_table, n_s,
+            etype, channel, touchpoint, event_bigram, stage_bigram,
+        )
 
     return _Encoded(
         customers=customers,
-        code=code,
         start=start,
         ts=ts,
-        etype=_narrow(etype, len(spec.event_types)),
-        channel=_narrow(channel, len(spec.channels)),
-        touchpoint=_narrow(touchpoint, len(spec.touchpoints)),
+        etype=etype,
+        channel=channel,
+        touchpoint=touchpoint,
         stage=stage,
         flags=flags,
         conv_value=conv_value,
         measure=measure,
-        event_bigram=_narrow(event_bigram, len(spec.event_bigrams)),
-        stage_bigram=_narrow(stage_bigram, len(spec.stage_bigrams)),
+        event_bigram=event_bigram,
+        stage_bigram=stage_bigram,
     )
 
 
-def _narrow(codes: np.ndarray, largest: int) -> np.ndarray:
-    """Per-event codes in ``[-1, largest]`` as int8 when they fit: less memory and traffic."""
-    return codes.astype(np.int8) if largest < 127 else codes
+def _code_dtype(largest: int) -> type[np.signedinteger[Any]]:
+    """Per-event codes in ``[-1, largest]``: int8 when they fit (less memory and traffic)."""
+    return np.int8 if largest < 127 else np.int16
 
 
 # ============================================================================ locating
@@ -864,6 +857,53 @@ def _first_stage_kernel(stage: np.ndarray, start: np.ndarray, n_st: int) -> np.n
                 seen[s] = True
                 table[c, s] = e
     return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_codes(
+    et_codes: np.ndarray,
+    ch_codes: np.ndarray,
+    new: np.ndarray,
+    stage: np.ndarray,
+    et_map: np.ndarray,
+    ch_map: np.ndarray,
+    tp_map: np.ndarray,
+    n_ch: int,
+    ev_table: np.ndarray,
+    n_e: int,
+    st_table: np.ndarray,
+    n_s: int,
+    etype: np.ndarray,
+    channel: np.ndarray,
+    touchpoint: np.ndarray,
+    event_bigram: np.ndarray,
+    stage_bigram: np.ndarray,
+) -> None:
+    """One pass from factorized strings to every per-event vocabulary code.
+
+    ``new[e]``: event e starts a customer. Touchpoints look up ``et * n_ch + ch``
+    (``n_ch = 0``: by event type alone). Event bigrams pair consecutive events of a
+    customer; stage bigrams consecutive stage-evidencing events of a customer.
+    """
+    prev_stage = -1
+    for e in range(len(et_codes)):
+        et = et_codes[e]
+        ch = ch_codes[e]
+        a = et_map[et]
+        etype[e] = a
+        channel[e] = ch_map[ch]
+        touchpoint[e] = tp_map[et * n_ch + ch] if n_ch else tp_map[et]
+        if new[e]:
+            prev_stage = -1
+            event_bigram[e] = -1
+        else:
+            event_bigram[e] = ev_table[etype[e - 1] * n_e + a]
+        s = stage[e]
+        stage_bigram[e] = -1
+        if s >= 0:
+            if prev_stage >= 0:
+                stage_bigram[e] = st_table[prev_stage * n_s + s]
+            prev_stage = s
 
 
 # ============================================================================ context
@@ -1493,7 +1533,7 @@ def _active_rows(enc: _Encoded, jm: JourneyMap, times: np.ndarray) -> tuple[np.n
     last = rows.last[0]
     has = last >= rows.first
     exits = enc.flags["exit"]
-    exited = np.searchsorted(exits, last, side="right") > np.searchsorted(exits, rows.first, side="left")
+    exited = _rank_right(exits, last) > _rank_right(exits, rows.first - 1)
     recent = (t - enc.ts[np.maximum(last, 0)]) <= gone
     keep = has & recent & ~exited
     return code[keep], t[keep]

@@ -45,6 +45,7 @@ from journey_ml.features import (
     _features_frame,
     _locate,
     _ns,
+    _rank_right,
     _row_codes,
     _running_stage,
     _segment_reduce,
@@ -174,13 +175,13 @@ def build_snapshots(
     progressed = next_stage > current
     active_in_window = later > now
     exits = enc.flags["exit"]
-    exit_in_window = np.searchsorted(exits, later, side="right") > np.searchsorted(exits, now, side="right")
+    exit_in_window = _rank_right(exits, later) > _rank_right(exits, now)
     drop_off = ~progressed & (exit_in_window | ~active_in_window)
     # Revenue in (t, t + H]: the conversions between the two boundaries, summed in order,
     # so the value depends only on the events in the window (no global float prefix sum).
     conv = enc.flags["conversion"]
-    lo = np.searchsorted(conv, np.maximum(now, rows.first - 1), side="right")
-    hi = np.searchsorted(conv, np.maximum(later, rows.first - 1), side="right")
+    lo = _rank_right(conv, np.maximum(now, rows.first - 1))
+    hi = _rank_right(conv, np.maximum(later, rows.first - 1))
     future_revenue = _segment_reduce(np.add, enc.conv_value, lo, np.maximum(hi, lo), 0.0)
 
     out = feats  # inserting columns adds blocks; pd.concat would copy the float block
