@@ -818,29 +818,33 @@ def _running_stage_kernel(stage: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _max_gap_seconds(ts: np.ndarray, start: np.ndarray) -> np.int64:
-    """Longest gap (whole seconds) between consecutive events of any one customer."""
-    best = np.int64(0)
-    for c in range(len(start) - 1):
-        for e in range(start[c] + 1, start[c + 1]):
-            g = (ts[e] - ts[e - 1]) // 1_000_000_000
-            if g > best:
-                best = g
-    return best
+def _max_gap_seconds(ts: np.ndarray, first: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Per row, the longest gap (whole seconds) between consecutive events in
+    ``[first[r], head[r]]`` (0 with fewer than two events).
 
-
-@numba.njit(cache=True, nogil=True)
-def _run_max_gap_kernel(ts: np.ndarray, start: np.ndarray, out: np.ndarray) -> None:
-    """Per event, the longest gap (whole seconds) between the customer's events so far."""
-    for c in range(len(start) - 1):
-        run = np.int64(0)
-        if start[c] < start[c + 1]:
-            out[start[c]] = 0
-        for e in range(start[c] + 1, start[c + 1]):
+    Rows of one customer in cutoff order extend the running maximum; any other order
+    restarts it, so a row's value depends only on its own events.
+    """
+    m = len(first)
+    out = np.zeros(m, dtype=np.int64)
+    cur_first = np.int64(-2)
+    h0 = np.int64(-2)
+    run = np.int64(0)
+    for r in range(m):
+        f = np.int64(first[r])
+        h = np.int64(head[r])
+        if f != cur_first or h < h0:
+            cur_first = f
+            h0 = f
+            run = 0
+        for e in range(h0 + 1, h + 1):
             g = (ts[e] - ts[e - 1]) // 1_000_000_000
             if g > run:
                 run = g
-            out[e] = run
+        if h > h0:
+            h0 = h
+        out[r] = run
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1263,20 +1267,6 @@ def transitions_names(spec: FeatureSpec) -> list[str]:
     return _stage_bigram_names(spec) + _event_bigram_names(spec)
 
 
-def _run_max_gap(enc: _Encoded) -> np.ndarray:
-    """Per event, the longest gap (seconds) between consecutive events of the customer so far."""
-    if "run_max_gap" not in enc.cache:
-        if enc.n:
-            # Seconds fit int32 for gaps below 68 years; halves the cached array.
-            small = _max_gap_seconds(enc.ts, enc.start) < 2**31
-            gaps = np.empty(enc.n, dtype=np.int32 if small else np.int64)
-            _run_max_gap_kernel(enc.ts, enc.start, gaps)
-        else:
-            gaps = np.zeros(1, dtype=np.int64)
-        enc.cache["run_max_gap"] = gaps
-    return enc.cache["run_max_gap"]
-
-
 def sessions(ctx: _Ctx) -> dict[str, np.ndarray]:
     """Sessions so far and in 30 days, events per session, mean/last/max gap between events."""
     enc, rows = ctx.enc, ctx.rows
@@ -1290,7 +1280,7 @@ def sessions(ctx: _Ctx) -> dict[str, np.ndarray]:
     two = n >= 2
     l1 = np.maximum(rows.last[0], 1)
     last_gap = np.where(two, (ts[np.minimum(l1, len(ts) - 1)] - ts[np.minimum(l1 - 1, len(ts) - 1)]) / 3.6e12, np.nan)
-    max_gap = np.where(two, _run_max_gap(enc)[li] / 86_400, np.nan)
+    max_gap = np.where(two, _max_gap_seconds(enc.ts_safe, rows.first, rows.last[0]) / 86_400, np.nan)
     return {
         "sessions_total": _f32(total),
         "sessions_30d": _f32(s30),
@@ -1421,7 +1411,6 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     identity = bool(np.all(order == np.arange(n_rows)))
     # Per-event arrays shared by all chunks are built before the chunks run in threads.
     _running_stage(enc)
-    _run_max_gap(enc)
     _first_stage_index(enc, len(spec.journey_map.stages))
 
     def run(r0: int) -> list[str]:

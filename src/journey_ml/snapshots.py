@@ -166,25 +166,33 @@ def build_snapshots(
         code, t = _active_rows(enc, journey_map, _ns(list(cutoffs)))
     horizon = -float(journey_map.horizon_days)
     rows = _locate(enc, code, t, (*_OFFSETS, horizon))
-    feats = _features_frame(enc, rows, spec)
 
+    # Labels and ids before the features: their temporaries are freed before the big
+    # feature block is allocated, which sets the peak memory.
     now, later = rows.last[0], rows.last[horizon]
+    if horizon not in _OFFSETS:  # the label look-ahead is no feature boundary
+        del rows.last[horizon]
     current = current_stage_codes(enc, rows, 0)
     reached = np.where(later >= rows.first, _running_stage(enc)[np.maximum(later, 0)], -1)
-    next_stage = np.maximum(current, reached)
+    next_stage = np.maximum(current, reached).astype(np.int64)
     progressed = next_stage > current
+    del current, reached
     active_in_window = later > now
     exits = enc.flags["exit"]
     exit_in_window = _rank_right(exits, later) > _rank_right(exits, now)
-    drop_off = ~progressed & (exit_in_window | ~active_in_window)
+    drop_off = (~progressed & (exit_in_window | ~active_in_window)).astype(np.int64)
+    del progressed, active_in_window, exit_in_window
     # Revenue in (t, t + H]: the conversions between the two boundaries, summed in order,
     # so the value depends only on the events in the window (no global float prefix sum).
     conv = enc.flags["conversion"]
     lo = _rank_right(conv, np.maximum(now, rows.first - 1))
     hi = _rank_right(conv, np.maximum(later, rows.first - 1))
     future_revenue = _segment_reduce(np.add, enc.conv_value, lo, np.maximum(hi, lo), 0.0)
-
-    out = feats  # inserting columns adds blocks; pd.concat would copy the float block
+    # Summed directly over the window (never a difference of prefix sums), so it cannot
+    # come out slightly negative; the clamp only guards against negative source revenue.
+    np.maximum(future_revenue, 0.0, out=future_revenue)
+    del lo, hi, later
+    n_events = (now + 1 - rows.first).astype(np.int64)
     # Arrow-backed string arrays throughout: an object array of Python strings would
     # cost ~60 bytes per row at the moment memory peaks.
     if isinstance(cutoffs, pd.DataFrame):
@@ -193,15 +201,17 @@ def build_snapshots(
         ids = enc.customers.take(np.maximum(code, 0)).array
     else:
         ids = pd.array([], dtype="str")
+
+    out = _features_frame(enc, rows, spec)
+    del enc, rows
+    # Inserting columns adds blocks; pd.concat would copy the float block.
     out.insert(0, "customer_id", ids)
     out.insert(1, "cutoff", pd.to_datetime(t, utc=True))
     # The current_stage feature (int32 code) is the current_stage label: same definition.
-    out["next_stage"] = next_stage.astype(np.int64)
-    out["drop_off"] = drop_off.astype(np.int64)
-    # Summed directly over the window (never a difference of prefix sums), so it cannot
-    # come out slightly negative; the clamp only guards against negative source revenue.
-    out["future_revenue"] = np.maximum(future_revenue, 0.0).astype(np.float64)
-    out["n_events"] = (now + 1 - rows.first).astype(np.int64)
+    out["next_stage"] = next_stage
+    out["drop_off"] = drop_off
+    out["future_revenue"] = future_revenue
+    out["n_events"] = n_events
     out.attrs["horizon_days"] = float(journey_map.horizon_days)
     return out
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -97,14 +98,24 @@ def stage_evidence_codes(
     if repeat is None or not journey_map.conversion_events or not len(new_customer):
         return stage
     conv_set = set(journey_map.conversion_events)
-    conv = np.array([c in conv_set for c in names] + [False], dtype=bool)[type_codes]
-    # Conversions before each event overall, minus those before the customer's first event
-    # (carried forward from each customer start; the count never decreases).
-    before = np.cumsum(conv, dtype=np.int64) - conv
-    base = np.maximum.accumulate(np.where(new_customer, before, 0))
-    repeat_mask = conv & (before > base)
-    stage[repeat_mask] = np.maximum(stage[repeat_mask], repeat)
+    conv = np.array([c in conv_set for c in names] + [False], dtype=bool)
+    _raise_repeat_conversions(stage, type_codes, conv, new_customer, np.int8(repeat))
     return stage
+
+
+@numba.njit(cache=True, nogil=True)
+def _raise_repeat_conversions(
+    stage: np.ndarray, type_codes: np.ndarray, conv: np.ndarray, new_customer: np.ndarray, repeat: np.int8
+) -> None:
+    """In place: a customer's second and later conversions evidence at least ``repeat``."""
+    seen = False
+    for e in range(len(stage)):
+        if new_customer[e]:
+            seen = False
+        if conv[type_codes[e]]:
+            if seen and stage[e] < repeat:
+                stage[e] = repeat
+            seen = True
 
 
 def is_conversion(events: pd.DataFrame, journey_map: JourneyMap) -> np.ndarray:
