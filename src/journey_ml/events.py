@@ -488,11 +488,12 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     # ---- canonical frame
     cid_codes, ts_sorted = cid.codes[rows], ts_ns[rows]
     with ThreadPoolExecutor(max_workers=2) as pool:
+        # The two largest string builds (session ids, customer ids) run side by side.
+        sess_job = pool.submit(_session_ids, cid.values, cid_codes, ts_sorted, journey_map.session_gap_minutes)
         etype_job = pool.submit(etype.take, rows)
         channel_job = pool.submit(channel.take, rows)
         cid_out = cid.take(rows)
-        sess_out = _session_ids(cid.values, cid_codes, ts_sorted, journey_map.session_gap_minutes)
-        etype_out, channel_out = etype_job.result(), channel_job.result()
+        sess_out, etype_out, channel_out = sess_job.result(), etype_job.result(), channel_job.result()
     if session is not None:
         given = ~session.missing[rows]
         if given.any():
