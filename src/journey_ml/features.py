@@ -1451,7 +1451,14 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
 def _ns(values: Any) -> np.ndarray:
     """int64 nanoseconds since the epoch (UTC) of timestamps; naive ones are taken as UTC."""
     idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True) if not _is_utc_series(values) else values)
-    return idx.tz_convert("UTC").as_unit("ns").asi8
+    idx = idx.tz_convert("UTC")
+    if idx.unit != "ns":
+        return idx.as_unit("ns").asi8
+    # A read-only view of the caller's data: as_unit would copy an events-long array
+    # even when the unit is already ns.
+    out = idx.asi8.view()
+    out.flags.writeable = False
+    return out
 
 
 def _is_utc_series(values: Any) -> bool:
