@@ -388,16 +388,16 @@ class _Encoded:
 
     customers: pd.Index  # sorted unique customer ids; position = customer code
     start: np.ndarray  # int64 first event index of each customer, plus n at the end
-    ts: np.ndarray  # int64 ns UTC, non-decreasing within a customer
-    etype: np.ndarray  # int16 code into spec.event_types (len = other)
-    channel: np.ndarray  # int16 code into spec.channels (len = other)
-    touchpoint: np.ndarray  # int16 code into spec.touchpoints (len = other)
+    ts: np.ndarray  # int64 ns UTC, non-decreasing within a customer (may be a read-only view)
+    etype: np.ndarray  # int8/int16 code into spec.event_types (len = other)
+    channel: np.ndarray  # int8/int16 code into spec.channels (len = other)
+    touchpoint: np.ndarray  # int8/int16 code into spec.touchpoints (len = other)
     stage: np.ndarray  # int8 stage evidence, -1 for none
-    flags: dict[str, np.ndarray]  # flag name -> sorted int64 event positions (see _flag_names)
+    flags: dict[str, np.ndarray]  # flag name -> sorted event positions (int32 below 2**31 events)
     conv_value: np.ndarray  # float64 revenue of each conversion event (aligned with flags["conversion"])
     measure: list[np.ndarray | None]  # per friction: measure values at flags[f"measured:{i}"]
-    event_bigram: np.ndarray  # int16 code into spec.event_bigrams, -1 none
-    stage_bigram: np.ndarray  # int16 code into spec.stage_bigrams, -1 none
+    event_bigram: np.ndarray  # int8/int16 code into spec.event_bigrams, -1 none
+    stage_bigram: np.ndarray  # int8/int16 code into spec.stage_bigrams, -1 none
     cache: dict[str, Any] = field(default_factory=dict)  # derived per-event arrays, built once
 
     @property
@@ -410,12 +410,6 @@ class _Encoded:
         return self.ts if self.n else np.zeros(1, dtype=np.int64)
 
 
-def _flag_names(jm: JourneyMap) -> list[str]:
-    """Order of the indicator columns counted together at each chunk's boundaries."""
-    names = [f"friction:{i}" for i in range(len(jm.friction))]
-    names += ["conversion", "session_start", "exit"]
-    names += [f"measured:{i}" for i, fr in enumerate(jm.friction) if fr.column is not None]
-    return names
 def _check_columns(events: pd.DataFrame) -> None:
     for col in ("customer_id", "timestamp", "event_type"):
         if col not in events.columns:
@@ -554,12 +548,14 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         changed = session_changes()
         ts = _ns(events["timestamp"])
 
+    pos = _position_dtype(n)  # flag positions: int32 halves these arrays
+
     def where_type(names: Sequence[str] | None) -> np.ndarray:
         """Positions of events whose type is in ``names`` (all events for None)."""
         if names is None:
-            return np.arange(n, dtype=np.int64)
+            return np.arange(n, dtype=pos)
         table = np.array([u in names for u in et_uniques], dtype=bool)
-        return np.flatnonzero(table[et_codes]) if n else np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(table[et_codes]).astype(pos) if n else np.zeros(0, dtype=pos)
 
     stage = _stage_evidence(events, et_codes, et_uniques, jm, same) if n else np.zeros(0, dtype=np.int8)
     flags: dict[str, np.ndarray] = {}
@@ -589,7 +585,7 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     else:
         gap = np.diff(ts, prepend=ts[:1] if n else ts)
         session_start = ~same | (gap > int(jm.session_gap_minutes * 60 * 10**9))
-    flags["session_start"] = np.flatnonzero(session_start)
+    flags["session_start"] = np.flatnonzero(session_start).astype(pos)
     del session_start
 
     # Vocabulary lookups per distinct string, then one compiled pass over the events.
@@ -636,6 +632,11 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
         event_bigram=event_bigram,
         stage_bigram=stage_bigram,
     )
+
+
+def _position_dtype(n: int) -> type[np.signedinteger[Any]]:
+    """Event positions (and counts of events) fit int32 below 2**31 events."""
+    return np.int32 if n < 2**31 - 1 else np.int64
 
 
 def _code_dtype(largest: int) -> type[np.signedinteger[Any]]:
@@ -848,11 +849,10 @@ def _max_gap_seconds(ts: np.ndarray, first: np.ndarray, head: np.ndarray) -> np.
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_stage_kernel(stage: np.ndarray, start: np.ndarray, n_st: int) -> np.ndarray:
-    """(customers x stages) index of each customer's first event of each stage, 0 if none."""
-    n_c = max(len(start) - 1, 1)
-    table = np.zeros((n_c, n_st), dtype=np.int64)
-    seen = np.zeros(n_st, dtype=np.bool_)
+def _first_stage_kernel(stage: np.ndarray, start: np.ndarray, table: np.ndarray) -> None:
+    """Fill (customers x stages) ``table`` (zeros) with the index of each customer's first
+    event of each stage; stays 0 where there is none."""
+    seen = np.zeros(table.shape[1], dtype=np.bool_)
     for c in range(len(start) - 1):
         seen[:] = False
         for e in range(start[c], start[c + 1]):
@@ -860,7 +860,6 @@ def _first_stage_kernel(stage: np.ndarray, start: np.ndarray, n_st: int) -> np.n
             if s >= 0 and not seen[s]:
                 seen[s] = True
                 table[c, s] = e
-    return table
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1125,7 +1124,9 @@ def stage_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
 def _first_stage_index(enc: _Encoded, n_st: int) -> np.ndarray:
     """(customers x stages) index of each customer's first event evidencing each stage (0 if none)."""
     if "first_stage" not in enc.cache:
-        enc.cache["first_stage"] = _first_stage_kernel(enc.stage, enc.start, n_st)
+        table = np.zeros((max(len(enc.customers), 1), n_st), dtype=_position_dtype(enc.n))
+        _first_stage_kernel(enc.stage, enc.start, table)
+        enc.cache["first_stage"] = table
     return enc.cache["first_stage"]
 
 

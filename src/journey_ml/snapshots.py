@@ -174,13 +174,14 @@ def build_snapshots(
         del rows.last[horizon]
     current = current_stage_codes(enc, rows, 0)
     reached = np.where(later >= rows.first, _running_stage(enc)[np.maximum(later, 0)], -1)
-    next_stage = np.maximum(current, reached).astype(np.int64)
+    # Compact dtypes until the feature block is built; widened when inserted.
+    next_stage = np.maximum(current, reached)
     progressed = next_stage > current
     del current, reached
     active_in_window = later > now
     exits = enc.flags["exit"]
     exit_in_window = _rank_right(exits, later) > _rank_right(exits, now)
-    drop_off = (~progressed & (exit_in_window | ~active_in_window)).astype(np.int64)
+    drop_off = ~progressed & (exit_in_window | ~active_in_window)
     del progressed, active_in_window, exit_in_window
     # Revenue in (t, t + H]: the conversions between the two boundaries, summed in order,
     # so the value depends only on the events in the window (no global float prefix sum).
@@ -192,26 +193,27 @@ def build_snapshots(
     # come out slightly negative; the clamp only guards against negative source revenue.
     np.maximum(future_revenue, 0.0, out=future_revenue)
     del lo, hi, later
-    n_events = (now + 1 - rows.first).astype(np.int64)
+    n_events = now + 1 - rows.first
+    customers = enc.customers
+
+    out = _features_frame(enc, rows, spec)
+    del enc, rows
     # Arrow-backed string arrays throughout: an object array of Python strings would
     # cost ~60 bytes per row at the moment memory peaks.
     if isinstance(cutoffs, pd.DataFrame):
         ids = cutoffs["customer_id"].astype("str").array
-    elif len(enc.customers):
-        ids = enc.customers.take(np.maximum(code, 0)).array
+    elif len(customers):
+        ids = customers.take(np.maximum(code, 0)).array
     else:
         ids = pd.array([], dtype="str")
-
-    out = _features_frame(enc, rows, spec)
-    del enc, rows
     # Inserting columns adds blocks; pd.concat would copy the float block.
     out.insert(0, "customer_id", ids)
     out.insert(1, "cutoff", pd.to_datetime(t, utc=True))
     # The current_stage feature (int32 code) is the current_stage label: same definition.
-    out["next_stage"] = next_stage
-    out["drop_off"] = drop_off
+    out["next_stage"] = next_stage.astype(np.int64)
+    out["drop_off"] = drop_off.astype(np.int64)
     out["future_revenue"] = future_revenue
-    out["n_events"] = n_events
+    out["n_events"] = n_events.astype(np.int64)
     out.attrs["horizon_days"] = float(journey_map.horizon_days)
     return out
 
