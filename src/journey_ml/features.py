@@ -659,9 +659,6 @@ class _Rows:
     first: np.ndarray
     last: dict[float, np.ndarray]
 
-    def take(self, sel: slice | np.ndarray) -> _Rows:
-        return _Rows(self.code[sel], self.t[sel], self.first[sel], {o: v[sel] for o, v in self.last.items()})
-
 
 def _locate(enc: _Encoded, code: np.ndarray, t: np.ndarray, offsets_days: Sequence[float]) -> _Rows:
     known = code >= 0
@@ -1388,17 +1385,18 @@ def _small_pages() -> Iterator[None]:
         _set_madvise_hugepage(previous)
 
 
-def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFrame:
-    """Feature columns for located rows, in ``spec.feature_names`` order.
+def _features_frame(enc: _Encoded, code: np.ndarray, t: np.ndarray, spec: FeatureSpec) -> pd.DataFrame:
+    """Feature columns for rows (customer code, cutoff ns), in ``spec.feature_names`` order.
 
     Rows are processed in chunks of customers (sorted by customer, then cutoff), each
-    writing straight into one preallocated float32 block that becomes the frame without
-    a copy; categorical codes are int32 columns inserted in place.
+    located in the events on its own (no all-rows index arrays while the block fills)
+    and writing straight into one preallocated float32 block that becomes the frame
+    without a copy; categorical codes are int32 columns inserted in place.
     """
     names = spec.feature_names
     floats = [n for n in names if n not in spec.categories]
     col_of = {n: i for i, n in enumerate(floats)}
-    n_rows = len(rows.t)
+    n_rows = len(t)
     if len(floats) * n_rows * 4 >= _TRIM_MIN_BYTES:
         _release_freed_memory()
     # (features, rows) in C order is the layout pandas keeps a float block in.
@@ -1408,15 +1406,17 @@ def _features_frame(enc: _Encoded, rows: _Rows, spec: FeatureSpec) -> pd.DataFra
     # block by the chunk writes (from several threads) cost several times more.
     block.fill(0)
     cats = {name: np.empty(n_rows, dtype=np.int32) for name in spec.categories}
-    order = np.lexsort((rows.t, rows.code))
-    identity = bool(np.all(order == np.arange(n_rows)))
+    # Rows usually arrive sorted by (customer, cutoff): then chunks are plain slices and
+    # no n_rows-long permutation is held while the block fills.
+    in_order = bool(np.all((code[1:] > code[:-1]) | ((code[1:] == code[:-1]) & (t[1:] >= t[:-1]))))
+    order = None if in_order else np.lexsort((t, code))
     # Per-event arrays shared by all chunks are built before the chunks run in threads.
     _running_stage(enc)
     _first_stage_index(enc, len(spec.journey_map.stages))
 
     def run(r0: int) -> list[str]:
-        sel: slice | np.ndarray = slice(r0, r0 + _ROW_CHUNK) if identity else order[r0 : r0 + _ROW_CHUNK]
-        ctx = _Ctx(enc, rows.take(sel), spec)
+        sel: slice | np.ndarray = slice(r0, r0 + _ROW_CHUNK) if order is None else order[r0 : r0 + _ROW_CHUNK]
+        ctx = _Ctx(enc, _locate(enc, code[sel], t[sel], _OFFSETS), spec)
         produced: list[str] = []
         for compute, _ in FEATURE_FAMILIES:
             for key, values in compute(ctx).items():
@@ -1499,8 +1499,7 @@ def compute_features(events: pd.DataFrame, spec: FeatureSpec, cutoffs: pd.DataFr
 def _compute_encoded(enc: _Encoded, spec: FeatureSpec, customer_id: Any, t: np.ndarray) -> pd.DataFrame:
     """The body of :func:`compute_features` on already encoded events (no second encode)."""
     code = _row_codes(enc, pd.Series(customer_id))
-    rows = _locate(enc, code, t, _OFFSETS)
-    feats = _features_frame(enc, rows, spec)
+    feats = _features_frame(enc, code, t, spec)
     # Inserting the id columns adds blocks; pd.concat would copy the whole float block.
     feats.insert(0, "customer_id", customer_id)
     feats.insert(1, "cutoff", pd.to_datetime(t, utc=True))

@@ -38,7 +38,6 @@ import pandas as pd
 from journey_ml.config import JourneyMap
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import (
-    _OFFSETS,
     FeatureSpec,
     _active_rows,
     _encode,
@@ -46,6 +45,7 @@ from journey_ml.features import (
     _locate,
     _ns,
     _rank_right,
+    _release_freed_memory,
     _row_codes,
     _running_stage,
     _segment_reduce,
@@ -165,13 +165,11 @@ def build_snapshots(
     else:
         code, t = _active_rows(enc, journey_map, _ns(list(cutoffs)))
     horizon = -float(journey_map.horizon_days)
-    rows = _locate(enc, code, t, (*_OFFSETS, horizon))
+    rows = _locate(enc, code, t, (0, horizon))
 
     # Labels and ids before the features: their temporaries are freed before the big
     # feature block is allocated, which sets the peak memory.
     now, later = rows.last[0], rows.last[horizon]
-    if horizon not in _OFFSETS:  # the label look-ahead is no feature boundary
-        del rows.last[horizon]
     current = current_stage_codes(enc, rows, 0)
     reached = np.where(later >= rows.first, _running_stage(enc)[np.maximum(later, 0)], -1)
     # Compact dtypes until the feature block is built; widened when inserted.
@@ -196,8 +194,10 @@ def build_snapshots(
     n_events = now + 1 - rows.first
     customers = enc.customers
 
-    out = _features_frame(enc, rows, spec)
-    del enc, rows
+    del rows, now
+    out = _features_frame(enc, code, t, spec)
+    del enc
+    _release_freed_memory()  # the encoded events: room for the id and label columns
     # Arrow-backed string arrays throughout: an object array of Python strings would
     # cost ~60 bytes per row at the moment memory peaks.
     if isinstance(cutoffs, pd.DataFrame):
