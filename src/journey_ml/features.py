@@ -7,29 +7,26 @@ nothing else. The same function, :func:`compute_features`, serves training snaps
 
 How it stays fast (no per-customer Python loop anywhere):
 
-* events are sorted once by (customer, time) and encoded as small integer codes
-  (customer, event type, channel, touchpoint, stage evidence, bigrams); sparse
-  indicators (stages, frictions, conversions, session starts, exits) are kept as sorted
-  event positions;
-* each snapshot row is located by the index of the customer's last event at or before
-  ``t``, ``t - 7d``, ``t - 14d``, ``t - 30d``, ``t - 90d`` (one ``np.searchsorted`` on a
-  monotone key ``customer_code * (J + 1) + bucket``, ``bucket`` being the rank of the
-  event time among the ``J`` distinct query times: exact at nanosecond resolution and
-  free of int64 overflow);
-* rows are processed in chunks (sorted by customer, then cutoff). In a chunk, those
-  indices are the only *boundaries* any count needs. For a whole family of codes (all
-  touchpoints, all channels, all bigrams, all flags) one ``np.bincount`` over
-  (code, bin between consecutive boundaries) and one cumulative sum along the bins give
-  the count of every code up to every boundary; a window count is the difference of two
-  columns, and "last event of code c" is a carried-forward per-bin maximum of event
-  positions. So each family costs one pass over the chunk's events, and memory is a
-  (codes x boundaries) matrix bounded by the chunk, never (events x codes);
+* events are sorted once by (customer, time); each string column is factorized once and
+  its few distinct values mapped through small lookup tables, then one compiled pass
+  (numba, cached on disk) writes every per-event code (event type, channel, touchpoint,
+  stage evidence, bigrams) as int8/int16; sparse indicators (frictions, conversions,
+  session starts, exits) are kept as sorted int32 event positions;
+* rows are processed in chunks sorted by (customer, cutoff). A chunk locates each row
+  by the index of the customer's last event at or before ``t``, ``t - 7d``, ``t - 14d``,
+  ``t - 30d`` and ``t - 90d`` (a binary search in that customer's events); every count
+  is then "events of code c in (boundary, last event at or before t]";
+* a compiled kernel per code family slides those windows along a customer's rows in
+  cutoff order, adding and removing each event once per window, and writes (codes x
+  rows) counts and last positions; flag counts are rank differences in the sorted
+  position lists. Every row's result depends only on its own customer's events, so
+  chunking, threading and row order change nothing;
 * float sums (revenue, friction measures) are reduced over each row's own slice of the
   sparse values (``ufunc.reduceat``), so a customer's values never depend, through
   rounding, on other customers or other rows: batch and serving agree bit for bit;
 * every family writes straight into one preallocated float32 (features x rows) block
-  that becomes the DataFrame without a copy; chunks run on a few threads (numpy
-  releases the GIL in its loops).
+  that becomes the DataFrame without a copy; chunks run on a few threads (numpy and
+  the kernels release the GIL).
 
 Features are named functions (Hamilton style): a scalar feature is a function whose name
 is its column; a *family* (per touchpoint, per stage, ...) is a function whose columns are
