@@ -103,6 +103,90 @@ def test_annuity_counts_expected_horizons_left(p: float, remaining: float) -> No
         assert a == pytest.approx(1.0)
 
 
+# ---------------------------------------------------------------- event-anchored rows
+def _anchor_events(make_events):  # type: ignore[no-untyped-def]
+    return make_events(
+        [
+            ("a", "2026-01-01T10:00:00", "product_view"),
+            ("a", "2026-01-01T10:01:00", "checkout_start"),
+            ("a", "2026-01-01T10:02:00", "checkout_error"),
+            ("a", "2026-01-03T09:00:00", "checkout_start"),
+            ("a", "2026-01-03T09:01:00", "purchase", 40.0),
+            ("a", "2026-01-06T14:00:00", "delivery", 0.0, "logistics", 3.0),
+            ("b", "2026-01-02T08:00:00", "checkout_start"),
+            ("b", "2026-01-02T08:01:00", "checkout_error"),
+            ("b", "2026-01-02T08:03:00", "unsubscribe"),
+            ("b", "2026-01-04T08:00:00", "checkout_start"),
+            ("c", "2026-01-02T08:00:00", "checkout_start"),
+            ("c", "2026-01-02T09:00:00", "checkout_start"),
+            ("c", "2026-01-05T14:00:00", "delivery", 0.0, "logistics", 0.0),
+        ],
+        extra=("delay_days",),
+    )
+
+
+def test_anchor_cutoffs_occurrences_controls_and_exits(make_events, journey_map) -> None:  # type: ignore[no-untyped-def]
+    from journey_ml.anchors import anchor_cutoffs, control_event_types, friction_occurrences
+
+    ev = _anchor_events(make_events)
+    occ = friction_occurrences(ev, journey_map)
+    assert occ["checkout_error"].sum() == 2 and occ["late_delivery"].sum() == 1
+    types = control_event_types(ev, journey_map)
+    # A pure friction's controls are what precedes it; a measured one's, its own event type.
+    assert types["checkout_error"] == ("checkout_start",)
+    assert types["late_delivery"] == ("delivery",)
+    anchors = anchor_cutoffs(ev, journey_map, controls_per_anchor=5.0, seed=1)
+    assert list(anchors.columns) == ["customer_id", "cutoff", "anchor", "is_control"]
+    hits = anchors[~anchors["is_control"]]
+    assert sorted(zip(hits["customer_id"], hits["anchor"], strict=True)) == [
+        ("a", "checkout_error"), ("a", "late_delivery"), ("b", "checkout_error")
+    ]
+    controls = anchors[anchors["is_control"]]
+    # Every friction-free checkout start except b's after their unsubscribe (gone), and
+    # the on-time delivery; no control is itself a friction event.
+    assert len(controls[controls["anchor"] == "checkout_error"]) == 5
+    assert "2026-01-04" not in set(controls["cutoff"].dt.strftime("%Y-%m-%d")[controls["customer_id"] == "b"])
+    assert list(controls.loc[controls["anchor"] == "late_delivery", "customer_id"]) == ["c"]
+    assert not anchors.duplicated(["customer_id", "cutoff"]).any()
+    # Seeded, windowed, and no controls on request.
+    again = anchor_cutoffs(ev, journey_map, controls_per_anchor=0.5, seed=3)
+    pd.testing.assert_frame_equal(again, anchor_cutoffs(ev, journey_map, controls_per_anchor=0.5, seed=3))
+    assert not anchor_cutoffs(ev, journey_map, controls_per_anchor=0)["is_control"].any()
+    late = anchor_cutoffs(ev, journey_map, start="2026-01-02T08:01:00", end="2026-01-06T14:00:00", controls_per_anchor=0)
+    assert list(late["anchor"]) == ["late_delivery"]
+    with pytest.raises(ValueError, match="controls_per_anchor"):
+        anchor_cutoffs(ev, journey_map, controls_per_anchor=-1)
+    with pytest.raises(ValueError, match="event_type"):
+        anchor_cutoffs(ev.drop(columns="event_type"), journey_map)
+
+
+def test_anchored_features_undo_only_the_occurrence(make_events, journey_map) -> None:  # type: ignore[no-untyped-def]
+    """The 'before' row of a checkout error is the customer at their checkout start; of a
+    late delivery, the same row with the delay's features as before it (measure fixed)."""
+    from journey_ml.features import FeatureSpec, compute_features
+    from journey_ml.ranking import anchored_features
+
+    ev = _anchor_events(make_events)
+    spec = FeatureSpec.fit(ev, journey_map)
+    af = anchored_features(ev, spec)
+    names = spec.feature_names
+    assert len(af) == 3 and set(af["anchor"]) == {"checkout_error", "late_delivery"}
+    own = compute_features(ev, spec, af[["customer_id", "cutoff"]])
+    # Features at the event, the event included.
+    pd.testing.assert_frame_equal(af[names], own[names], check_column_type=False)
+    err = af[(af["customer_id"] == "a") & (af["anchor"] == "checkout_error")]
+    at_start = compute_features(
+        ev, spec, pd.DataFrame({"customer_id": ["a"], "cutoff": [pd.Timestamp("2026-01-01T10:01:00", tz="UTC")]})
+    )
+    before = err[[f"before:{c}" for c in names]].to_numpy(dtype=float)
+    np.testing.assert_array_equal(before, at_start[names].to_numpy(dtype=float))
+    late = af[af["anchor"] == "late_delivery"].iloc[0]
+    changed = [c for c in names if not (late[c] == late[f"before:{c}"] or (pd.isna(late[c]) and pd.isna(late[f"before:{c}"])))]
+    assert changed and set(changed) <= set(spec.friction_features["late_delivery"])
+    assert late["friction_late_delivery_count_total"] == 1 and late["before:friction_late_delivery_count_total"] == 0
+    assert late["before:friction_late_delivery_delay_days_last"] == spec.friction_measure_reference["late_delivery"]
+
+
 # ---------------------------------------------------------------- on the trained bundle
 @pytest.fixture(scope="module")
 def ranked(trained_bundle):  # type: ignore[no-untyped-def]

@@ -418,6 +418,25 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class AnchorConfig:
+    """Event-anchored training rows (:mod:`journey_ml.anchors`), beside the weekly snapshots."""
+
+    # Add a row at every friction event of the training period (cutoff = the event).
+    enabled: bool = False
+    # Friction-free control rows drawn per friction occurrence (seeded).
+    controls_per_anchor: float = 1.0
+    # Also anchor rows in the validation period (early stopping and calibration see them);
+    # the test rows, and so the reported metrics, stay weekly.
+    in_validation: bool = False
+    # Training weight of an anchored row (a weekly row weighs 1): the anchored rows are
+    # few, and the in-session effects they show are what the ranking needs learned.
+    weight: float = 1.0
+    # Up-weight a rare friction's anchored rows by min(n_most_frequent / n_friction, balance)
+    # (1: off).
+    balance: float = 1.0
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = None
     experiment: str = "journey-ml"
@@ -437,6 +456,7 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     @classmethod

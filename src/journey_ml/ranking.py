@@ -71,19 +71,24 @@ from journey_ml.features import (
     FeatureSpec,
     _active_rows,
     _encode,
+    _locate,
     _ns,
+    _row_codes,
     compute_features,
     features_at,
 )
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 
 __all__ = [
+    "ANCHOR_COLUMN",
+    "DEFAULT_VALUE",
     "IMPROVEMENT_COLUMNS",
     "REFERENCES",
     "SCOPES",
     "VALUE_DEFINITIONS",
     "ShapComparison",
     "add_reason_codes",
+    "anchored_features",
     "compare_shap_backends",
     "friction_impacts",
     "improvements_for_bundle",
@@ -103,6 +108,7 @@ Model = NextStageModel | DropOffModel | RevenueModel
 #: comparison in ``benchmarks/bench_ranking.py``.
 VALUE_DEFINITIONS: tuple[str, ...] = (
     "period_value",
+    "total_value",
     "drop_only",
     "retained_value",
     "revenue_shap",
@@ -110,8 +116,17 @@ VALUE_DEFINITIONS: tuple[str, ...] = (
 )
 
 #: Which rows carry a friction: ``period`` (it happened since the previous weekly
-#: snapshot) or ``at`` (it ever happened, customers active at one time).
-SCOPES: tuple[str, ...] = ("period", "at")
+#: snapshot), ``at`` (it ever happened, customers active at one time) or ``anchored``
+#: (one row per friction occurrence, its cutoff on the event: :func:`anchored_features`).
+SCOPES: tuple[str, ...] = ("period", "at", "anchored")
+
+#: The value definition each scope ranks by when none is given (see the module docstring).
+DEFAULT_VALUE: dict[str, str] = {"period": "period_value", "at": "period_value", "anchored": "total_value"}
+
+#: Column of :func:`anchored_features` naming the friction a row is anchored on.
+ANCHOR_COLUMN = "anchor"
+# Prefix of the columns holding a row's friction group just before its anchor event.
+_BEFORE = "before:"
 
 #: What a friction's SHAP is measured against (see :func:`friction_impacts`).
 REFERENCES: tuple[str, ...] = ("fixed_row", "unaffected_mean")
@@ -397,12 +412,20 @@ def friction_impacts(
     Xa = features[names].to_numpy(dtype=np.float64, na_value=np.nan)
     frictions = [f.name for f in spec.journey_map.friction]
     n, F = len(Xa), len(frictions)
-    affected = np.stack([_affected(Xa, spec, fr, scope, cadence_days) for fr in frictions], axis=1) if F else np.zeros((n, 0), dtype=bool)
+    if scope == "anchored":
+        if ANCHOR_COLUMN not in features.columns:
+            raise ValueError(f"scope='anchored' needs the '{ANCHOR_COLUMN}' column of anchored_features()")
+        if reference != "fixed_row":
+            raise ValueError("scope='anchored' measures against the row just before the anchor: reference='fixed_row'")
+        anchor = features[ANCHOR_COLUMN].astype("str").to_numpy()
+        affected = np.stack([anchor == fr for fr in frictions], axis=1) if F else np.zeros((n, 0), dtype=bool)
+    else:
+        affected = np.stack([_affected(Xa, spec, fr, scope, cadence_days) for fr in frictions], axis=1) if F else np.zeros((n, 0), dtype=bool)
     k = len(spec.journey_map.stages)
     stage = np.clip(features["current_stage"].to_numpy(dtype=np.int64), 0, k - 1) if n else np.zeros(0, np.int64)
     wanted = VALUE_DEFINITIONS if all_variants else (value,)
     variants = {v: np.zeros((n, F)) for v in wanted}
-    need_rev_shap = any(v in ("retained_value", "revenue_shap") for v in wanted)
+    need_rev_shap = any(v in ("retained_value", "revenue_shap", "total_value") for v in wanted)
     drop_points = np.zeros((n, F))
     cf = np.zeros((n, F))
 
@@ -427,19 +450,29 @@ def friction_impacts(
         a = affected[rows, j]
         if not a.any():
             continue
-        Xf = _fixed(X[a], spec, fr)
+        if scope == "anchored":
+            # This occurrence undone (anchored_features); the group is every column the
+            # undoing changes (for a checkout error also the last event type, recency ...).
+            Xf = features[[_BEFORE + c for c in names]].to_numpy(dtype=np.float64, na_value=np.nan)[rows[a]]
+            Xa_ = X[a]
+            group = ~((Xa_ == Xf) | (np.isnan(Xa_) & np.isnan(Xf)))
+        else:
+            Xf = _fixed(X[a], spec, fr)
+            group = np.zeros((int(a.sum()), len(names)), dtype=bool)
+            group[:, idx] = True
         # Margins with the friction fixed: the counterfactual re-prediction.
-        g_d, g_r = phi_d[a][:, idx].sum(axis=1), phi_r[a][:, idx].sum(axis=1)
+        g_d = (phi_d[a][:, : len(names)] * group).sum(axis=1)
+        g_r = (phi_r[a][:, : len(names)] * group).sum(axis=1)
         if reference == "fixed_row":
             # Same trees, same row: the group's contribution minus what it contributes
             # once the friction is fixed.
             phi_fd = tree_shap(bundle.drop_off, Xf)
             mf_d = phi_fd.sum(axis=1)
-            att_d = g_d - phi_fd[:, idx].sum(axis=1)
+            att_d = g_d - (phi_fd[:, : len(names)] * group).sum(axis=1)
             if need_rev_shap:
                 phi_fr = tree_shap(bundle.revenue, Xf)
                 mf_r = phi_fr.sum(axis=1)
-                att_r = g_r - phi_fr[:, idx].sum(axis=1)
+                att_r = g_r - (phi_fr[:, : len(names)] * group).sum(axis=1)
         else:
             never = ~_ever_affected(Xa[sample], spec, fr)
             att_d = g_d - (float(ref_d[never][:, idx].sum(axis=1).mean()) if never.any() else 0.0)
@@ -491,6 +524,10 @@ def _value_of_change(
     """
     if value == "period_value":
         return dp * retained * annuity
+    if value == "total_value":
+        # This horizon's revenue from the revenue model (a sale lost without a drop-off
+        # counts), the later horizons through the drop-off risk.
+        return rev_gain + dp * retained * (annuity - 1.0)
     if value == "drop_only":
         return dp * retained
     if value == "revenue_shap":
@@ -704,6 +741,75 @@ def period_features(
     return compute_features(events, spec, cut)
 
 
+def anchored_features(
+    events: pd.DataFrame, spec: FeatureSpec, *, start: Any = None, end: Any = None
+) -> pd.DataFrame:
+    """Features at every friction occurrence (the cutoff on the event), for ``scope="anchored"``.
+
+    Each occurrence in ``(start, end]`` is one row, so summing over rows values each
+    occurrence once, right when it happened (:mod:`journey_ml.anchors`). Beside the
+    features, ``before:<feature>`` holds the row with this occurrence undone:
+
+    * a pure friction event type (a checkout error, a page timeout: the event itself is
+      the friction): the customer's features at their previous event (the checkout
+      start, the product view) -- the state the friction struck, measured as the
+      control rows of training are;
+    * a measured friction (a long support wait, a late delivery): the same row with the
+      friction's own features as they were just before this event (the event stays,
+      with a friction-free measure).
+
+    Parameters
+    ----------
+    events : DataFrame
+        Canonical events.
+    spec : FeatureSpec
+    start, end : timestamp-like, optional
+        Occurrences with ``start < t <= end`` (default: all).
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id``, ``cutoff``, ``spec.feature_names``, ``anchor`` (friction name)
+        and ``before:<feature>`` for every feature; one row per occurrence (customers who
+        exited before it are left out).
+    """
+    from journey_ml.anchors import anchor_cutoffs
+    from journey_ml.features import _compute_encoded
+
+    names = spec.feature_names
+    anchors = anchor_cutoffs(events, spec.journey_map, start=start, end=end, controls_per_anchor=0)
+    enc = _encode(events, spec)
+    ids = anchors["customer_id"].astype("str").array
+    t = _ns(anchors["cutoff"])
+    feats = _compute_encoded(enc, spec, ids, t)
+    # 1 ns earlier: the same history without the anchor event.
+    just_before = _compute_encoded(enc, spec, ids, t - 1)
+    # The customer's previous event: the last one at or before t - 1 ns (none: t - 1 ns).
+    rows = _locate(enc, _row_codes(enc, pd.Series(ids)), t - 1, (0,))
+    prev = rows.last[0]
+    prev_t = np.where(prev >= rows.first, enc.ts[np.maximum(prev, 0)], t - 1)
+    at_prev = _compute_encoded(enc, spec, ids, prev_t)
+    before = feats[names].copy()
+    anchor = anchors["anchor"].astype("str").to_numpy()
+    for slug, fr in zip(spec.friction_slugs, spec.journey_map.friction, strict=True):
+        on = anchor == fr.name
+        if fr.column is None and fr.event_type is not None:
+            before.loc[on, names] = at_prev.loc[on, names].to_numpy()
+        else:
+            cols = spec.friction_features[fr.name]
+            before.loc[on, cols] = just_before.loc[on, cols].to_numpy()
+            # The event stays, with the friction-free measure level: it is the last one
+            # and enters the maximum (the 90-day mean keeps the earlier events' level).
+            level = float(spec.friction_measure_reference.get(fr.name, 0.0))
+            stem = f"friction_{slug}_{fr.column}"
+            before.loc[on, f"{stem}_last"] = level
+            before.loc[on, f"{stem}_max"] = np.fmax(before.loc[on, f"{stem}_max"].to_numpy(dtype=np.float64), level)
+            before.loc[on, f"{stem}_mean_90d"] = before.loc[on, f"{stem}_mean_90d"].fillna(level)
+    before.columns = pd.Index([_BEFORE + c for c in names])
+    extra = pd.DataFrame({ANCHOR_COLUMN: anchor}, index=feats.index)
+    return pd.concat([feats, extra, before], axis=1)
+
+
 def improvements_for_bundle(
     bundle: ModelBundle,
     events: pd.DataFrame,
@@ -711,7 +817,7 @@ def improvements_for_bundle(
     *,
     n_bootstrap: int = 200,
     seed: int = 0,
-    value: str = "period_value",
+    value: str | None = None,
     scope: str | None = None,
     reference: str = "fixed_row",
     cadence_days: float = 7.0,
@@ -727,11 +833,15 @@ def improvements_for_bundle(
     at : timestamp-like, optional
         With ``scope="at"``: the scoring time (customers active then). With
         ``scope="period"``: the end of the period. Default: the latest event.
-    n_bootstrap, seed, value, reference, cadence_days
+    n_bootstrap, seed, reference, cadence_days
         See :func:`rank_improvements`.
-    scope : {"period", "at"}, optional
-        Default ``"period"`` when ``at`` is None (every weekly snapshot, each friction
-        occurrence valued once: the revenue the friction cost over the period), else
+    value : str, optional
+        See :data:`VALUE_DEFINITIONS`; default :data:`DEFAULT_VALUE` of the scope.
+    scope : {"period", "at", "anchored"}, optional
+        Default when ``at`` is None: ``"anchored"`` for a bundle trained with anchored
+        rows (``metadata["anchored_snapshots"]``: one row per friction occurrence, at
+        the event), else ``"period"`` (every weekly snapshot, each friction occurrence
+        valued once: the revenue the friction cost over the period); with ``at``:
         ``"at"`` (customers active at ``at``, every past friction counted).
 
     Returns
@@ -739,11 +849,15 @@ def improvements_for_bundle(
     DataFrame
         See :func:`rank_improvements`; ``attrs["at"]`` holds the (last) scoring time.
     """
-    scope = scope or ("period" if at is None else "at")
+    if scope is None:
+        scope = "at" if at is not None else ("anchored" if bundle.metadata.get("anchored_snapshots") else "period")
     _check_choice("scope", scope, SCOPES)
+    value = value or DEFAULT_VALUE[scope]
     ts = _scoring_time(events, at)
     if scope == "period":
         features = period_features(events, bundle.spec, cadence_days=cadence_days, end=ts)
+    elif scope == "anchored":
+        features = anchored_features(events, bundle.spec, end=ts)
     else:
         features = features_at(events, bundle.spec, ts)
     df = rank_improvements(

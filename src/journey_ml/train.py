@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from journey_ml import __version__
+from journey_ml.anchors import anchor_cutoffs, control_event_types
 from journey_ml.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
@@ -55,6 +56,14 @@ class SnapshotSplits:
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+    #: Event-anchored rows appended to ``train`` (and ``valid`` with ``anchors.in_validation``);
+    #: test stays weekly.
+    anchored_rows: int = 0
+    #: Per-row training weights (None: all 1).
+    train_weight: np.ndarray | None = None
+
+    #: The first weekly validation cutoff (anchored validation rows may sit earlier).
+    valid_start: pd.Timestamp | None = None
 
     def X(self, part: str) -> pd.DataFrame:
         return getattr(self, part)[self.spec.feature_names]
@@ -72,6 +81,7 @@ class SnapshotSplits:
                 "last_cutoff": cutoffs.max().isoformat() if len(frame) else None,
                 "drop_off_rate": float(frame["drop_off"].mean()) if len(frame) else float("nan"),
             }
+        out["train"]["anchored_rows"] = self.anchored_rows
         return out
 
 
@@ -136,7 +146,76 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
     for name, part in (("train", train), ("validation", valid), ("test", test)):
         if part.empty:
             raise ValueError(f"the {name} split has no snapshot rows; use more data or fewer cutoffs")
-    return SnapshotSplits(spec=spec, train=train, valid=valid, test=test)
+    anchored_rows = 0
+    train_weight = None
+    valid_start = pd.Timestamp(valid["cutoff"].min())
+    if config.anchors.enabled:
+        step = pd.Timedelta(days=config.snapshots.cadence_days)
+        control_types = control_event_types(events.loc[events["timestamp"] < first_valid], journey_map)
+        # Training labels end by the first validation cutoff, as the weekly rows' do.
+        anchored = build_anchored_rows(
+            events, journey_map, spec, start=cutoffs[0] - step, end=valid_start, config=config,
+            control_types=control_types,
+        )
+        anchored_rows = len(anchored)
+        weight = np.concatenate([np.ones(len(train)), _anchor_weights(anchored["anchor"], config)])
+        train = pd.concat([train, anchored[list(train.columns)]], ignore_index=True)
+        if config.anchors.in_validation:
+            more = build_anchored_rows(
+                events, journey_map, spec, start=valid_start - step,
+                end=pd.Timestamp(test["cutoff"].min()), config=config, control_types=control_types,
+            )
+            anchored_rows += len(more)
+            valid = pd.concat([valid, more[list(valid.columns)]], ignore_index=True)
+        if not np.all(weight == 1.0):
+            train_weight = weight
+    return SnapshotSplits(
+        spec=spec, train=train, valid=valid, test=test, anchored_rows=anchored_rows, train_weight=train_weight,
+        valid_start=valid_start,
+    )
+
+
+def build_anchored_rows(
+    events: pd.DataFrame,
+    journey_map: JourneyMap,
+    spec: FeatureSpec,
+    *,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    config: TrainConfig,
+    control_types: dict[str, tuple[str, ...]] | None = None,
+) -> pd.DataFrame:
+    """Labelled rows anchored at friction events and matched controls in ``(start, end - H]``.
+
+    Same leakage rules as the weekly rows: features ``<= t``, labels in ``(t, t + H]``,
+    and ``t + H <= end`` (the next period's first cutoff: the embargo). Pass
+    ``control_types`` learned on the training period (default: learned from ``events``).
+    """
+    anchors = anchor_cutoffs(
+        events,
+        journey_map,
+        start=start,
+        end=end - pd.Timedelta(days=journey_map.horizon_days),
+        controls_per_anchor=config.anchors.controls_per_anchor,
+        control_types=control_types,
+        seed=config.seed,
+    )
+    rows = build_snapshots(events, journey_map, spec, cutoffs=anchors[["customer_id", "cutoff"]])
+    rows["anchor"] = anchors["anchor"].to_numpy()
+    return rows
+
+
+def _anchor_weights(anchor: pd.Series, config: TrainConfig) -> np.ndarray:
+    """Training weight of each anchored row: ``anchors.weight``, times, with
+    ``anchors.balance``, ``min(n_max / n_f, balance)`` for a friction with ``n_f`` rows
+    (``n_max``: the most frequent friction's), so a rare friction's few anchors are not
+    drowned by the frequent ones."""
+    w = np.full(len(anchor), float(config.anchors.weight))
+    if config.anchors.balance > 1.0 and len(anchor):
+        counts = anchor.value_counts()
+        factor = np.minimum(counts.max() / counts, config.anchors.balance)
+        w *= anchor.map(factor).to_numpy(dtype=np.float64)
+    return w
 
 
 def first_validation_cutoff(cutoffs: pd.DatetimeIndex, config: TrainConfig) -> pd.Timestamp:
@@ -226,6 +305,7 @@ def fit_models(
             target(task, splits.train),
             X_valid=splits.X("valid"),
             y_valid=target(task, splits.valid),
+            sample_weight=splits.train_weight,
         )
         models[task] = model
     return models
@@ -395,7 +475,12 @@ def run_training(
 
     from journey_ml import tracking
     from journey_ml.evaluate import plot_calibration, plot_confusion, plot_feature_importance
-    from journey_ml.ranking import improvements_to_records, rank_improvements
+    from journey_ml.ranking import (
+        DEFAULT_VALUE,
+        anchored_features,
+        improvements_to_records,
+        rank_improvements,
+    )
     from journey_ml.report import report_for_bundle, write_report
 
     step = on_step or (lambda _msg: None)
@@ -466,6 +551,8 @@ def run_training(
             "baselines": {task: headline(b) for task, b in report["baselines"].items()},
             "data": fingerprint,
             "seed": config.seed,
+            # The ranking's default scope follows: anchored rows when the models saw them.
+            "anchored_snapshots": bool(splits.anchored_rows),
         }
         bundle = ModelBundle(
             journey_map=journey_map,
@@ -476,12 +563,24 @@ def run_training(
 
         step("ranking touchpoint improvements (SHAP)")
         # The revenue friction cost over the evaluation window (validation + test weeks),
-        # on snapshot features already built: each occurrence valued once (period scope).
-        window = pd.concat([splits.valid, splits.test], ignore_index=True)
-        ranking = rank_improvements(
-            window, bundle, n_bootstrap=200, seed=config.seed, scope="period",
-            cadence_days=config.snapshots.cadence_days, period_end=splits.test["cutoff"].max(),
-        )
+        # each occurrence valued once: at its own anchored row when the models were
+        # trained with them, else at the weekly snapshot after it (snapshot features
+        # already built).
+        period_end = splits.test["cutoff"].max()
+        if splits.anchored_rows:
+            first = splits.valid_start if splits.valid_start is not None else splits.valid["cutoff"].min()
+            start = first - pd.Timedelta(days=config.snapshots.cadence_days)
+            ranking = rank_improvements(
+                anchored_features(events, bundle.spec, start=start, end=period_end), bundle,
+                n_bootstrap=200, seed=config.seed, scope="anchored", value=DEFAULT_VALUE["anchored"],
+                period_end=period_end,
+            )
+        else:
+            window = pd.concat([splits.valid, splits.test], ignore_index=True)
+            ranking = rank_improvements(
+                window, bundle, n_bootstrap=200, seed=config.seed, scope="period",
+                cadence_days=config.snapshots.cadence_days, period_end=period_end,
+            )
         ranking.attrs["at"] = splits.test["cutoff"].max().isoformat()
         bundle.improvements = improvements_to_records(ranking)
         report_html = report_for_bundle(bundle, events, ranking)
