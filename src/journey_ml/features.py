@@ -786,9 +786,12 @@ def _last_at_or_before(
             continue
         lo0 = start[c]
         hi0 = start[c + 1]
+        # The customer's previous row at an earlier cutoff bounds the search from below
+        # (weekly cutoffs: a few events apart instead of the whole history).
+        after_prev = r > 0 and code[r - 1] == c and t[r - 1] <= t[r]
         for j in range(nq):
             x = t[r] - offsets[j]
-            lo = lo0
+            lo = np.int64(out[j, r - 1]) + 1 if after_prev else lo0
             hi = hi0
             while lo < hi:  # first event with ts > x
                 mid = (lo + hi) >> 1
@@ -901,6 +904,20 @@ def _encode_codes(
             if prev_stage >= 0:
                 stage_bigram[e] = st_table[prev_stage * n_s + s]
             prev_stage = s
+
+
+@numba.njit(cache=True, nogil=True)
+def _shares(counts: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``counts[i, r] / total[r]`` as float32 (divided in float64), NaN where total <= 0."""
+    k, m = counts.shape
+    out = np.empty((k, m + 24), dtype=np.float32)  # padded: see _window_counts
+    for i in range(k):
+        for r in range(m):
+            if total[r] > 0:
+                out[i, r] = np.float64(counts[i, r]) / np.float64(total[r])
+            else:
+                out[i, r] = np.nan
+    return out[:, :m]
 
 
 # ============================================================================ context
@@ -1158,7 +1175,7 @@ def touchpoint_features(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     assert fam.last is not None
     names = _touchpoint_names_by_kind(ctx.spec)
     out: dict[str | tuple[str, ...], np.ndarray] = {names[i]: fam.count[w] for i, w in enumerate(WINDOWS)}
-    out[names[3]] = _ratio(fam.count[90], (ctx.rows.last[0] - ctx.rows.last[90])[None, :])
+    out[names[3]] = _shares(fam.count[90], ctx.rows.last[0] - ctx.rows.last[90])
     out[names[4]] = ctx.days_since(*ctx.last_index(fam.last))
     return out
 
@@ -1298,7 +1315,7 @@ def channel_mix(ctx: _Ctx) -> dict[str | tuple[str, ...], np.ndarray]:
     out: dict[str | tuple[str, ...], np.ndarray] = {}
     fam = ctx.codes("channel", enc.channel, len(ctx.spec.channel_slugs), (90,), last=False)
     names = tuple(f"channel_{slug}_share_90d" for slug in ctx.spec.channel_slugs)
-    out[names] = _ratio(fam.count[90], total[None, :])
+    out[names] = _shares(fam.count[90], total)
     some = ctx.some
     li = np.where(some, rows.last[0], 0)
     fi = np.where(some, rows.first, 0)
