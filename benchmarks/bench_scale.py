@@ -96,23 +96,39 @@ def generate(directory: Path, events: int, days: int, chunk_customers: int) -> d
 class TreeMemory:
     """Peak of the summed RSS of this process and all its descendants, sampled."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.25, log: Path | None = None) -> None:
         self.interval = interval
+        self.log = log.open("w") if log else None
+        self.started = time.perf_counter()
         self.peak = 0
+        # RSS of this process (client + scheduler) and of each worker at the peak of the sum.
+        self.at_peak: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> list[int]:
         me = psutil.Process()
-        total = 0
+        sizes = []
         for proc in [me, *me.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+                sizes.append(proc.memory_info().rss)
+        return sizes
+
+    def _update(self) -> None:
+        sizes = self._sample()
+        if self.log:  # seconds, total GiB, then GiB per process (this one first)
+            row = [f"{time.perf_counter() - self.started:.1f}", *(f"{b / GIB:.3f}" for b in [sum(sizes), *sizes])]
+            self.log.write(",".join(row) + "\n")
+        if sum(sizes) > self.peak:
+            self.peak, self.at_peak = sum(sizes), sizes
+
+    def breakdown(self) -> str:
+        """``client+scheduler / worker / worker ...`` GiB at the peak."""
+        return " / ".join(f"{b / GIB:.1f}" for b in self.at_peak)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            self._update()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemory:
@@ -122,7 +138,9 @@ class TreeMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._sample())
+        self._update()
+        if self.log:
+            self.log.close()
 
 
 # ---------------------------------------------------------------------------- engines
@@ -133,7 +151,7 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     jm = load_journey_map()
     cfg = _config(args)
     out: dict[str, Any] = {"engine": "dask", "workers": f"{args.workers} x 1 thread, {args.worker_memory} each"}
-    with TreeMemory() as mem, jd.client(n_workers=args.workers, memory_limit=args.worker_memory) as client:
+    with TreeMemory(log=args.memory_log) as mem, jd.client(n_workers=args.workers, memory_limit=args.worker_memory) as client:
         t0 = time.perf_counter()
         events = jd.read_events(data)
         splits = jd.build_snapshot_splits(events, jm, cfg)
@@ -141,12 +159,15 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         out["features_s"] = t1 - t0
         out["snapshot_rows"] = splits.n_train + len(splits.valid) + len(splits.test)
         out["events"] = jd.time_range(events)[2]
-        print(f"  dask features: {out['features_s']:.0f}s, peak {mem.peak / GIB:.1f} GiB", file=sys.stderr, flush=True)
+        out["features_peak_gib"] = mem.peak / GIB
+        print(f"  dask features: {out['features_s']:.0f}s, peak {mem.peak / GIB:.1f} GiB ({mem.breakdown()})", file=sys.stderr, flush=True)
         models = jd.fit_models(splits, cfg, client=client)
         t2 = time.perf_counter()
         out["train_s"] = t2 - t1
         out["best_iterations"] = {k: m.best_iteration_ for k, m in models.items()}
-        print(f"  dask training: {out['train_s']:.0f}s, peak {mem.peak / GIB:.1f} GiB", file=sys.stderr, flush=True)
+        # The goal is features + training: the peak so far; scoring's is reported beside it.
+        out["peak_gib"], out["peak_breakdown"] = mem.peak / GIB, mem.breakdown()
+        print(f"  dask training: {out['train_s']:.0f}s, peak {mem.peak / GIB:.1f} GiB ({mem.breakdown()})", file=sys.stderr, flush=True)
         from sklearn.metrics import roc_auc_score
 
         drop = models["drop_off"].predict_proba(splits.test[splits.spec.feature_names])[:, 1]
@@ -162,7 +183,8 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             path = jd.write_scores(scores, args.out / f"scores_{int(args.events)}")
             out["score_s"] = time.perf_counter() - t3
             out["scored_customers"] = int(sum(pd.read_parquet(p, columns=["customer_id"]).shape[0] for p in path.glob("*.parquet")))
-    out["peak_gib"] = mem.peak / GIB
+    out["score_peak_gib"] = mem.peak / GIB
+    print(f"  dask: {json.dumps(out)}", file=sys.stderr, flush=True)
     return out
 
 
@@ -243,6 +265,7 @@ def main() -> None:
     parser.add_argument("--pandas-sizes", default="5e6,10e6,20e6")
     parser.add_argument("--pandas-memory-cap", type=float, default=20.0, help="GiB")
     parser.add_argument("--time-limit", type=float, default=25 * 60, help="seconds for the whole benchmark")
+    parser.add_argument("--memory-log", type=Path, default=None, help="CSV of the Dask run's RSS samples")
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--skip-scoring", action="store_true")

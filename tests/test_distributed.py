@@ -153,6 +153,42 @@ def test_compute_features_for_given_rows(
     pd.testing.assert_frame_equal(got, compute_features(events, spec, rows))
 
 
+# ------------------------------------------------------------------ training matrix layout
+@pytest.mark.slow
+def test_stack_per_worker_keeps_rows_and_gives_one_float32_block_per_worker(
+    dask_client: object, parquet_dir: Path, journey_map: JourneyMap
+) -> None:
+    import dask
+
+    ddf = jd.read_events(parquet_dir)
+    spec = jd.fit_spec(ddf, journey_map)
+    names = spec.feature_names
+    snaps = jd.build_snapshots(ddf, journey_map, spec, cutoffs=jd.make_cutoffs(ddf, journey_map))
+    labels = ["customer_id", "cutoff", "next_stage", "drop_off", "future_revenue", "n_events"]
+    frame = snaps[[*labels, *names]].map_partitions(lambda p: p.astype(dict.fromkeys(names, np.float32)))
+    (frame,) = dask.persist(frame)
+    want = _sorted(frame.compute())
+    rows = list(frame.map_partitions(len).compute())
+    parts = jd._partition_futures(frame)
+    assert len(parts) == ddf.npartitions > 2
+    meta = frame._meta
+    del frame
+    stacked = jd.stack_per_worker(parts, rows, meta, names, client=dask_client)  # type: ignore[arg-type]
+    assert parts == []  # the source partitions were handed over (and released)
+    assert stacked.npartitions == 2  # one per worker
+
+    def single_block(part: pd.DataFrame) -> pd.Series:
+        # Features as one float32 block: the dense matrix LightGBM takes is a view of it.
+        matrix = part[names].to_numpy(dtype=np.float32, copy=False)
+        return pd.Series([np.shares_memory(matrix, part[names[0]].to_numpy()) and matrix.dtype == np.float32])
+
+    assert stacked.map_partitions(single_block, meta=pd.Series([], dtype=bool)).compute().all()
+    got = _sorted(stacked.compute())[want.columns]
+    pd.testing.assert_frame_equal(got, want, check_column_type=False)
+    with pytest.raises(ValueError, match="row counts"):
+        jd.stack_per_worker([None], [1, 2], meta, names, client=dask_client)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ training parity
 @pytest.mark.slow
 def test_dask_trained_models_match_pandas_metrics(

@@ -20,9 +20,12 @@ every worker early-stops on the whole in-memory validation frame
 each worker's local rows, which can stop workers at different rounds), and the
 calibrators are fitted on that frame exactly as in ``fit``.
 
-Memory: a worker holds its share of the training feature matrix (float32, ~4 bytes per
-feature per snapshot row) plus LightGBM's binned copy (~1 byte per feature per row), and
-transiently one partition's events and snapshots while building features.
+Memory: a worker holds its share of the training feature matrix once (float32, ~4 bytes
+per feature per snapshot row: :func:`stack_per_worker` gives ``lightgbm.dask`` one
+single-block partition per worker, so neither its concatenation nor LightGBM's conversion
+to an array copies it) plus LightGBM's binned copy (~1 byte per feature per row) and one
+copy of the validation rows; transiently one partition's events and snapshots while
+building features.
 """
 
 from __future__ import annotations
@@ -70,9 +73,11 @@ __all__ = [
     "fit_spec",
     "make_cutoffs",
     "read_events",
+    "release_free_memory",
     "repartition_by_customer",
     "sample_events",
     "score",
+    "stack_per_worker",
     "time_range",
     "write_events",
     "write_scores",
@@ -472,6 +477,10 @@ class DaskSnapshotSplits:
             # Slightly oversample, then trim: dask samples each partition independently.
             train = train.sample(frac=min(1.0, 1.1 * max_rows / self.n_train), random_state=seed)
         frame = train.compute().sort_values(["customer_id", "cutoff"], kind="stable", ignore_index=True)
+        # The pandas engine's column order (the stacked partitions put the features last).
+        names = self.spec.feature_names
+        head = [c for c in ("customer_id", "cutoff") if c in frame.columns]
+        frame = frame[[*head, *names, *[c for c in frame.columns if c not in {*head, *names}]]]
         if 0 < max_rows < len(frame):
             frame = frame.sample(n=max_rows, random_state=seed).sort_index()
         return SnapshotSplits(spec=self.spec, train=frame, valid=self.valid, test=self.test)
@@ -504,12 +513,15 @@ def build_snapshot_splits(
     config: TrainConfig,
     *,
     spec_max_events: int = DEFAULT_SPEC_EVENTS,
+    client: Client | None = None,
 ) -> DaskSnapshotSplits:
     """:func:`journey_ml.train.build_snapshot_splits` on a Dask frame of events.
 
     The same cutoffs, spec (exact up to ``spec_max_events`` training events) and split;
     features are built once per partition, the training rows persisted on the workers
-    and the validation and test rows gathered into memory.
+    (then stacked into one partition per worker, :func:`stack_per_worker`) and the
+    validation and test rows gathered into memory. ``client`` defaults to the current
+    distributed client.
     """
     import dask
 
@@ -540,13 +552,19 @@ def build_snapshot_splits(
     test = snaps[cut.isin(list(te["cutoff"]))]
     # One graph: each partition's snapshots are built once and feed all three.
     train, valid, test = dask.persist(train, valid, test)
-    valid_df, test_df, n_train = dask.compute(valid, test, train.shape[0])
+    valid_df, test_df, part_rows = dask.compute(valid, test, train.map_partitions(len))
     del valid, test
+    n_train = int(np.sum(part_rows))
     valid_df = _sorted_rows(valid_df, horizon=journey_map.horizon_days)
     test_df = _sorted_rows(test_df, horizon=journey_map.horizon_days)
-    for name, rows in (("train", int(n_train)), ("validation", len(valid_df)), ("test", len(test_df))):
+    for name, rows in (("train", n_train), ("validation", len(valid_df)), ("test", len(test_df))):
         if rows == 0:
             raise ValueError(f"the {name} split has no snapshot rows; use more data or fewer cutoffs")
+    parts = _partition_futures(train)
+    meta = train._meta
+    del train  # from here on ``parts`` holds the only references to the persisted partitions
+    train = stack_per_worker(parts, list(part_rows), meta, spec.feature_names, client=client)
+    release_free_memory(client)
     return DaskSnapshotSplits(
         spec=spec,
         train=train,
@@ -555,6 +573,158 @@ def build_snapshot_splits(
         n_train=int(n_train),
         train_cutoffs=pd.DatetimeIndex(tr["cutoff"]),
     )
+
+
+# Training matrices being assembled in this (worker) process, by token: see stack_per_worker.
+_BUFFERS: dict[str, np.ndarray] = {}
+
+
+def _partition_futures(frame: dd.DataFrame) -> list[Any]:
+    """The futures of a persisted frame's partitions, in partition order."""
+    from distributed import futures_of
+
+    # A persisted frame's keys are renamed; its futures keep the keys ``(name, i)`` of the
+    # collection that was persisted, i being the partition number.
+    futures = futures_of(frame)
+    index = {f.key[1]: f for f in futures if isinstance(f.key, tuple) and len(f.key) == 2}
+    if len(futures) != frame.npartitions or sorted(index) != list(range(frame.npartitions)):
+        raise ValueError(f"the frame is not persisted: {len(futures)} futures for {frame.npartitions} partitions")
+    return [index[i] for i in range(frame.npartitions)]
+
+
+def stack_per_worker(
+    parts: list[Any],
+    rows: Sequence[int],
+    meta: pd.DataFrame,
+    feature_names: Sequence[str],
+    *,
+    client: Client | None = None,
+) -> dd.DataFrame:
+    """Re-pack persisted training partitions into one partition per worker, in place.
+
+    ``lightgbm.dask`` concatenates a worker's partitions into one matrix and LightGBM
+    then copies a multi-block frame into a dense array: two copies of the training
+    matrix beside the persisted one. Given exactly one partition per worker whose
+    features are a single float32 block, both are views, so a worker holds its share of
+    the matrix once (plus LightGBM's binned copy). Each worker fills a preallocated
+    array (``np.empty`` commits pages only as they are written) partition by partition
+    and every source partition is released as soon as it is copied, so the re-packing
+    itself needs one partition beyond the matrix.
+
+    Parameters
+    ----------
+    parts : list of distributed.Future
+        The persisted partitions, in order. The list is emptied: the caller must hold
+        no other reference to the partitions for their memory to be released.
+    rows : sequence of int
+        Rows of each partition.
+    meta : pandas DataFrame
+        Empty frame with the partitions' columns: ``feature_names`` and the label columns.
+    feature_names : sequence of str
+        Feature columns, in order; stored as one float32 block.
+    client : distributed.Client, optional
+        Default: the current client.
+
+    Returns
+    -------
+    dask DataFrame
+        One partition per worker holding training rows (partition order kept within
+        a worker): the label columns, then the features as one float32 block.
+    """
+    import uuid
+
+    from distributed import as_completed, default_client
+
+    client = client or default_client()
+    names = list(feature_names)
+    rest = [c for c in meta.columns if c not in set(names)]
+    if len(parts) != len(rows):
+        raise ValueError(f"{len(parts)} partitions but {len(rows)} row counts")
+    out_meta = _stacked(pd.DataFrame(np.empty((0, len(names)), dtype=np.float32), columns=names), [meta[rest]])
+    holders = client.who_has(parts)
+    by_worker: dict[str, list[int]] = {}
+    for i, part in enumerate(parts):
+        where = sorted(holders.get(part.key, ()))
+        if not where:
+            raise RuntimeError(f"training partition {i} is on no worker (was a worker lost?)")
+        by_worker.setdefault(where[0], []).append(i)
+    fills: dict[str, list[Any]] = {}
+    source: dict[str, int] = {}
+    tokens: dict[str, str] = {}
+    for worker, idx in sorted(by_worker.items()):
+        total = int(sum(rows[i] for i in idx))
+        if total == 0:
+            continue
+        pin = {"workers": [worker], "allow_other_workers": False, "pure": False}
+        tokens[worker] = token = uuid.uuid4().hex
+        alloc = client.submit(_buffer_alloc, token, total, len(names), **pin)
+        lo, fills[worker] = 0, []
+        for i in idx:
+            fill = client.submit(_buffer_fill, token, lo, parts[i], names, rest, alloc, **pin)
+            fills[worker].append(fill)
+            source[fill.key] = i
+            lo += int(rows[i])
+    # Release each source partition as soon as it has been copied.
+    for done in as_completed([f for fs in fills.values() for f in fs]):
+        if done.status == "error":
+            done.result()  # raises the worker's exception here
+        parts[source[done.key]] = None
+    parts.clear()
+    stacked = [
+        client.submit(_buffer_take, tokens[w], names, *fills[w], workers=[w], allow_other_workers=False, pure=False)
+        for w in sorted(fills)
+    ]
+    import dask.dataframe as dd
+
+    return dd.from_delayed(stacked, meta=out_meta, verify_meta=False)
+
+
+def release_free_memory(client: Client | None = None) -> None:
+    """Return freed heap memory to the OS on every worker and in this process.
+
+    Building snapshots allocates and frees many partition-sized temporaries; glibc keeps
+    much of that in its arenas, which counts against a worker's memory (and its Dask
+    memory limit) while LightGBM needs the room. A no-op where ``malloc_trim`` is missing.
+    """
+    from distributed import default_client
+
+    (client or default_client()).run(_malloc_trim)
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _buffer_alloc(token: str, rows: int, columns: int) -> None:
+    # Fortran order: each feature is one contiguous column, as in a pandas block.
+    _BUFFERS[token] = np.empty((rows, columns), dtype=np.float32, order="F")
+
+
+def _buffer_fill(token: str, lo: int, part: pd.DataFrame, names: list[str], rest: list[str], _alloc: None) -> pd.DataFrame:
+    buf = _BUFFERS[token]
+    hi = lo + len(part)
+    for j, name in enumerate(names):  # column by column: no partition-sized temporary
+        buf[lo:hi, j] = part[name].to_numpy()
+    return part[rest].reset_index(drop=True)
+
+
+def _buffer_take(token: str, names: list[str], *rests: pd.DataFrame) -> pd.DataFrame:
+    features = pd.DataFrame(_BUFFERS.pop(token), columns=names, copy=False)
+    return _stacked(features, list(rests))
+
+
+def _stacked(features: pd.DataFrame, rests: list[pd.DataFrame]) -> pd.DataFrame:
+    rest = pd.concat(rests, ignore_index=True) if len(rests) > 1 else rests[0].reset_index(drop=True)
+    if len(rest) != len(features):
+        raise ValueError(f"{len(rest)} label rows for {len(features)} feature rows")
+    # Side by side without a copy (copy-on-write): the features stay one float32 block.
+    return pd.concat([rest, features], axis=1)
 
 
 def _float32_features(part: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -641,19 +811,22 @@ def fit_model(
         k = int(model.init_score(X_sum.iloc[:1]).shape[1])
         meta = pd.DataFrame({f"c{i}": pd.Series([], dtype=np.float64) for i in range(k)})
         init = X.map_partitions(_init_score_frame, model, meta=meta)
-    callbacks = []
+    callbacks: list[Any] = []
     Xv = None if X_valid is None else X_valid[names]
     if Xv is not None and y_valid is not None and model.early_stopping_rounds:
-        callbacks.append(
-            ReplicatedEarlyStopping(
-                Xv.to_numpy(dtype=np.float32),
-                np.asarray(y_valid, dtype=np.float64),
-                model.init_score(Xv),
-                params["objective"],
-                params,
-                int(model.early_stopping_rounds),
-            )
+        stopper = ReplicatedEarlyStopping(
+            Xv.to_numpy(dtype=np.float32),
+            np.asarray(y_valid, dtype=np.float64),
+            _init_score(model, Xv),
+            params["objective"],
+            params,
+            int(model.early_stopping_rounds),
         )
+        # Sent to every worker once, as data: a future inside the task's arguments is
+        # replaced by the worker's copy. Passed by value, the validation matrix would be
+        # pickled into every training task and held by the scheduler as well.
+        callbacks.append(client.scatter(stopper, broadcast=True, hash=False))
+        del stopper
     # A regressor wrapper never re-encodes labels: the booster sees stage indices 0..K-1
     # (num_class from the model) even when a stage is absent from training.
     est = lgb.DaskLGBMRegressor(client=client, n_estimators=model.n_estimators, **params)
@@ -665,6 +838,7 @@ def fit_model(
             categorical_feature=list(model.categorical_features) or "auto",
             callbacks=callbacks or None,
         )
+    callbacks.clear()  # frees the workers' copies of the validation rows
     booster = est.booster_
     return model.attach_booster(
         booster, n_train=int(n_train), best_iteration=booster.best_iteration or None, X_valid=Xv, y_valid=y_valid
@@ -672,8 +846,29 @@ def fit_model(
 
 
 def _init_score_frame(part: pd.DataFrame, model: Any) -> pd.DataFrame:
-    raw = model.init_score(part)
-    return pd.DataFrame(raw, index=part.index, columns=[f"c{i}" for i in range(raw.shape[1])])
+    raw = _init_score(model, part)
+    return pd.DataFrame(raw, index=part.index, columns=[f"c{i}" for i in range(raw.shape[1])], copy=False)
+
+
+_INIT_SCORE_ROWS = 1 << 16
+
+
+def _init_score(model: Any, X: pd.DataFrame) -> np.ndarray | None:
+    """``model.init_score(X)`` computed ``_INIT_SCORE_ROWS`` rows at a time.
+
+    It validates its input into a float64 array: at once, that is a transient copy of a
+    worker's whole training matrix at twice its float32 size.
+    """
+    if len(X) <= _INIT_SCORE_ROWS:
+        return model.init_score(X)
+    first = model.init_score(X.iloc[:_INIT_SCORE_ROWS])
+    if first is None:
+        return None
+    out = np.empty((len(X), first.shape[1]), dtype=np.float64, order="F")
+    out[:_INIT_SCORE_ROWS] = first
+    for lo in range(_INIT_SCORE_ROWS, len(X), _INIT_SCORE_ROWS):
+        out[lo : lo + _INIT_SCORE_ROWS] = model.init_score(X.iloc[lo : lo + _INIT_SCORE_ROWS])
+    return out
 
 
 class ReplicatedEarlyStopping:
