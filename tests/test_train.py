@@ -152,8 +152,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     try:
         first = invoke(train_args(events, tmp, uri, "--trials", "2", "--set", "model.n_estimators=150"))
         assert first.exit_code == 0, first.output
+        # The second run also trains on event-anchored rows (the anchored ranking path).
         worse = invoke(
-            train_args(events, tmp, uri, "--trials", "0", "--set", "model.n_estimators=3", "--set", "model.num_leaves=2")
+            train_args(
+                events, tmp, uri, "--trials", "0", "--set", "model.n_estimators=3", "--set", "model.num_leaves=2",
+                "--set", "anchors.enabled=true", "--set", "anchors.in_validation=true",
+            )
         )
         assert worse.exit_code == 0, worse.output
         yield Runs(tmp, events, uri, json.loads(first.stdout), json.loads(worse.stdout))
@@ -259,6 +263,59 @@ def test_score_with_champion_uri(runs: Runs) -> None:
     assert set(scores["customer_id"]) == set(active["customer_id"])
     np.testing.assert_allclose(scores[[f"p_{s}" for s in stages]].sum(axis=1), 1.0, atol=1e-6)
     assert set(scores["current_stage"]) <= set(stages)
+
+
+@pytest.mark.slow
+def test_anchored_run_ranks_each_friction_occurrence(runs: Runs) -> None:
+    out = runs.worse
+    assert out["splits"]["train"]["anchored_rows"] > 0
+    assert runs.first["splits"]["train"]["anchored_rows"] == 0
+    meta = json.loads((Path(out["bundle_path"]) / "bundle.json").read_text(encoding="utf-8"))
+    assert meta["anchored_snapshots"] is True
+    frictions = {"checkout_error", "page_timeout", "support_wait", "late_delivery", "irrelevant_email"}
+    assert {r["touchpoint"] for r in out["improvements"]} == frictions
+    # Anchored rows are friction occurrences: each affects one row of one friction.
+    assert all(r["rows_affected"] >= r["customers_affected"] for r in out["improvements"])
+
+
+def test_anchored_rows_keep_the_split_and_embargo() -> None:
+    """Anchored rows: features at the event, labels inside (t, t + H], train labels end by
+    the first validation cutoff, validation labels by the first test cutoff, test weekly."""
+    from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, TrainConfig
+    from journey_ml.features import compute_features
+    from journey_ml.simulate import SimulationConfig, simulate
+    from journey_ml.train import build_snapshot_splits
+
+    events = simulate(SimulationConfig(customers=800, days=120, seed=4)).events
+    jm = JourneyMap.from_yaml(JOURNEY_MAP)
+    weekly = build_snapshot_splits(events, jm, TrainConfig(seed=1, model=ModelConfig(n_jobs=1)))
+    config = TrainConfig(
+        seed=1, model=ModelConfig(n_jobs=1),
+        anchors=AnchorConfig(enabled=True, in_validation=True, controls_per_anchor=2.0, weight=2.0, balance=3.0),
+    )
+    splits = build_snapshot_splits(events, jm, config)
+    h = pd.Timedelta(days=jm.horizon_days)
+    grid = set(weekly.train["cutoff"]) | set(weekly.valid["cutoff"])
+    new_train = splits.train.iloc[len(weekly.train):]
+    new_valid = splits.valid.iloc[len(weekly.valid):]
+    assert len(new_train) and len(new_valid)
+    assert splits.anchored_rows == len(new_train) + len(new_valid)
+    pd.testing.assert_frame_equal(splits.test, weekly.test)
+    assert splits.valid_start == weekly.valid["cutoff"].min()
+    assert (new_train["cutoff"] + h <= splits.valid_start).all()
+    assert (new_valid["cutoff"] + h <= splits.test["cutoff"].min()).all()
+    assert (new_valid["cutoff"] > splits.valid_start - pd.Timedelta(days=7)).all()
+    # Anchored cutoffs sit on events, not on the weekly grid, and their features are the
+    # ordinary features at that time.
+    assert not set(new_train["cutoff"]) & grid
+    names = splits.spec.feature_names
+    again = compute_features(events, splits.spec, new_train[["customer_id", "cutoff"]])
+    np.testing.assert_array_equal(again[names].to_numpy(dtype=float), new_train[names].to_numpy(dtype=float))
+    # Weights: weekly rows 1, anchored rows weight x min(n_max / n_f, balance) >= weight.
+    assert splits.train_weight is not None and len(splits.train_weight) == len(splits.train)
+    assert (splits.train_weight[: len(weekly.train)] == 1.0).all()
+    w = splits.train_weight[len(weekly.train):]
+    assert (w >= 2.0).all() and (w <= 6.0).all() and (w > 2.0).any()
 
 
 def test_bad_config_key_fails_with_exit_2(tmp_path: Path) -> None:
