@@ -548,12 +548,26 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
 
     pos = _position_dtype(n)  # flag positions: int32 halves these arrays
 
+    # Every event-type set a flag needs, located in one compiled pass over the events.
+    type_sets = [[fr.event_type] for fr in jm.friction if fr.event_type is not None]
+    type_sets += [list(jm.conversion_events), list(jm.exit_events)]
+    member = np.array([[u in names for names in type_sets] for u in et_uniques], dtype=bool)
+    member = member.reshape(len(et_uniques), len(type_sets))
+    if n:
+        bounds = np.zeros(len(type_sets) + 1, dtype=np.int64)
+        np.cumsum(_count_in_sets(et_codes, member), out=bounds[1:])
+        in_sets = np.empty(int(bounds[-1]), dtype=pos)
+        _positions_in_sets(et_codes, member, bounds, in_sets)
+    else:
+        bounds, in_sets = np.zeros(len(type_sets) + 1, dtype=np.int64), np.zeros(0, dtype=pos)
+    set_of = {tuple(names): k for k, names in reversed(list(enumerate(type_sets)))}
+
     def where_type(names: Sequence[str] | None) -> np.ndarray:
         """Positions of events whose type is in ``names`` (all events for None)."""
         if names is None:
             return np.arange(n, dtype=pos)
-        table = np.array([u in names for u in et_uniques], dtype=bool)
-        return np.flatnonzero(table[et_codes]).astype(pos) if n else np.zeros(0, dtype=pos)
+        k = set_of[tuple(names)]
+        return in_sets[bounds[k] : bounds[k + 1]]
 
     stage = _stage_evidence(events, et_codes, et_uniques, jm, same) if n else np.zeros(0, dtype=np.int8)
     flags: dict[str, np.ndarray] = {}
@@ -919,6 +933,30 @@ def _shares(counts: np.ndarray, total: np.ndarray) -> np.ndarray:
             else:
                 out[i, r] = np.nan
     return out[:, :m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_in_sets(type_codes: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Per set s, the number of events whose type code c has ``member[c, s]``."""
+    counts = np.zeros(member.shape[1], dtype=np.int64)
+    for e in range(len(type_codes)):
+        row = member[type_codes[e]]
+        for s in range(len(counts)):
+            if row[s]:
+                counts[s] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _positions_in_sets(type_codes: np.ndarray, member: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out[offsets[s]:offsets[s + 1]]`` with the sorted positions of set s's events."""
+    fill = offsets[:-1].copy()
+    for e in range(len(type_codes)):
+        row = member[type_codes[e]]
+        for s in range(len(fill)):
+            if row[s]:
+                out[fill[s]] = e
+                fill[s] += 1
 
 
 # ============================================================================ context
