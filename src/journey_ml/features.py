@@ -433,15 +433,16 @@ def _sorted(events: pd.DataFrame) -> pd.DataFrame:
     return _sorted_with_same(events)[0]
 
 
-def _sorted_with_same(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Sorted events and :func:`_same_customer_as_previous` of them (one string pass).
+def _sorted_with_same(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, bool]:
+    """Sorted events, :func:`_same_customer_as_previous` of them (one string pass), and
+    whether the rows had to be reordered.
 
     A cheap check first, as loaders sort already.
     """
     n = len(events)
     if n < 2:
         events = events.reset_index(drop=True)
-        return events, _same_customer_as_previous(events)
+        return events, _same_customer_as_previous(events), False
     ids = _arrow(events["customer_id"])
     ids_sorted = not pc.any(pc.less(ids.slice(1), ids.slice(0, n - 1))).as_py()
     if ids_sorted:
@@ -450,9 +451,9 @@ def _sorted_with_same(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         if not np.any(same[1:] & (ts[1:] < ts[:-1])):
             if not isinstance(events.index, pd.RangeIndex):
                 events = events.reset_index(drop=True)
-            return events, same
+            return events, same, False
     events = sort_events(events)
-    return events, _same_customer_as_previous(events)
+    return events, _same_customer_as_previous(events), True
 
 
 def _same_customer_as_previous(events: pd.DataFrame) -> np.ndarray:
@@ -512,39 +513,53 @@ def _lookup(uniques: pd.Index, vocab: Sequence[str], other: int) -> np.ndarray:
     return np.array([pos.get(str(u), other) for u in uniques], dtype=np.int16)
 
 
+def _session_changes(events: pd.DataFrame) -> np.ndarray | None:
+    """``out[i]``: event i + 1 has another session id than event i (None: no session ids)."""
+    n = len(events)
+    if "session_id" not in events.columns or n < 2:
+        return None
+    sess = _arrow(events["session_id"])
+    return pc.not_equal(sess.slice(1), sess.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+
+
+def _factorize_channel(events: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    return pd.factorize(_channel(events), sort=False)
+
+
+def _string_columns(events: pd.DataFrame, pool: ThreadPoolExecutor | None) -> list[Any]:
+    """Factorized event types and channels, and session changes (futures with a pool)."""
+    work: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (pd.factorize, (events["event_type"],)),
+        (_factorize_channel, (events,)),
+        (_session_changes, (events,)),
+    ]
+    if pool is None:
+        return [fn(*args) for fn, args in work]
+    return [pool.submit(fn, *args) for fn, args in work]
+
+
 def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     _check_columns(events)
-    events, same = _sorted_with_same(events)
+    if len(events) >= _PARALLEL_MIN_EVENTS and _THREADS > 1:
+        # The string columns are independent and Arrow releases the GIL: hash them in
+        # parallel, and already while the sort order is checked (loaders sort already,
+        # so this is almost never redone).
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            futures = _string_columns(events, pool)
+            events, same, resorted = _sorted_with_same(events)
+            strings = [f.result() for f in futures]
+            if resorted:
+                strings = [f.result() for f in _string_columns(events, pool)]
+    else:  # a serving request: threads would cost more than they save
+        events, same, _ = _sorted_with_same(events)
+        strings = _string_columns(events, None)
+    (et_codes, et_uniques), (ch_codes, ch_uniques), changed = strings
+    ts = _ns(events["timestamp"])
     jm = spec.journey_map
     n = len(events)
     starts = np.flatnonzero(~same)
     start = np.append(starts, n).astype(np.int64)
     customers = pd.Index(events["customer_id"].iloc[starts].to_numpy(), dtype="str")
-
-    def session_changes() -> np.ndarray | None:
-        if "session_id" not in events.columns or n < 2:
-            return None
-        sess = _arrow(events["session_id"])
-        return pc.not_equal(sess.slice(1), sess.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-
-    def factorize_channel() -> tuple[np.ndarray, pd.Index]:
-        return pd.factorize(_channel(events), sort=False)
-
-    if n >= _PARALLEL_MIN_EVENTS and _THREADS > 1:
-        # The string columns are independent and Arrow releases the GIL: hash them in parallel.
-        with ThreadPoolExecutor(max_workers=min(_THREADS, 3)) as pool:
-            f_et = pool.submit(pd.factorize, events["event_type"], sort=False)
-            f_ch = pool.submit(factorize_channel)
-            f_sess = pool.submit(session_changes)
-            ts = _ns(events["timestamp"])
-            et_codes, et_uniques = f_et.result()
-            ch_codes, ch_uniques = f_ch.result()
-            changed = f_sess.result()
-    else:  # a serving request: threads would cost more than they save
-        et_codes, et_uniques = pd.factorize(events["event_type"], sort=False)
-        ch_codes, ch_uniques = factorize_channel()
-        changed = session_changes()
-        ts = _ns(events["timestamp"])
 
     pos = _position_dtype(n)  # flag positions: int32 halves these arrays
 
