@@ -229,6 +229,36 @@ def test_unaffected_customers_have_zero_impact(trained_bundle) -> None:  # type:
         friction_impacts(feats, tb.bundle, scope="forever")
     with pytest.raises(ValueError, match="reference"):
         friction_impacts(feats, tb.bundle, reference="zero")
+    with pytest.raises(ValueError, match="'anchor' column"):
+        friction_impacts(feats, tb.bundle, scope="anchored")
+
+
+@pytest.mark.slow
+def test_anchored_scope_values_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """One row per friction occurrence, affected by that friction only; a row whose
+    occurrence is undone without changing any feature gets no impact."""
+    from journey_ml.anchors import friction_occurrences
+    from journey_ml.ranking import anchored_features, friction_impacts
+
+    tb = trained_bundle
+    af = anchored_features(tb.events, tb.bundle.spec)
+    ev = tb.events
+    occ = np.logical_or.reduce(list(friction_occurrences(ev, tb.bundle.journey_map).values()))
+    # Occurrences before the customer's exit (an unsubscribe): after it they are gone.
+    exit_at = ev.loc[ev["event_type"] == "unsubscribe"].groupby("customer_id")["timestamp"].min()
+    gone = (ev["customer_id"].map(exit_at) <= ev["timestamp"]).to_numpy(dtype=bool)
+    assert len(af) == int((occ & ~gone).sum())
+    imp = friction_impacts(af, tb.bundle, scope="anchored", value="total_value")
+    assert (imp.affected.sum(axis=1) == 1).all()
+    for j, fr in enumerate(imp.frictions):
+        np.testing.assert_array_equal(imp.affected[:, j], af["anchor"].to_numpy() == fr)
+    assert (imp.impact[~imp.affected] == 0).all()
+    names = tb.bundle.spec.feature_names
+    same = af.copy()
+    same[[f"before:{c}" for c in names]] = same[names].to_numpy(dtype=float)
+    assert (friction_impacts(same, tb.bundle, scope="anchored").impact == 0).all()
+    with pytest.raises(ValueError, match="fixed_row"):
+        friction_impacts(af, tb.bundle, scope="anchored", reference="unaffected_mean")
 
 
 @pytest.mark.slow

@@ -267,7 +267,7 @@ def test_score_with_champion_uri(runs: Runs) -> None:
 
 @pytest.mark.slow
 def test_anchored_run_ranks_each_friction_occurrence(runs: Runs) -> None:
-    out = runs.worse
+    out = runs.second
     assert out["splits"]["train"]["anchored_rows"] > 0
     assert runs.first["splits"]["train"]["anchored_rows"] == 0
     meta = json.loads((Path(out["bundle_path"]) / "bundle.json").read_text(encoding="utf-8"))

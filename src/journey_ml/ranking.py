@@ -12,7 +12,19 @@ The ranking answers "which friction should we fix first, and what is it worth?":
    (:func:`period_features`, anchored on the latest event) and counts a row as affected
    by friction ``f`` only when ``f`` happened since the previous snapshot (its 7-day
    count > 0): each occurrence is valued once. ``scope="at"`` (``at=`` given) ranks the
-   customers active at one time, counting every past occurrence. For an affected row:
+   customers active at one time, counting every past occurrence. ``scope="anchored"``
+   (the default for a bundle trained with event-anchored rows, ``anchors.enabled``;
+   :func:`anchored_features`) has one row per friction occurrence, its cutoff on the
+   event, so the loss inside the session is in view; the row is compared with the same
+   customer with this occurrence undone -- for a friction event type (checkout error,
+   page timeout) their features at their previous event (the checkout start, the
+   product view: what the training's control rows look like), for a measured friction
+   the same row with the friction's features as before the event and its measure at
+   the friction-free level -- and the SHAP group is every column the undoing changes.
+   Its default value is ``total_value``: ``E[rev](e^{−ψ} − 1) + Δp · E[rev]/(1 − p) ·
+   (A − 1)``, the revenue model's change over this horizon (a sale lost in the session
+   counts even when the customer stays active), then the later horizons through the
+   drop-off risk. For an affected row:
 
    * attributable log-odds (``reference="fixed_row"``, default):
      ``φ = Σ_{j∈f} SHAP_j(x) − Σ_{j∈f} SHAP_j(x_fixed)`` — same trees, same row, the
@@ -789,7 +801,8 @@ def anchored_features(
     prev = rows.last[0]
     prev_t = np.where(prev >= rows.first, enc.ts[np.maximum(prev, 0)], t - 1)
     at_prev = _compute_encoded(enc, spec, ids, prev_t)
-    before = feats[names].copy()
+    # float64: the fixed measure level is not a float32 value; the matrix is float64 anyway.
+    before = feats[names].astype(np.float64)
     anchor = anchors["anchor"].astype("str").to_numpy()
     for slug, fr in zip(spec.friction_slugs, spec.journey_map.friction, strict=True):
         on = anchor == fr.name
