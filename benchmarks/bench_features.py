@@ -151,7 +151,14 @@ GROUP BY r.customer_id, r.cutoff
 """
 
 
-def duckdb_time(path: Path, touchpoints: list[str]) -> tuple[float, int]:
+def duckdb_time(path: Path, touchpoints: list[str]) -> tuple[float, float, int]:
+    """DuckDB's time for the core aggregates: (materialised, count only, rows).
+
+    ``SELECT count(*) FROM (query)`` lets DuckDB's optimiser drop every aggregate (its plan
+    keeps only the join and the group keys, and never reads event_type, channel or
+    revenue), so that figure is a lower bound that computes none of the features. The
+    comparator is the query materialised into a table, as ours materialises its frame.
+    """
     import duckdb
 
     parts = []
@@ -175,7 +182,14 @@ def duckdb_time(path: Path, touchpoints: list[str]) -> tuple[float, int]:
     )
     t0 = time.perf_counter()
     n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-    return time.perf_counter() - t0, int(n)
+    pruned = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    con.execute(f"CREATE TABLE features AS {sql}")
+    materialised = time.perf_counter() - t0
+    n_out = con.execute("SELECT count(*) FROM features").fetchone()[0]
+    if n_out != n:
+        raise RuntimeError(f"DuckDB gave {n_out} materialised rows but counted {n}")
+    return materialised, pruned, int(n)
 
 
 FT_SCRIPT = r"""
@@ -251,7 +265,7 @@ def main() -> None:
     sample = pd.read_parquet(path).head(2_000_000)
     touchpoints = list(FeatureSpec.fit(sample, jm).touchpoints)
     del sample
-    duck_s, duck_rows = duckdb_time(path, touchpoints)
+    duck_s, duck_pruned_s, duck_rows = duckdb_time(path, touchpoints)
     ft = featuretools_rate(path, args.ft_events)
 
     rate = ours["events"] / ours["best_s"]
@@ -276,13 +290,15 @@ def main() -> None:
         print(f"| peak RSS while building the snapshots (events resident) | {ours['build_peak_rss'] / 2**30:.2f} GiB "
               f"(**{ours['build_peak_rss'] / ours['events_bytes']:.2f}x** the events; {ours['rss_before_build'] / 2**30:.2f} GiB just before) |")
     print(f"| snapshot table produced (pandas, deep) | {ours['snapshot_bytes'] / 2**30:.2f} GiB |")
-    print(f"| DuckDB core aggregates ({len(touchpoints)} touchpoints x 7/30/90 d + recency + RFM), same rows | "
+    print(f"| DuckDB core aggregates ({len(touchpoints)} touchpoints x 7/30/90 d + recency + RFM), same rows, materialised | "
           f"{duck_s:.2f} s = {duck_rate / 1e6:.2f} M events/s ({duck_rows:,} rows) |")
+    print(f"| DuckDB `count(*)` over the same query (optimiser drops the aggregates) | {duck_pruned_s:.2f} s |")
     if ft:
         print(f"| featuretools 1.31 DFS ({ft['features']} features) on {ft['events']:,} events | "
               f"{ft['seconds']:.1f} s = {ft_rate:,.0f} events/s |")
     print(f"| journey_ml / featuretools | **{rate / ft_rate:,.0f}x** |")
-    print(f"| journey_ml time / DuckDB time | **{ours['best_s'] / duck_s:.2f}x** |")
+    print(f"| journey_ml time / DuckDB time (materialised) | **{ours['best_s'] / duck_s:.2f}x** "
+          f"({ours['best_s'] / duck_pruned_s:.2f}x the count-only time) |")
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}, pandas {pd.__version__}; load average (1/5/15 min) at start "
           f"{load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, at end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; "
