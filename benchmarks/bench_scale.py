@@ -9,7 +9,9 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--events 50000000]``.
 2. Dask engine on a LocalCluster (default 2 workers x 1 thread): read events, cutoffs,
    spec, snapshots (train persisted on the workers, validation/test gathered), the three
    models with ``lightgbm.dask``, then batch scoring to partitioned Parquet. Peak memory
-   is the sampled sum of RSS over this process (client + scheduler) and every worker.
+   is the sampled sum of RSS over this process (client + scheduler) and every worker,
+   over features and training (scoring's peak is logged separately).
+   ``--memory-log`` writes every RSS sample (total, then per process) as CSV.
 3. Pandas engine, each size in its own subprocess (its peak RSS from ``ru_maxrss``, and
    killed above ``--pandas-memory-cap``): ``build_snapshot_splits`` + ``fit_models`` on the
    first files holding about that many events.
@@ -123,8 +125,12 @@ class TreeMemory:
             self.peak, self.at_peak = sum(sizes), sizes
 
     def breakdown(self) -> str:
-        """``client+scheduler / worker / worker ...`` GiB at the peak."""
-        return " / ".join(f"{b / GIB:.1f}" for b in self.at_peak)
+        """GiB at the peak: this process (client, scheduler, nannies), then each worker."""
+        if not self.at_peak:
+            return ""
+        # Children under 64 MiB are helpers (e.g. the resource tracker), not workers.
+        workers = [b for b in self.at_peak[1:] if b >= 64 * 1024**2]
+        return f"client {self.at_peak[0] / GIB:.1f}, workers " + " + ".join(f"{b / GIB:.1f}" for b in workers)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -243,6 +249,8 @@ def _row(r: dict[str, Any]) -> str:
         return f"| {r['engine']} | ~{r['events']:,} | - | - | - | - | - | {r['peak_gib']:.1f}+ | {r['failed']} |"
     total = r["features_s"] + r["train_s"]
     note = r.get("workers", "1 process")
+    if "features_peak_gib" in r:
+        note += f"; peak {r['features_peak_gib']:.1f} GiB after features; at the peak: {r['peak_breakdown']} GiB"
     if "score_s" in r:
         note += f"; scoring {r['scored_customers']:,} customers to Parquet {r['score_s']:.0f} s"
     return (
@@ -259,7 +267,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="Parquet directory (default: bench_output/scale/events_<N>)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_output" / "scale")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-memory", default="5GiB")
+    # A Dask memory limit, not an allocation: spilling (at 70%) must not start while
+    # LightGBM holds views of the training partitions.
+    parser.add_argument("--worker-memory", default="8GiB")
     parser.add_argument("--n-estimators", type=int, default=40)
     parser.add_argument("--cadence-days", type=float, default=7)
     parser.add_argument("--pandas-sizes", default="5e6,10e6,20e6")
