@@ -559,7 +559,8 @@ def _encode(events: pd.DataFrame, spec: FeatureSpec) -> _Encoded:
     n = len(events)
     starts = np.flatnonzero(~same)
     start = np.append(starts, n).astype(np.int64)
-    customers = pd.Index(events["customer_id"].iloc[starts].to_numpy(), dtype="str")
+    # Taken in Arrow: a round trip through numpy would build a Python str per customer.
+    customers = pd.Index(pd.array(_arrow(events["customer_id"]).take(pa.array(starts)), dtype="str"))
 
     pos = _position_dtype(n)  # flag positions: int32 halves these arrays
 
