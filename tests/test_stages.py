@@ -93,3 +93,26 @@ def test_furthest_stage_is_monotone_and_order_free(rows: list[tuple[str, int, st
     b = customer_stages(ev, jm)
     pd.testing.assert_frame_equal(a, b)
     assert sort_events(shuffled)["customer_id"].is_monotonic_increasing
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(0, 10_000), st.sampled_from(EVENT_TYPES)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_stage_evidence_same_whether_customers_are_grouped_or_interleaved(rows: list[tuple[str, int, str]]) -> None:
+    """The compiled pass (customers contiguous) and the grouped fallback (customers
+    interleaved, each still in time order) give every event the same evidence."""
+    jm = JourneyMap.from_yaml("pipelines/journey_maps/ecommerce.yaml")
+    base = pd.Timestamp("2026-01-01", tz="UTC")
+    grouped = canonical([(c, base + pd.Timedelta(minutes=m), e) for c, m, e in rows])
+    interleaved = grouped.sort_values("timestamp", kind="stable")
+    expected = pd.Series(event_stage_evidence(grouped, jm), index=grouped.index)
+    got = pd.Series(event_stage_evidence(interleaved, jm), index=interleaved.index)
+    pd.testing.assert_series_equal(got.sort_index(), expected)
+    # Each customer's second and later purchases evidence retention.
+    is_purchase = grouped["event_type"].eq("purchase")
+    repeat = is_purchase & (is_purchase.astype(int).groupby(grouped["customer_id"]).cumsum() > 1)
+    assert (expected[repeat] >= jm.stage_index["retention"]).all()
