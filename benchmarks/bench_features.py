@@ -130,24 +130,37 @@ def child(path: Path, repeats: int) -> dict:
     }
 
 
-DUCKDB_SQL = """
-WITH tp AS (
-  SELECT customer_id, timestamp AS ts, revenue, event_type = 'purchase' AS conv,
-         event_type || ':' || channel AS touchpoint
-  FROM events
+_DAY_US = 86_400_000_000
+
+# The core aggregates over the same snapshot rows, written the way DuckDB runs them
+# fastest among the formulations tried: touchpoints as small-int codes and times as epoch
+# microseconds computed once per event (string compares and TIMESTAMPTZ - INTERVAL per
+# joined row made the first version 1.4x slower), then one join of every snapshot row to
+# its customer's earlier events and filtered aggregates. Checked equal, column by column,
+# to the TIMESTAMPTZ/string version on 621k events.
+DUCKDB_PREP = (
+    "CREATE TEMP TABLE ev AS SELECT e.customer_id, epoch_us(e.timestamp) AS ts, e.revenue, "
+    "e.event_type = 'purchase' AS conv, coalesce(v.code, -1) AS tp "
+    "FROM events e LEFT JOIN vocab v ON v.touchpoint = e.event_type || ':' || e.channel",
+    "CREATE TEMP TABLE r AS SELECT customer_id, cutoff, epoch_us(cutoff) AS cut FROM rows",
 )
-SELECT r.customer_id, r.cutoff,
+DUCKDB_SQL = """
+WITH j AS (
+  SELECT r.customer_id, r.cutoff, r.cut - ev.ts AS age, ev.tp, ev.conv, ev.revenue
+  FROM r JOIN ev ON ev.customer_id = r.customer_id AND ev.ts <= r.cut
+)
+SELECT customer_id, cutoff,
   count(*) AS events_total,
-  count(*) FILTER (WHERE ts > r.cutoff - INTERVAL 7 DAY) AS events_7d,
-  count(*) FILTER (WHERE ts > r.cutoff - INTERVAL 30 DAY) AS events_30d,
-  count(*) FILTER (WHERE ts > r.cutoff - INTERVAL 90 DAY) AS events_90d,
-  date_diff('second', max(ts), r.cutoff) / 86400.0 AS recency_days,
-  date_diff('second', min(ts), r.cutoff) / 86400.0 AS tenure_days,
+  count(*) FILTER (WHERE age < {d7}) AS events_7d,
+  count(*) FILTER (WHERE age < {d30}) AS events_30d,
+  count(*) FILTER (WHERE age < {d90}) AS events_90d,
+  min(age) / 86400e6 AS recency_days,
+  max(age) / 86400e6 AS tenure_days,
   count(*) FILTER (WHERE conv) AS conversions_total,
   sum(revenue) FILTER (WHERE conv) AS revenue_total,
   {per_touchpoint}
-FROM rows r JOIN tp ON tp.customer_id = r.customer_id AND tp.ts <= r.cutoff
-GROUP BY r.customer_id, r.cutoff
+FROM j
+GROUP BY customer_id, cutoff
 """
 
 
@@ -155,23 +168,23 @@ def duckdb_time(path: Path, touchpoints: list[str]) -> tuple[float, float, int]:
     """DuckDB's time for the core aggregates: (materialised, count only, rows).
 
     ``SELECT count(*) FROM (query)`` lets DuckDB's optimiser drop every aggregate (its plan
-    keeps only the join and the group keys, and never reads event_type, channel or
-    revenue), so that figure is a lower bound that computes none of the features. The
-    comparator is the query materialised into a table, as ours materialises its frame.
+    keeps only the join and the group keys), so that figure is a lower bound that computes
+    none of the features. The comparator is the query materialised into a table, as ours
+    materialises its frame; both include the per-event preparation (codes, epoch times).
     """
     import duckdb
 
     parts = []
-    for i, t in enumerate(touchpoints):
-        q = t.replace("'", "''")
+    for i in range(len(touchpoints)):
         for w in (7, 30, 90):
-            parts.append(
-                f"count(*) FILTER (WHERE touchpoint = '{q}' AND ts > r.cutoff - INTERVAL {w} DAY) AS tp{i}_{w}d"
-            )
-        parts.append(f"date_diff('second', max(ts) FILTER (WHERE touchpoint = '{q}'), r.cutoff) / 86400.0 AS tp{i}_rec")
-    sql = DUCKDB_SQL.format(per_touchpoint=",\n  ".join(parts))
+            parts.append(f"count(*) FILTER (WHERE tp = {i} AND age < {w * _DAY_US}) AS tp{i}_{w}d")
+        parts.append(f"min(age) FILTER (WHERE tp = {i}) / 86400e6 AS tp{i}_rec")
+    sql = DUCKDB_SQL.format(
+        per_touchpoint=",\n  ".join(parts), d7=7 * _DAY_US, d30=30 * _DAY_US, d90=90 * _DAY_US
+    )
     con = duckdb.connect()
-    # Parquet gives TIMESTAMP_NS, which has no interval arithmetic; microseconds suffice here.
+    con.execute(f"SET threads={os.cpu_count() or 1}")
+    # Parquet gives TIMESTAMP_NS; microseconds suffice here.
     con.execute(
         "CREATE TABLE events AS SELECT customer_id, timestamp::TIMESTAMPTZ AS timestamp, event_type, "
         f"channel, revenue FROM read_parquet('{path}')"
@@ -180,10 +193,20 @@ def duckdb_time(path: Path, touchpoints: list[str]) -> tuple[float, float, int]:
         "CREATE TABLE rows AS SELECT customer_id, cutoff::TIMESTAMPTZ AS cutoff "
         f"FROM read_parquet('{OUT / 'snapshot_rows.parquet'}')"
     )
+    con.execute("CREATE TABLE vocab(touchpoint VARCHAR, code SMALLINT)")
+    con.executemany("INSERT INTO vocab VALUES (?, ?)", [(t, i) for i, t in enumerate(touchpoints)])
+
+    def prepare() -> None:
+        for stmt in DUCKDB_PREP:
+            con.execute(stmt)
+
     t0 = time.perf_counter()
+    prepare()
     n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
     pruned = time.perf_counter() - t0
+    con.execute("DROP TABLE ev; DROP TABLE r")
     t0 = time.perf_counter()
+    prepare()
     con.execute(f"CREATE TABLE features AS {sql}")
     materialised = time.perf_counter() - t0
     n_out = con.execute("SELECT count(*) FROM features").fetchone()[0]
