@@ -46,6 +46,7 @@ from journey_ml.serving import (
     improvements,
     metadata,
     score_request,
+    warm_up,
 )
 
 Scope = MutableMapping[str, Any]
@@ -187,6 +188,7 @@ class JourneyService:
     def __init__(self) -> None:
         self.settings = ServiceSettings.from_env()
         self.holder = ModelHolder(self.settings.model, tracking_uri=self.settings.tracking_uri)
+        warm_up(self.holder, self.settings)  # first real request then costs what later ones do
         self.holder.start_polling(self.settings.reload_seconds)
 
     @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)

@@ -426,3 +426,17 @@ def test_events_payload_round_trips_through_validation(small_bundle: Any) -> Non
     request = ScoreRequest.model_validate(body)
     assert len(request.customers) == 1 and len(request.customers[0].events) == len(one)
     assert not any(isinstance(v, float) and np.isnan(v) for e in body["customers"][0]["events"] for v in e.values())
+
+
+def test_warm_up_scores_the_example_and_never_raises(small_bundle: Any, tmp_path: Path) -> None:
+    settings = ServiceSettings.from_env()
+    holder = ModelHolder(str(small_bundle.bundle_dir))
+    seconds = serving.warm_up(holder, settings)
+    assert seconds is not None and seconds > 0
+
+    class Broken:
+        @property
+        def current(self) -> Any:
+            raise RuntimeError("model store unreachable")
+
+    assert serving.warm_up(Broken(), settings) is None  # type: ignore[arg-type]
