@@ -343,6 +343,65 @@ def test_recovers_truth_ranking(truth_scale) -> None:  # type: ignore[no-untyped
     assert (ranked["rows_affected"] >= ranked["customers_affected"]).all()
 
 
+@pytest.fixture(scope="module")
+def anchored_truth_scale():  # type: ignore[no-untyped-def]
+    """The same simulation trained with event-anchored rows (anchors.enabled, defaults)."""
+    from journey_ml.bundle import ModelBundle
+    from journey_ml.config import (
+        DEFAULT_JOURNEY_MAP,
+        AnchorConfig,
+        JourneyMap,
+        ModelConfig,
+        TrainConfig,
+    )
+    from journey_ml.simulate import SimulationConfig, simulate
+    from journey_ml.train import build_snapshot_splits, fit_models
+
+    sim = simulate(
+        SimulationConfig(
+            customers=TRUTH_CUSTOMERS, days=TRUTH_DAYS, seed=TRUTH_SEED, truth_replications=TRUTH_REPLICATIONS
+        ),
+        truth=True,
+    )
+    jm = JourneyMap.from_yaml(Path(__file__).resolve().parents[1] / DEFAULT_JOURNEY_MAP)
+    config = TrainConfig(seed=TRUTH_SEED, model=ModelConfig(n_jobs=1), anchors=AnchorConfig(enabled=True))
+    splits = build_snapshot_splits(sim.events, jm, config)
+    models = fit_models(splits, config)
+    bundle = ModelBundle(
+        journey_map=jm,
+        spec=splits.spec,
+        **models,
+        metadata={"name": "truth", "created": "2026-01-01T00:00:00+00:00", "model_version": "truth-anchored",
+                  "anchored_snapshots": bool(splits.anchored_rows)},
+    )
+    assert sim.truth is not None
+    return bundle, sim.events, {k: v["revenue_gain"] for k, v in sim.truth["friction"].items()}
+
+
+@pytest.mark.slow
+def test_anchored_ranking_sees_the_in_session_loss(anchored_truth_scale) -> None:  # type: ignore[no-untyped-def]
+    """With event-anchored rows the sale lost in the session of a checkout error or a page
+    timeout is in the label window: the two largest frictions come first, in the true
+    order, with amounts near the truth (11,066 and 6,354 here; the weekly ranking gives
+    218 and 1,326 and swaps them). The rare measured frictions are still under-learned,
+    so the full rank correlation is not checked here (BENCHMARKS.md: 0.6-0.7)."""
+    bundle, events, truth = anchored_truth_scale
+    ranked = improvements_for_bundle(bundle, events, n_bootstrap=50, seed=0)
+    assert ranked.attrs["scope"] == "anchored" and ranked.attrs["value"] == "total_value"
+    top2 = sorted(truth, key=lambda n: -truth[n])[:2]
+    assert list(ranked["touchpoint"].head(2)) == top2, (ranked, truth)
+    est = ranked.set_index("touchpoint")
+    for name in top2:
+        ratio = est.loc[name, "expected_revenue_impact"] / truth[name]
+        assert 0.6 <= ratio <= 1.5, (name, ratio)
+        assert est.loc[name, "ci_low"] <= est.loc[name, "expected_revenue_impact"] <= est.loc[name, "ci_high"]
+        cf = est.loc[name, "counterfactual_impact"] / truth[name]
+        assert 0.6 <= cf <= 1.5, (name, cf)
+    # One row per occurrence: every affected row is one occurrence of that friction.
+    occurrences = int((events["event_type"] == "checkout_error").sum())
+    assert est.loc["checkout_error", "rows_affected"] <= occurrences
+
+
 @pytest.mark.slow
 def test_reason_codes(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     from journey_ml.features import features_at

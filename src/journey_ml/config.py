@@ -421,19 +421,20 @@ class ModelConfig:
 class AnchorConfig:
     """Event-anchored training rows (:mod:`journey_ml.anchors`), beside the weekly snapshots."""
 
-    # Add a row at every friction event of the training period (cutoff = the event).
+    # Add a row at every friction event of the training period (cutoff = the event). Off
+    # by default: measured in BENCHMARKS.md (ranking section), it gets the largest
+    # frictions' amounts right but not the issue's rank correlation across seeds.
     enabled: bool = False
     # Friction-free control rows drawn per friction occurrence (seeded).
-    controls_per_anchor: float = 1.0
+    controls_per_anchor: float = 3.0
     # Also anchor rows in the validation period (early stopping and calibration see them);
     # the test rows, and so the reported metrics, stay weekly.
-    in_validation: bool = False
-    # Training weight of an anchored row (a weekly row weighs 1): the anchored rows are
-    # few, and the in-session effects they show are what the ranking needs learned.
+    in_validation: bool = True
+    # Training weight of an anchored row (a weekly row weighs 1).
     weight: float = 1.0
     # Up-weight a rare friction's anchored rows by min(n_most_frequent / n_friction, balance)
-    # (1: off).
-    balance: float = 1.0
+    # (1: off): ~270 long support waits would otherwise be drowned by ~14,000 e-mails.
+    balance: float = 20.0
 
 
 @dataclass(frozen=True)
