@@ -63,10 +63,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import math
-from collections.abc import Collection, Mapping
+import os
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,20 +209,21 @@ def load_events(
     path = Path(path)
     id_columns = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
     label_columns = [journey_map.source_column(c) for c in ("event_type", "channel")]
-    raw = read_event_file(path, string_columns=id_columns, category_columns=label_columns)
-    rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
-    _require_columns(raw, journey_map, source=str(path))
-    # A source column that clashes with a canonical name it is not mapped to would be
-    # silently shadowed by the rename; refuse instead.
-    for src, canon in rename.items():
-        if canon in raw.columns and src in raw.columns:
-            raise EventValidationError(
-                f"{path}: both '{src}' (mapped to '{canon}' by the journey map) and '{canon}' "
-                f"are present; drop one or change columns.{canon}",
-                column=canon,
-            )
-    frame = raw.rename(columns=rename) if rename else raw
-    result = _validate(frame, journey_map)
+    with _bulk_arrow_pool():
+        raw = read_event_file(path, string_columns=id_columns, category_columns=label_columns)
+        rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
+        _require_columns(raw, journey_map, source=str(path))
+        # A source column that clashes with a canonical name it is not mapped to would be
+        # silently shadowed by the rename; refuse instead.
+        for src, canon in rename.items():
+            if canon in raw.columns and src in raw.columns:
+                raise EventValidationError(
+                    f"{path}: both '{src}' (mapped to '{canon}' by the journey map) and '{canon}' "
+                    f"are present; drop one or change columns.{canon}",
+                    column=canon,
+                )
+        frame = raw.rename(columns=rename) if rename else raw
+        result = _validate(frame, journey_map)
     rejects = result.rejects
     if rename:
         rejects = rejects.rename(columns={canon: src for src, canon in rename.items()})
@@ -395,6 +398,31 @@ def _read_parquet(path: Path, string_columns: Collection[str], category_columns:
     # split_blocks: no consolidation copy of the float columns; self_destruct frees each
     # Arrow column as it is converted (lower peak memory).
     return table.to_pandas(ignore_metadata=cast, split_blocks=True, self_destruct=True)
+
+
+@contextlib.contextmanager
+def _bulk_arrow_pool() -> Iterator[None]:
+    """Allocate with jemalloc while loading, when pyarrow has it and no pool was chosen.
+
+    With Arrow's default mimalloc, a fresh process spent 0.7-2.6 s CPU reading 5M events
+    from Parquet (first-touch page faults; 0.25 s once the pool is warm) against a steady
+    0.6 s with jemalloc. The default pool is restored afterwards (buffers keep their own
+    pool); ``ARROW_DEFAULT_MEMORY_POOL`` set by the user always wins.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow build without jemalloc
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def _read_json(path: Path) -> pd.DataFrame:
