@@ -633,6 +633,7 @@ def stack_per_worker(
     """
     import uuid
 
+    import dask.dataframe as dd
     from distributed import as_completed, default_client
 
     client = client or default_client()
@@ -664,19 +665,27 @@ def stack_per_worker(
             fills[worker].append(fill)
             source[fill.key] = i
             lo += int(rows[i])
-    # Release each source partition as soon as it has been copied.
-    for done in as_completed([f for fs in fills.values() for f in fs]):
-        if done.status == "error":
-            done.result()  # raises the worker's exception here
-        parts[source[done.key]] = None
-    parts.clear()
+    try:
+        # Release each source partition as soon as it has been copied.
+        for done in as_completed([f for fs in fills.values() for f in fs]):
+            if done.status == "error":
+                done.result()  # raises the worker's exception here
+            parts[source[done.key]] = None
+    except BaseException:
+        client.run(_drop_buffers, list(tokens.values()))
+        raise
+    finally:
+        parts.clear()
     stacked = [
         client.submit(_buffer_take, tokens[w], names, *fills[w], workers=[w], allow_other_workers=False, pure=False)
         for w in sorted(fills)
     ]
-    import dask.dataframe as dd
-
     return dd.from_delayed(stacked, meta=out_meta, verify_meta=False)
+
+
+def _drop_buffers(tokens: list[str]) -> None:
+    for token in tokens:
+        _BUFFERS.pop(token, None)
 
 
 def release_free_memory(client: Client | None = None) -> None:
@@ -707,6 +716,7 @@ def _buffer_alloc(token: str, rows: int, columns: int) -> None:
 
 
 def _buffer_fill(token: str, lo: int, part: pd.DataFrame, names: list[str], rest: list[str], _alloc: None) -> pd.DataFrame:
+    # ``_alloc`` is the allocation task's result: taking it orders the fill after it.
     buf = _BUFFERS[token]
     hi = lo + len(part)
     for j, name in enumerate(names):  # column by column: no partition-sized temporary
