@@ -494,6 +494,8 @@ def run_training(
         from journey_ml import distributed
 
         dask_events = events
+        if config.anchors.enabled:
+            step("anchors.enabled: the Dask engine builds weekly snapshots only; no anchored rows")
         dask_splits = distributed.build_snapshot_splits(dask_events, journey_map, config)
         splits = dask_splits.in_memory(config.tuning.max_rows, config.seed)
         split_summary = dask_splits.describe()
