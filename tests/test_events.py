@@ -509,3 +509,24 @@ def test_parquet_labels_read_as_dictionaries_match_in_memory_validation(journey_
     pd.testing.assert_frame_equal(from_file.rejects, in_memory.rejects)
     assert from_file.rejects["event_type"].dtype == "str"
     assert from_file.events["event_type"].tolist() == ["site_visit", "site_visit", "product_view", "purchase"]
+
+
+def test_large_id_columns_hash_in_two_halves_like_one() -> None:
+    # Above the parallel threshold ids are hashed in two halves and merged: codes must
+    # map to the same strings as one hash pass, nulls stay -1, ids spanning both halves
+    # get one code.
+    import pyarrow as pa
+
+    from journey_ml import events as ev
+
+    rng = np.random.default_rng(3)
+    n = ev._PARALLEL_ENCODE_ROWS + 1001
+    values = np.array([f"{i:07d}" for i in range(5000)], dtype=object)[rng.integers(0, 5000, n)]
+    values[rng.choice(n, 50, replace=False)] = None
+    arr = pa.array(values, type=pa.string())
+    codes, uniques = ev._encode_generic(arr)
+    ref_codes, ref_uniques = ev._hash_encode(arr)
+    assert len(uniques) == len(ref_uniques) == 5000
+    decoded = np.where(codes >= 0, np.asarray(uniques.to_pylist(), dtype=object)[np.maximum(codes, 0)], None)
+    expected = np.where(ref_codes >= 0, np.asarray(ref_uniques.to_pylist(), dtype=object)[np.maximum(ref_codes, 0)], None)
+    assert (decoded == expected).all() and (decoded == values).all()
