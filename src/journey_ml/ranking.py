@@ -1126,8 +1126,10 @@ def shap_summary_figures(
     # Group "value" for colouring: the group's count-like intensity (sum of its features).
     gval = _group_shap(np.nan_to_num(Xa), groups, names)
     top = np.argsort(-np.abs(gphi).mean(axis=0))[:12]
+    # An explicit rng: shap's default seeds NumPy's global RNG (and warns about it).
     shap.summary_plot(
-        gphi[:, top], gval[:, top], feature_names=[list(groups)[i] for i in top], show=False, max_display=12
+        gphi[:, top], gval[:, top], feature_names=[list(groups)[i] for i in top], show=False, max_display=12,
+        rng=np.random.default_rng(seed),
     )
     fig = plt.gcf()
     fig.suptitle("Drop-off risk: SHAP per touchpoint / friction group (log-odds)", fontsize=11)
@@ -1135,7 +1137,9 @@ def shap_summary_figures(
     fr_cols = [c for cols in spec.friction_features.values() for c in cols]
     fidx = [names.index(c) for c in fr_cols]
     plt.figure()
-    shap.summary_plot(phi[:, fidx], Xa[:, fidx], feature_names=fr_cols, show=False, max_display=15)
+    shap.summary_plot(
+        phi[:, fidx], Xa[:, fidx], feature_names=fr_cols, show=False, max_display=15, rng=np.random.default_rng(seed)
+    )
     fig2 = plt.gcf()
     fig2.suptitle("Drop-off risk: SHAP of the friction features (log-odds)", fontsize=11)
     figures["drop_off_friction_features"] = fig2
