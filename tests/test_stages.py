@@ -68,15 +68,15 @@ def test_customer_stages_at_time_and_exit(journey_map: JourneyMap) -> None:
 
 
 EVENT_TYPES = ["ad_click", "product_view", "add_to_cart", "purchase", "review", "email_open", "unsubscribe"]
-
-
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(0, 10_000), st.sampled_from(EVENT_TYPES)),
-        min_size=1,
-        max_size=60,
-    )
+# (customer, minutes after the start, event type) rows for the property tests.
+JOURNEY_ROWS = st.lists(
+    st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(0, 10_000), st.sampled_from(EVENT_TYPES)),
+    min_size=1,
+    max_size=60,
 )
+
+
+@given(JOURNEY_ROWS)
 def test_furthest_stage_is_monotone_and_order_free(rows: list[tuple[str, int, str]]) -> None:
     jm = JourneyMap.from_yaml("pipelines/journey_maps/ecommerce.yaml")
     base = pd.Timestamp("2026-01-01", tz="UTC")
@@ -95,13 +95,7 @@ def test_furthest_stage_is_monotone_and_order_free(rows: list[tuple[str, int, st
     assert sort_events(shuffled)["customer_id"].is_monotonic_increasing
 
 
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(0, 10_000), st.sampled_from(EVENT_TYPES)),
-        min_size=1,
-        max_size=60,
-    )
-)
+@given(JOURNEY_ROWS)
 def test_stage_evidence_same_whether_customers_are_grouped_or_interleaved(rows: list[tuple[str, int, str]]) -> None:
     """The compiled pass (customers contiguous) and the grouped fallback (customers
     interleaved, each still in time order) give every event the same evidence."""
