@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gzip
 import math
 import os
@@ -213,7 +214,7 @@ def load_events(
     label_columns = [journey_map.source_column(c) for c in ("event_type", "channel")]
     # Loading the compiled kernels takes ~0.35 s in a new process: do it while the file
     # is read (Arrow reads without the GIL), not after.
-    threading.Thread(target=_load_kernels, name="journey-ml-kernels", daemon=True).start()
+    _start_loading_kernels()
     with _bulk_arrow_pool():
         raw = read_event_file(path, string_columns=id_columns, category_columns=label_columns)
         rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
@@ -549,7 +550,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     rejects = frame.iloc[bad].reset_index(drop=True)
     for col in rejects.columns:
         if isinstance(rejects[col].dtype, pd.CategoricalDtype):  # read as categories, kept as text
-            rejects[col] = rejects[col].astype("str").where(rejects[col].notna(), None)
+            rejects[col] = rejects[col].astype("str")  # missing stays missing
     reason_names = np.array(["", *names], dtype=object)
     rejects["reject_reason"] = pd.Series(reason_names[reason[bad]], dtype="str")
     rejects["row_number"] = bad.astype(np.int64)
@@ -882,6 +883,12 @@ def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return _radix_argsort((codes << time_bits) | rel)
     first = np.argsort(ts, kind="stable")
     return first[_radix_argsort(codes[first])]
+
+
+@functools.cache
+def _start_loading_kernels() -> None:
+    """Load the compiled kernels in a background thread, once per process."""
+    threading.Thread(target=_load_kernels, name="journey-ml-kernels", daemon=True).start()
 
 
 def _load_kernels() -> None:
