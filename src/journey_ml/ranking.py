@@ -796,19 +796,25 @@ def anchored_features(
     ids = anchors["customer_id"].astype("str").array
     t = _ns(anchors["cutoff"])
     feats = _compute_encoded(enc, spec, ids, t)
-    # 1 ns earlier: the same history without the anchor event.
-    just_before = _compute_encoded(enc, spec, ids, t - 1)
-    # The customer's previous event: the last one at or before t - 1 ns (none: t - 1 ns).
-    rows = _locate(enc, _row_codes(enc, pd.Series(ids)), t - 1, (0,))
+    anchor = anchors["anchor"].astype("str").to_numpy()
+    pure_names = {fr.name for fr in spec.journey_map.friction if fr.column is None and fr.event_type is not None}
+    pure = np.isin(anchor, list(pure_names))
+    # Each undone state is computed only for the rows that use it.
+    # Measured frictions: 1 ns earlier, the same history without the anchor event.
+    measured = np.flatnonzero(~pure)
+    just_before = _compute_encoded(enc, spec, ids[measured], t[measured] - 1).set_axis(measured)
+    # Pure friction events: the customer's previous event, the last one at or before
+    # t - 1 ns (none: t - 1 ns).
+    at = np.flatnonzero(pure)
+    rows = _locate(enc, _row_codes(enc, pd.Series(ids[at])), t[at] - 1, (0,))
     prev = rows.last[0]
-    prev_t = np.where(prev >= rows.first, enc.ts[np.maximum(prev, 0)], t - 1)
-    at_prev = _compute_encoded(enc, spec, ids, prev_t)
+    prev_t = np.where(prev >= rows.first, enc.ts[np.maximum(prev, 0)], t[at] - 1)
+    at_prev = _compute_encoded(enc, spec, ids[at], prev_t).set_axis(at)
     # float64: the fixed measure level is not a float32 value; the matrix is float64 anyway.
     before = feats[names].astype(np.float64)
-    anchor = anchors["anchor"].astype("str").to_numpy()
     for slug, fr in zip(spec.friction_slugs, spec.journey_map.friction, strict=True):
-        on = anchor == fr.name
-        if fr.column is None and fr.event_type is not None:
+        on = np.flatnonzero(anchor == fr.name)
+        if fr.name in pure_names:
             before.loc[on, names] = at_prev.loc[on, names].to_numpy()
         else:
             cols = spec.friction_features[fr.name]
