@@ -702,12 +702,12 @@ def release_free_memory(client: Client | None = None) -> None:
 
 
 def _malloc_trim() -> None:
-    import ctypes
     import gc
 
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl, Windows)
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    from journey_ml.features import _release_freed_memory
+
+    gc.collect()  # partition frames in reference cycles would keep their memory
+    _release_freed_memory()
 
 
 def _buffer_alloc(token: str, rows: int, columns: int) -> None:
