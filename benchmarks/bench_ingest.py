@@ -9,6 +9,8 @@ and prints a markdown table: median wall time of the repeats, events/s, peak RSS
 the in-memory size of the returned events frame.
 
 Run: ``.venv/bin/python benchmarks/bench_ingest.py [--events 5000000] [--repeats 3]``
+``--data-dir DIR`` keeps the generated inputs there and reuses them on later runs (same
+``--events``); ``--inputs time,customer`` times only some of the three inputs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +84,47 @@ def generate(n: int, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
+INPUTS = {
+    "time": ("Parquet, time order", "events.parquet"),
+    "customer": ("Parquet, customer order", "events_by_customer.parquet"),
+    "csv": ("CSV (ISO strings), time order", "events.csv"),
+}
+
+
+def write_inputs(directory: Path, n: int) -> None:
+    """Generate N events and write the three inputs into ``directory``."""
+    t0 = time.perf_counter()
+    frame = generate(n)
+    frame.to_parquet(directory / INPUTS["time"][1], index=False)
+    frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(
+        directory / INPUTS["csv"][1], index=False
+    )
+    # Also the canonical order (customer, time), as journey-ml itself writes events.
+    frame.sort_values(["customer_id", "timestamp"], kind="stable").to_parquet(
+        directory / INPUTS["customer"][1], index=False
+    )
+    (directory / "events.n").write_text(str(n))
+    print(f"generated and wrote {n:,} events in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+
+
+@contextmanager
+def input_dir(data_dir: str | None, n: int) -> Iterator[Path]:
+    """A directory holding the inputs for N events: ``data_dir`` (kept, reused) or a temp dir."""
+    if data_dir is None:
+        with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
+            write_inputs(Path(tmp), n)
+            yield Path(tmp)
+        return
+    directory = Path(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / "events.n"
+    if not (marker.is_file() and marker.read_text().strip() == str(n)):
+        write_inputs(directory, n)
+    else:
+        print(f"reusing the {n:,}-event inputs in {directory}", file=sys.stderr)
+    yield directory
+
+
 def _child(path: str) -> None:
     """Time one load in this (fresh) process and print a JSON line."""
     import resource
@@ -111,33 +156,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", help="keep the generated inputs here and reuse them")
+    parser.add_argument("--inputs", default="time,customer,csv", help="comma-separated subset of time,customer,csv")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child)
         return
 
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
-        t0 = time.perf_counter()
-        frame = generate(args.events)
-        parquet = Path(tmp) / "events.parquet"
-        by_customer = Path(tmp) / "events_by_customer.parquet"
-        csv = Path(tmp) / "events.csv"
-        frame.to_parquet(parquet, index=False)
-        frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(csv, index=False)
-        # Also the canonical order (customer, time), as journey-ml itself writes events.
-        frame.sort_values(["customer_id", "timestamp"], kind="stable").to_parquet(by_customer, index=False)
-        del frame
-        print(f"generated and wrote {args.events:,} events in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    chosen = [k.strip() for k in args.inputs.split(",") if k.strip()]
+    unknown = [k for k in chosen if k not in INPUTS]
+    if unknown or not chosen:
+        parser.error(f"--inputs: unknown {unknown}; choose from {sorted(INPUTS)}")
 
-        rows = []
-        files = (
-            ("Parquet, time order", parquet),
-            ("Parquet, customer order", by_customer),
-            ("CSV (ISO strings), time order", csv),
-        )
-        for label, path in files:
+    load_before = os.getloadavg()[0]
+    rows = []
+    with input_dir(args.data_dir, args.events) as directory:
+        for key in chosen:
+            label, name = INPUTS[key]
+            path = directory / name
             runs = []
             for _ in range(args.repeats):
                 out = subprocess.run(
@@ -160,13 +197,14 @@ def main() -> None:
                     runs[0]["frame_mb"],
                 )
             )
+    load_after = os.getloadavg()[0]
 
-    print(f"### Ingest benchmark ({dt.date.today().isoformat()})\n")
+    print(f"### Ingest benchmark ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(
         f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, pandas {pd.__version__}. "
         f"Median of {args.repeats} runs, each in a fresh process; load average at start "
-        f"{load_before:.1f} (CPU s = process CPU time, all threads; compare with wall s on a busy machine).\n"
+        f"{load_before:.1f}, at end {load_after:.1f} (CPU s = process CPU time, all threads; compare with wall s on a busy machine).\n"
     )
     print("| input | file MB | rows in | rows ok | load+validate wall s | events/s | CPU s | peak RSS MB | events frame MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
