@@ -487,6 +487,38 @@ def test_customer_time_order_is_a_stable_lexsort(pairs: list[tuple[int, int]], l
     np.testing.assert_array_equal(_lexsort_codes_time(codes, ts), expected)
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 2**40), st.booleans()), max_size=300),
+    st.sampled_from(["as_is", "time_ordered", "customer_ordered", "wide_times"]),
+)
+def test_sorting_accepted_rows_equals_a_stable_lexsort_of_them(
+    rows: list[tuple[int, int, bool]], layout: str
+) -> None:
+    # Each path of _sort_accepted (input already in order, time-ordered counting scatter,
+    # general sort) must equal numpy's stable lexsort of the accepted rows; rejected rows
+    # hold junk (code -1, any time) and must neither appear nor disturb the order checks.
+    from journey_ml.events import _sort_accepted
+
+    codes = np.array([c for c, _, _ in rows], dtype=np.int64)
+    ts = np.array([t for _, t, _ in rows], dtype=np.int64)
+    accepted = np.array([a for _, _, a in rows], dtype=bool)
+    if layout == "time_ordered":
+        ts = np.sort(ts)
+    elif layout == "customer_ordered":
+        order = np.lexsort((ts, codes))
+        codes, ts = codes[order], ts[order]
+    elif layout == "wide_times":
+        ts = ts * 2**22 + 1
+    junk_codes = np.where(accepted, codes, -1)
+    junk_ts = np.where(accepted, ts, (np.arange(len(ts)) * 7919) % 1000)
+    ok = np.flatnonzero(accepted)
+    expected = ok[np.lexsort((ts[ok], codes[ok]))]
+    got_rows, got_codes, got_ts = _sort_accepted(junk_codes, junk_ts, accepted, 41)
+    np.testing.assert_array_equal(got_rows, expected)
+    np.testing.assert_array_equal(got_codes, codes[expected])
+    np.testing.assert_array_equal(got_ts, ts[expected])
+
+
 def test_parquet_labels_read_as_dictionaries_match_in_memory_validation(journey_map: JourneyMap, tmp_path: Path) -> None:
     # event_type/channel are decoded from Parquet as dictionaries (several row groups, so
     # per-chunk dictionaries must be unified); results and rejects must equal the

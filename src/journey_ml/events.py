@@ -503,16 +503,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     session = _Factor.of(frame["session_id"]) if "session_id" in frame.columns else None
 
     # ---- order the accepted rows by (customer, time); rejects never influence sorting
-    ok = np.flatnonzero(reason == 0)
-    ok_codes = cid.codes[ok]
-    ok_ts = ts_ns[ok]
-    order = _lexsort_codes_time(ok_codes, ok_ts)
-    rows = ok[order]  # input positions of accepted rows, in output order
-    # Sorted codes are non-decreasing, so they are each code repeated by its count: two
-    # sequential passes instead of a random gather of 5M codes.
-    cid_sorted = np.repeat(np.arange(len(cid.values), dtype=np.int64), np.bincount(ok_codes, minlength=len(cid.values)))
-    ts_sorted = ok_ts[order]
-    del ok, ok_codes, ok_ts, order
+    rows, cid_sorted, ts_sorted = _sort_accepted(cid.codes, ts_ns, reason == 0, len(cid.values))
 
     property_cols = [c for c in frame.columns if c not in CANONICAL_COLUMNS and c not in friction]
     compare: dict[str, Any] = {
@@ -877,6 +868,94 @@ def _range_check(ns: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[
     return np.where(missing | bad, 0, ns), missing, bad
 
 
+def _sort_accepted(
+    codes: np.ndarray, ts: np.ndarray, accepted: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input positions, codes, times) of the accepted rows, stably ordered by (code, ts).
+
+    ``codes`` of accepted rows are in ``[0, k)``; rejected rows are ignored whatever
+    they hold. One compiled pass finds the input's order first: customer-ordered input
+    needs no permutation, time-ordered input (an export's usual order) one counting sort
+    that scatters positions and times straight to their places (no random gathers).
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    accepted = np.ascontiguousarray(accepted, dtype=np.bool_)
+    kind = _order_kind(codes, ts, accepted)
+    if kind == _IN_ORDER:
+        rows = np.flatnonzero(accepted)
+        return rows, codes[rows], ts[rows]
+    if kind == _TIME_ORDER:
+        m = int(np.count_nonzero(accepted))
+        # numpy allocates the outputs: it asks for huge pages, numba's allocations fault
+        # 4 KiB at a time.
+        rows, ts_sorted, counts = np.empty(m, np.int64), np.empty(m, np.int64), np.zeros(k, np.int64)
+        _counting_scatter(codes, ts, accepted, rows, ts_sorted, counts)
+    else:
+        ok = np.flatnonzero(accepted)
+        ok_codes = codes[ok]
+        order = _lexsort_unordered(ok_codes, ts[ok])
+        rows = ok[order]
+        ts_sorted = ts[rows]
+        counts = np.bincount(ok_codes, minlength=k)
+    # Sorted codes are non-decreasing, so they are each code repeated by its count: no
+    # random gather of millions of codes.
+    return rows, np.repeat(np.arange(k, dtype=np.int64), counts), ts_sorted
+
+
+_IN_ORDER, _TIME_ORDER, _OTHER_ORDER = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_kind(codes: np.ndarray, ts: np.ndarray, accepted: np.ndarray) -> int:
+    """0: accepted rows ordered by (code, ts); 1: ordered by ts; 2: neither."""
+    by_code = True
+    by_time = True
+    started = False
+    prev_code = 0
+    prev_ts = 0
+    for i in range(len(codes)):
+        if not accepted[i]:
+            continue
+        c = codes[i]
+        t = ts[i]
+        if started:
+            if t < prev_ts:
+                by_time = False
+            if c < prev_code or (c == prev_code and t < prev_ts):
+                by_code = False
+            if not (by_code or by_time):
+                return 2
+        started = True
+        prev_code = c
+        prev_ts = t
+    return 0 if by_code else 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _counting_scatter(
+    codes: np.ndarray, ts: np.ndarray, accepted: np.ndarray, rows: np.ndarray, ts_out: np.ndarray, counts: np.ndarray
+) -> None:
+    """Stable counting sort of the accepted rows by code: their input positions and
+    times are written to their sorted places; ``counts`` receives rows per code."""
+    for i in range(len(codes)):
+        if accepted[i]:
+            counts[codes[i]] += 1
+    k = len(counts)
+    start = np.empty(k, dtype=np.int64)
+    total = 0
+    for c in range(k):
+        start[c] = total
+        total += counts[c]
+    for i in range(len(codes)):
+        if accepted[i]:
+            c = codes[i]
+            j = start[c]
+            rows[j] = i
+            ts_out[j] = ts[i]
+            start[c] = j + 1
+
+
 def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Stable permutation ordering rows by (code, ts); codes are >= 0."""
     n = len(codes)
@@ -890,6 +969,13 @@ def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
         # each customer's rows in time order. Codes are dense (factor codes), so one
         # counting sort does it (0.09 s on 5M rows vs 0.25 s for two radix passes).
         return _counting_argsort(codes, int(codes.max()) + 1)
+    return _lexsort_unordered(codes, ts)
+
+
+def _lexsort_unordered(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """:func:`_lexsort_codes_time` without the checks for already ordered input."""
+    if len(codes) < 2:
+        return np.arange(len(codes))
     # One stable sort on a packed int64 key when codes and (time / common unit) fit.
     rel = ts - ts.min()
     for unit in (10**9, 10**6, 10**3, 1):
@@ -913,7 +999,9 @@ def _start_loading_kernels() -> None:
 def _load_kernels() -> None:
     """Call each compiled kernel once on a tiny input, so later calls find it loaded."""
     one = np.zeros(1, dtype=np.int64)
-    _counting_argsort(one, 1)
+    yes = np.ones(1, dtype=np.bool_)
+    _order_kind(one, one, yes)
+    _counting_scatter(one, one, yes, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
     _session_id_bytes(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.uint8), one, one, 0, np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.uint8), False)
 
 
