@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from journey_ml.config import JourneyMap
@@ -517,6 +517,33 @@ def test_sorting_accepted_rows_equals_a_stable_lexsort_of_them(
     np.testing.assert_array_equal(got_rows, expected)
     np.testing.assert_array_equal(got_codes, codes[expected])
     np.testing.assert_array_equal(got_ts, ts[expected])
+
+
+@given(
+    st.lists(st.sampled_from(["a", " a", "a ", "b", "", "  ", None, "00042", "42", "é "]), max_size=60),
+    st.sampled_from(["str", "grouped", "category"]),
+    st.booleans(),
+)
+# Long runs with one null: grouped input takes the run path, whose uniques hold the null.
+@example(values=["a"] * 30 + [None] + ["b"] * 30, layout="grouped", sort=False)
+def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], layout: str, sort: bool) -> None:
+    # Whichever path builds the factor (hashing, runs of grouped input, categoricals;
+    # uniques still distinct after stripping or merged by it), every row decodes to its
+    # stripped value, empty and null rows are missing, values are distinct, and sorted
+    # factors order codes like their strings.
+    from journey_ml.events import _Factor
+
+    if layout == "grouped":
+        values = sorted(values, key=lambda v: (v is None, v or ""))
+    series = pd.Series(values, dtype="category" if layout == "category" else "str")
+    factor = _Factor.of(series, sort=sort)
+    decoded = factor.values.to_pylist()
+    assert len(set(decoded)) == len(decoded)
+    for code, raw in zip(factor.codes, values, strict=True):
+        clean = raw.strip() if raw is not None else ""
+        assert (code == -1) if clean == "" else (decoded[code] == clean)
+    if sort:
+        assert decoded == sorted(decoded)
 
 
 def test_parquet_labels_read_as_dictionaries_match_in_memory_validation(journey_map: JourneyMap, tmp_path: Path) -> None:
