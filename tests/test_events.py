@@ -546,6 +546,33 @@ def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], la
         assert decoded == sorted(decoded)
 
 
+@pytest.mark.parametrize("n_columns", [1, 3, 9])
+def test_float_columns_gather_bit_for_bit(n_columns: int) -> None:
+    # Mostly-fill columns take the flag path, dense ones a plain gather; either way the
+    # result equals values[rows] bit for bit, including -0.0 and NaNs with other payloads.
+    from journey_ml.events import _take_floats
+
+    rng = np.random.default_rng(n_columns)
+    n = 5_000
+    rows = rng.permutation(n)[: n - 300]
+    odd_nan = np.array([0x7FF8000000000001], dtype=np.int64).view(np.float64)[0]
+    columns = {}
+    for j in range(n_columns):
+        fill = 0.0 if j % 2 else np.nan
+        density = [0.01, 0.2, 0.3, 0.9][j % 4]  # below and above the 1/4 switch
+        values = np.full(n, fill)
+        hit = rng.random(n) < density
+        values[hit] = rng.normal(size=hit.sum())
+        values[rng.integers(0, n, 5)] = -0.0
+        values[rng.integers(0, n, 5)] = odd_nan
+        values[rng.integers(0, n, 5)] = -np.nan
+        columns[f"c{j}"] = (values, fill)
+    got = _take_floats(columns, rows)
+    assert list(got) == list(columns)
+    for name, (values, _) in columns.items():
+        np.testing.assert_array_equal(got[name].view(np.int64), values[rows].view(np.int64))
+
+
 def test_parquet_labels_read_as_dictionaries_match_in_memory_validation(journey_map: JourneyMap, tmp_path: Path) -> None:
     # event_type/channel are decoded from Parquet as dictionaries (several row groups, so
     # per-chunk dictionaries must be unified); results and rejects must equal the
