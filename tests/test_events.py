@@ -616,3 +616,8 @@ def test_large_id_columns_hash_in_two_halves_like_one() -> None:
     decoded = np.where(codes >= 0, np.asarray(uniques.to_pylist(), dtype=object)[np.maximum(codes, 0)], None)
     expected = np.where(ref_codes >= 0, np.asarray(ref_uniques.to_pylist(), dtype=object)[np.maximum(ref_codes, 0)], None)
     assert (decoded == expected).all() and (decoded == values).all()
+    # Columns read from Parquet arrive in chunks and are hashed without concatenating.
+    chunked = pa.chunked_array([arr.slice(0, 1000), arr.slice(1000, 0), arr.slice(1000, 600_000), arr.slice(601_000)])
+    chunked_codes, chunked_uniques = ev._encode_generic(chunked)
+    np.testing.assert_array_equal(chunked_codes, codes)
+    assert chunked_uniques.to_pylist() == uniques.to_pylist()
