@@ -12,6 +12,13 @@ the difference between a factual and a counterfactual run is the friction's caus
 effect, not noise: a customer who never meets the removed friction behaves identically
 in both runs.
 
+The default effect sizes put the five true revenue gains in the same order for every
+seed, each at least 1.25x the next (at 20,000 customers x 180 days: checkout error
+~17-22k, page timeout ~11-15k, late delivery ~4-6k, long support wait ~2-3k,
+irrelevant e-mail ~0.5-1.4k; tested). Until 2026-11-30 late deliveries, long support
+waits and irrelevant e-mails each cost ~2-3k and their order changed from seed to seed,
+so no ranking could be judged on them.
+
 How the randomness works
 ------------------------
 Draws come from a counter-based generator (SplitMix64 finaliser over a key built from
@@ -373,15 +380,15 @@ class FrictionEffects:
     support_after_delivery: float = 0.15
     support_after_late: float = 0.40
     support_background: float = 0.01
-    support_wait_share: float = 0.35
-    support_wait_churn: float = 3.0
-    support_wait_intent: float = 0.5
-    late_delivery_rate: float = 0.18
-    late_delivery_churn: float = 2.0
+    support_wait_share: float = 0.5
+    support_wait_churn: float = 2.5
+    support_wait_intent: float = 0.6
+    late_delivery_rate: float = 0.3
+    late_delivery_churn: float = 3.5
     late_delivery_intent: float = 0.5
     late_delivery_advocacy: float = 0.25
     irrelevant_email_share: float = 0.35
-    irrelevant_email_unsubscribe: float = 0.010
+    irrelevant_email_unsubscribe: float = 0.0045
     irrelevant_email_click: float = 0.7
     email_unsubscribe: float = 0.003
     short_window_days: int = 7
