@@ -545,7 +545,11 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         cid_job = pool.submit(_take_strings, cid.values, cid_sorted)
         etype_job = pool.submit(etype.take, rows)
         channel_job = pool.submit(channel.take, rows)
-        gathered = _take_floats({"revenue": (revenue, 0.0), **{c: (v, np.nan) for c, v in friction.items()}}, rows)
+        floats = {"revenue": (revenue, 0.0), **{c: (v, np.nan) for c, v in friction.items()}}
+        if len(rows) < 2 or bool(np.all(rows[1:] > rows[:-1])):
+            gathered = {col: values[rows] for col, (values, _) in floats.items()}  # sequential reads
+        else:
+            gathered = _take_floats(floats, rows)
         sess_out, cid_out = sess_job.result(), cid_job.result()
         etype_out, channel_out = etype_job.result(), channel_job.result()
     if session is not None:
