@@ -481,45 +481,43 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     names: list[str] = [*REJECT_REASONS, *(f"bad_{c}" for c in journey_map.friction_columns), DUPLICATE]
     code = {name: i + 1 for i, name in enumerate(names)}
 
-    def reject(mask: np.ndarray, name: str) -> None:
-        # First failing check wins: only rows still accepted take this reason.
-        reason[mask & (reason == 0)] = code[name]
-
     # String columns are handled as (codes, distinct values): cleaning, comparing and
     # reordering int codes is far cheaper than touching millions of strings.
-    # The two costliest conversions run in threads (Arrow and numpy release the GIL);
-    # results do not depend on scheduling.
+    # The two costliest conversions run in threads (Arrow and numpy release the GIL)
+    # while this thread parses the other columns; results do not depend on scheduling.
+    checks: list[tuple[np.ndarray, str]] = []  # (failing rows, reason) after the id and time checks
     with ThreadPoolExecutor(max_workers=2) as pool:
         cid_job = pool.submit(_Factor.of, frame["customer_id"], sort=True)
         ts_job = pool.submit(_parse_timestamps, frame["timestamp"])
         etype = _Factor.of(frame["event_type"])
+        checks.append((etype.missing, "missing_event_type"))
+        if "revenue" in frame.columns:
+            revenue, rev_missing, rev_bad = _parse_floats(frame["revenue"])
+            checks.append((rev_bad, "bad_revenue"))
+            revenue = np.where(rev_missing, 0.0, revenue)
+            checks.append((revenue < 0, "negative_revenue"))
+        else:
+            revenue = np.zeros(n)
+        friction: dict[str, np.ndarray] = {}
+        for col in journey_map.friction_columns:
+            if col in frame.columns:
+                values, _, bad = _parse_floats(frame[col])
+                checks.append((bad, f"bad_{col}"))
+                friction[col] = values
+            else:
+                friction[col] = np.full(n, np.nan)
+        channel = _Factor.of(frame["channel"]) if "channel" in frame.columns else _Factor.constant(n, UNKNOWN_CHANNEL)
+        channel = channel.fill_missing(UNKNOWN_CHANNEL)
+        session = _Factor.of(frame["session_id"]) if "session_id" in frame.columns else None
         cid = cid_job.result()
         ts_ns, ts_missing, ts_bad = ts_job.result()
-    reject(cid.missing, "missing_customer_id")
-    reject(ts_missing, "missing_timestamp")
-    reject(ts_bad, "bad_timestamp")
-    reject(etype.missing, "missing_event_type")
-
-    if "revenue" in frame.columns:
-        revenue, rev_missing, rev_bad = _parse_floats(frame["revenue"])
-        reject(rev_bad, "bad_revenue")
-        revenue = np.where(rev_missing, 0.0, revenue)
-        reject(revenue < 0, "negative_revenue")
-    else:
-        revenue = np.zeros(n)
-
-    friction: dict[str, np.ndarray] = {}
-    for col in journey_map.friction_columns:
-        if col in frame.columns:
-            values, _, bad = _parse_floats(frame[col])
-            reject(bad, f"bad_{col}")
-            friction[col] = values
-        else:
-            friction[col] = np.full(n, np.nan)
-
-    channel = _Factor.of(frame["channel"]) if "channel" in frame.columns else _Factor.constant(n, UNKNOWN_CHANNEL)
-    channel = channel.fill_missing(UNKNOWN_CHANNEL)
-    session = _Factor.of(frame["session_id"]) if "session_id" in frame.columns else None
+    checks[:0] = [
+        (cid.missing, "missing_customer_id"), (ts_missing, "missing_timestamp"), (ts_bad, "bad_timestamp"),
+    ]
+    # The first failing check wins: apply them last to first, each overwriting the later ones.
+    for mask, name in reversed(checks):
+        np.putmask(reason, mask, code[name])
+    del checks
 
     # ---- order the accepted rows by (customer, time); rejects never influence sorting
     rows, cid_sorted, ts_sorted = _sort_accepted(cid.codes, ts_ns, reason == 0, len(cid.values))
@@ -537,7 +535,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         keep = ~dup
         rows, cid_sorted, ts_sorted = rows[keep], cid_sorted[keep], ts_sorted[keep]
 
-    # ---- canonical frame
+    # ---- canonical frame (and the rejects, whose reasons are final now)
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Arrow and the compiled session writer release the GIL: the four string columns
         # are built side by side while this thread gathers the numeric ones.
@@ -545,6 +543,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         cid_job = pool.submit(_take_strings, cid.values, cid_sorted)
         etype_job = pool.submit(etype.take, rows)
         channel_job = pool.submit(channel.take, rows)
+        rejects_job = pool.submit(_rejects_frame, frame, reason, names)
         floats = {"revenue": (revenue, 0.0), **{c: (v, np.nan) for c, v in friction.items()}}
         if len(rows) < 2 or bool(np.all(rows[1:] > rows[:-1])):
             gathered = {col: values[rows] for col, (values, _) in floats.items()}  # sequential reads
@@ -570,6 +569,11 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
         data[col] = frame[col].iloc[rows].reset_index(drop=True)
     events = pd.DataFrame(data, copy=False)  # fresh arrays: skip pandas' consolidation copy
 
+    return LoadResult(events=events, rejects=rejects_job.result(), rows_in=n)
+
+
+def _rejects_frame(frame: pd.DataFrame, reason: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Rejected rows as they came in, plus ``reject_reason`` and ``row_number``."""
     bad = np.flatnonzero(reason)
     rejects = frame.iloc[bad].reset_index(drop=True)
     for col in rejects.columns:
@@ -578,7 +582,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     reason_names = np.array(["", *names], dtype=object)
     rejects["reject_reason"] = pd.Series(reason_names[reason[bad]], dtype="str")
     rejects["row_number"] = bad.astype(np.int64)
-    return LoadResult(events=events, rejects=rejects, rows_in=n)
+    return rejects
 
 
 def _take_floats(columns: Mapping[str, tuple[np.ndarray, float]], rows: np.ndarray) -> dict[str, np.ndarray]:
