@@ -737,12 +737,11 @@ def _hash_encode(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]
         # Arrow gives every chunk the same (final) dictionary.
         if encoded.num_chunks == 0:
             return np.zeros(0, dtype=np.int64), pa.array([], type=arr.type)
-        indices: pa.Array | pa.ChunkedArray = pa.chunked_array([c.indices for c in encoded.chunks])
-        dictionary = encoded.chunks[-1].dictionary
-    else:
-        indices, dictionary = encoded.indices, encoded.dictionary
-    codes = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
-    return codes, dictionary
+        indices = pa.chunked_array([c.indices for c in encoded.chunks])
+        codes = pc.fill_null(indices, -1).to_numpy()
+        return codes.astype(np.int64), encoded.chunks[-1].dictionary
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64), encoded.dictionary
 
 
 def _remap(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
