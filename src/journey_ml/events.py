@@ -1179,8 +1179,8 @@ def _session_ids(ids: pa.Array, codes: np.ndarray, ts: np.ndarray, gap_minutes: 
         return pd.Series([], dtype="str")
     gap_ns = round(gap_minutes * 60 * 10**9)
     id_offsets, id_data = _string_buffers(ids)
-    # One compiled pass numbers the sessions and writes every id straight into an Arrow
-    # string buffer (0.56 s -> well under 0.1 s on 5M rows of one-event sessions).
+    # Two compiled passes (lengths, then bytes) number the sessions and write every id
+    # straight into Arrow string buffers (0.56 s -> well under 0.1 s on 5M rows).
     codes = codes.astype(np.int64, copy=False)
     ts = ts.astype(np.int64, copy=False)
     offsets = np.empty(n + 1, dtype=np.int64)
