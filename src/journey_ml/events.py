@@ -718,12 +718,13 @@ def _encode_generic(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Arr
         # chunked: concatenating 5M strings first would copy them all.
         half = len(arr) // 2
         with ThreadPoolExecutor(max_workers=2) as pool:
-            parts = list(pool.map(_hash_encode, (arr.slice(0, half), arr.slice(half))))
+            parts = list(pool.map(functools.partial(_hash_encode, dtype=np.int32), (arr.slice(0, half), arr.slice(half))))
         merged_codes, values = _hash_encode(pa.concat_arrays([parts[0][1], parts[1][1]]))
         split = len(parts[0][1])
-        codes = np.concatenate(
-            [_remap(parts[0][0], merged_codes[:split]), _remap(parts[1][0], merged_codes[split:])]
-        )
+        # Each half's codes are mapped straight into the one output (no concatenation).
+        codes = np.empty(len(arr), dtype=np.int64)
+        np.take(np.append(merged_codes[:split], -1), parts[0][0], out=codes[:half])  # -1 (null) stays -1
+        np.take(np.append(merged_codes[split:], -1), parts[1][0], out=codes[half:])
         return codes, values
     return _hash_encode(arr)
 
@@ -731,22 +732,18 @@ def _encode_generic(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Arr
 _PARALLEL_ENCODE_ROWS = 1_000_000
 
 
-def _hash_encode(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+def _hash_encode(arr: pa.Array | pa.ChunkedArray, dtype: type[np.signedinteger] = np.int64) -> tuple[np.ndarray, pa.Array]:
+    """(codes as ``dtype``, -1 for null; distinct values in order of first appearance)."""
     encoded = pc.dictionary_encode(arr)
     if isinstance(encoded, pa.ChunkedArray):
         # Arrow gives every chunk the same (final) dictionary.
         if encoded.num_chunks == 0:
-            return np.zeros(0, dtype=np.int64), pa.array([], type=arr.type)
+            return np.zeros(0, dtype=dtype), pa.array([], type=arr.type)
         indices = pa.chunked_array([c.indices for c in encoded.chunks])
         codes = pc.fill_null(indices, -1).to_numpy()
-        return codes.astype(np.int64), encoded.chunks[-1].dictionary
+        return codes.astype(dtype, copy=False), encoded.chunks[-1].dictionary
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    return codes.astype(np.int64), encoded.dictionary
-
-
-def _remap(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``table[codes]`` with -1 (null) kept."""
-    return np.append(table, -1)[codes]
+    return codes.astype(dtype, copy=False), encoded.dictionary
 
 
 @dataclass(frozen=True)
@@ -941,6 +938,8 @@ def _to_ns(idx: pd.DatetimeIndex, missing: np.ndarray) -> np.ndarray:
     unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[idx.unit]
     raw = idx.asi8.copy()
     raw[missing] = 0
+    if unit_ns == 1:
+        return raw  # nothing to scale (values outside 1990..2100 are rejected later)
     # Values outside 1990..2100 are rejected later; clip so the multiplication cannot overflow.
     lo, hi = _NS_MIN // unit_ns - 1, _NS_MAX // unit_ns + 1
     return np.clip(raw, lo, hi) * unit_ns
@@ -961,9 +960,11 @@ def _epoch_to_ns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _range_check(ns: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flag values outside 1990..2100 as bad and zero missing and bad ones (``ns`` in place)."""
     out_of_range = (ns < _NS_MIN) | (ns >= _NS_MAX)
     bad = (bad | out_of_range) & ~missing
-    return np.where(missing | bad, 0, ns), missing, bad
+    np.putmask(ns, missing | bad, 0)
+    return ns, missing, bad
 
 
 def _sort_accepted(
