@@ -573,6 +573,33 @@ def test_float_columns_gather_bit_for_bit(n_columns: int) -> None:
         np.testing.assert_array_equal(got[name].view(np.int64), values[rows].view(np.int64))
 
 
+def test_parquet_row_groups_read_side_by_side_equal_one_read(journey_map: JourneyMap, tmp_path: Path) -> None:
+    # Many row groups (read by several threads, label dictionaries unified across them,
+    # integer ids cast) give the same frame and the same load as one row group.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(5)
+    n = 200
+    table = pa.table({
+        "customer_id": pa.array(rng.integers(0, 30, n)),
+        "timestamp": pa.array(rng.integers(1_700_000_000, 1_700_100_000, n) * 10**9, pa.timestamp("ns", tz="UTC")),
+        "event_type": pa.array(rng.choice(["site_visit", "purchase", None, " purchase"], n)),
+        "channel": pa.array(rng.choice(["email", "social", None], n)),
+        "revenue": pa.array(np.where(rng.random(n) < 0.2, rng.random(n) * 50, np.nan), from_pandas=True),
+    })
+    one, many = tmp_path / "one.parquet", tmp_path / "many.parquet"
+    pq.write_table(table, one)
+    pq.write_table(table, many, row_group_size=7)
+    assert pq.ParquetFile(many).metadata.num_row_groups > 2
+    kwargs = {"string_columns": ["customer_id"], "category_columns": ["event_type", "channel"]}
+    pd.testing.assert_frame_equal(read_event_file(many, **kwargs), read_event_file(one, **kwargs))
+    a = load_events(one, journey_map, max_reject_share=1.0)
+    b = load_events(many, journey_map, max_reject_share=1.0)
+    pd.testing.assert_frame_equal(a.events, b.events)
+    pd.testing.assert_frame_equal(a.rejects, b.rejects)
+
+
 def test_parquet_labels_read_as_dictionaries_match_in_memory_validation(journey_map: JourneyMap, tmp_path: Path) -> None:
     # event_type/channel are decoded from Parquet as dictionaries (several row groups, so
     # per-chunk dictionaries must be unified); results and rejects must equal the
