@@ -44,6 +44,7 @@ import pandas as pd
 import psutil
 
 from journey_ml.config import (
+    AnchorConfig,
     ModelConfig,
     SnapshotConfig,
     SplitConfig,
@@ -64,6 +65,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         split=SplitConfig(valid_cutoffs=1, test_cutoffs=1),
         tuning=TuningConfig(trials=0),
         model=ModelConfig(n_estimators=args.n_estimators, early_stopping_rounds=10, learning_rate=0.1, n_jobs=2),
+        # Both engines on the same rows: the Dask engine builds weekly snapshots only.
+        anchors=AnchorConfig(enabled=False),
     )
 
 

@@ -83,14 +83,19 @@ def train_small_bundle(
     out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11, effects: Any = None
 ) -> TrainedBundle:
     from journey_ml.bundle import ModelBundle
-    from journey_ml.config import ModelConfig, TrainConfig
+    from journey_ml.config import AnchorConfig, ModelConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.train import build_snapshot_splits, fit_models
 
     extra = {} if effects is None else {"effects": effects}
     sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed, **extra), truth=effects is None)
     jm = JourneyMap.from_yaml(DEFAULT_MAP)
-    config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1))
+    # Weekly snapshots only: quick, and what the period-scope tests need (the anchored
+    # default is trained end to end in test_train and judged in test_ranking).
+    config = TrainConfig(
+        seed=seed, anchors=AnchorConfig(enabled=False),
+        model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1),
+    )  # fmt: skip
     splits = build_snapshot_splits(sim.events, jm, config)
     models = fit_models(splits, config)
     bundle = ModelBundle(

@@ -20,15 +20,16 @@ from hypothesis import strategies as st
 from journey_ml import distributed as jd
 from journey_ml import train as tr
 from journey_ml.bundle import ModelBundle
-from journey_ml.config import JourneyMap, ModelConfig, TrainConfig
+from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, TrainConfig
 from journey_ml.features import FeatureSpec, compute_features, features_at
 from journey_ml.scoring import score
 from journey_ml.simulate import SimulationConfig, simulate
 from journey_ml.snapshots import build_snapshots, make_cutoffs
 
 KEYS = ["customer_id", "cutoff"]
-# Few trees keep the distributed fits quick; both engines get the same config.
-CONFIG = TrainConfig(model=ModelConfig(n_estimators=80, n_jobs=1), seed=3)
+# Few trees keep the distributed fits quick; both engines get the same config (the Dask
+# engine builds weekly snapshots only).
+CONFIG = TrainConfig(model=ModelConfig(n_estimators=80, n_jobs=1), seed=3, anchors=AnchorConfig(enabled=False))
 
 
 @pytest.fixture(scope="module")

@@ -152,11 +152,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     try:
         first = invoke(train_args(events, tmp, uri, "--trials", "2", "--set", "model.n_estimators=150"))
         assert first.exit_code == 0, first.output
-        # The second run also trains on event-anchored rows (the anchored ranking path).
+        # The second run trains on weekly snapshots only (the period ranking path).
         worse = invoke(
             train_args(
                 events, tmp, uri, "--trials", "0", "--set", "model.n_estimators=3", "--set", "model.num_leaves=2",
-                "--set", "anchors.enabled=true", "--set", "anchors.in_validation=true",
+                "--set", "anchors.enabled=false",
             )
         )
         assert worse.exit_code == 0, worse.output
@@ -266,16 +266,22 @@ def test_score_with_champion_uri(runs: Runs) -> None:
 
 
 @pytest.mark.slow
-def test_anchored_run_ranks_each_friction_occurrence(runs: Runs) -> None:
-    out = runs.second
-    assert out["splits"]["train"]["anchored_rows"] > 0
-    assert runs.first["splits"]["train"]["anchored_rows"] == 0
-    meta = json.loads((Path(out["bundle_path"]) / "bundle.json").read_text(encoding="utf-8"))
-    assert meta["anchored_snapshots"] is True
+def test_default_run_is_anchored_and_weekly_is_an_option(runs: Runs) -> None:
     frictions = {"checkout_error", "page_timeout", "support_wait", "late_delivery", "irrelevant_email"}
-    assert {r["touchpoint"] for r in out["improvements"]} == frictions
-    # Anchored rows are friction occurrences: each affects one row of one friction.
-    assert all(r["rows_affected"] >= r["customers_affected"] for r in out["improvements"])
+    for out, anchored in ((runs.first, True), (runs.second, False)):
+        assert (out["splits"]["train"]["anchored_rows"] > 0) is anchored
+        assert {r["touchpoint"] for r in out["improvements"]} == frictions
+        # Each affected row is one occurrence (anchored) or one snapshot after one (weekly).
+        assert all(r["rows_affected"] >= r["customers_affected"] for r in out["improvements"])
+    # Both runs write to the same --out: the bundle there is the second (weekly) one.
+    meta = json.loads((Path(runs.second["bundle_path"]) / "bundle.json").read_text(encoding="utf-8"))
+    assert meta["anchored_snapshots"] is False
+    import mlflow
+
+    mlflow.set_tracking_uri(runs.tracking_uri)
+    logged = mlflow.artifacts.download_artifacts(artifact_uri=runs.first["model_uri"], dst_path=str(runs.tmp / "dl_first"))
+    first = json.loads(next(Path(logged).rglob("bundle.json")).read_text(encoding="utf-8"))
+    assert first["anchored_snapshots"] is True
 
 
 def test_anchored_rows_keep_the_split_and_embargo() -> None:
@@ -288,7 +294,9 @@ def test_anchored_rows_keep_the_split_and_embargo() -> None:
 
     events = simulate(SimulationConfig(customers=800, days=120, seed=4)).events
     jm = JourneyMap.from_yaml(JOURNEY_MAP)
-    weekly = build_snapshot_splits(events, jm, TrainConfig(seed=1, model=ModelConfig(n_jobs=1)))
+    weekly = build_snapshot_splits(
+        events, jm, TrainConfig(seed=1, model=ModelConfig(n_jobs=1), anchors=AnchorConfig(enabled=False))
+    )
     config = TrainConfig(
         seed=1, model=ModelConfig(n_jobs=1),
         anchors=AnchorConfig(enabled=True, in_validation=True, controls_per_anchor=2.0, weight=2.0, balance=3.0),

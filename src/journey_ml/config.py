@@ -421,10 +421,11 @@ class ModelConfig:
 class AnchorConfig:
     """Event-anchored training rows (:mod:`journey_ml.anchors`), beside the weekly snapshots."""
 
-    # Add a row at every friction event of the training period (cutoff = the event). Off
-    # by default: measured in BENCHMARKS.md (ranking section), it gets the largest
-    # frictions' amounts right but not the issue's rank correlation across seeds.
-    enabled: bool = False
+    # Add a row at every friction event of the training period (cutoff = the event), so a
+    # sale lost in the friction's own session is inside a label window; the ranking then
+    # values each occurrence at its event. Measured in BENCHMARKS.md (ranking section):
+    # closer to the simulator's truth than weekly rows alone on every seed.
+    enabled: bool = True
     # Friction-free control rows drawn per friction occurrence (seeded).
     controls_per_anchor: float = 3.0
     # Also anchor rows in the validation period (early stopping and calibration see them);
@@ -433,8 +434,9 @@ class AnchorConfig:
     # Training weight of an anchored row (a weekly row weighs 1).
     weight: float = 1.0
     # Up-weight a rare friction's anchored rows by min(n_most_frequent / n_friction, balance)
-    # (1: off): ~270 long support waits would otherwise be drowned by ~14,000 e-mails.
-    balance: float = 20.0
+    # (1: off): ~400 long support waits would otherwise be drowned by ~14,000 e-mails.
+    # 100 (no cap at the simulator's rates) beat 20 on 3 of 4 seeds (BENCHMARKS.md).
+    balance: float = 100.0
 
 
 @dataclass(frozen=True)
