@@ -71,8 +71,8 @@ import gzip
 import math
 import os
 import threading
-from collections.abc import Collection, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,8 +216,14 @@ def load_events(
     # Loading the compiled kernels takes ~0.35 s in a new process: do it while the file
     # is read (Arrow reads without the GIL), not after.
     _start_loading_kernels()
-    with _bulk_arrow_pool(), _gc_paused():
-        raw = read_event_file(path, string_columns=id_columns, category_columns=label_columns)
+    with _bulk_arrow_pool(), _gc_paused(), ThreadPoolExecutor(max_workers=1) as early:
+        # Parquet: ids are read first and hashed while the other columns are read.
+        id_jobs: list[Future[_Factor]] = []
+
+        def hash_ids(ids: pd.Series) -> None:
+            id_jobs.append(early.submit(_Factor.of, ids, sort=True))
+
+        raw = _read_event_file(path, id_columns, label_columns, prefetch=(id_columns[0], hash_ids))
         rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
         _require_columns(raw, journey_map, source=str(path))
         # A source column that clashes with a canonical name it is not mapped to would be
@@ -230,7 +236,7 @@ def load_events(
                     column=canon,
                 )
         frame = raw.rename(columns=rename) if rename else raw
-        result = _validate(frame, journey_map)
+        result = _validate(frame, journey_map, id_jobs[0] if id_jobs else None)
     rejects = result.rejects
     if rename:
         rejects = rejects.rename(columns={canon: src for src, canon in rename.items()})
@@ -294,7 +300,18 @@ def read_event_file(
     EventValidationError
         The file does not exist, has an unsupported suffix or cannot be parsed.
     """
-    path = Path(path)
+    return _read_event_file(Path(path), string_columns, category_columns, prefetch=None)
+
+
+def _read_event_file(
+    path: Path,
+    string_columns: Collection[str],
+    category_columns: Collection[str],
+    prefetch: tuple[str, Callable[[pd.Series], object]] | None,
+) -> pd.DataFrame:
+    """:func:`read_event_file`; ``prefetch`` = (column, callback): a Parquet reader reads
+    that column first and hands it to the callback (as the frame will hold it) before
+    reading the others, so work on it can start early. Other readers ignore it."""
     name = path.name.lower()
     if not path.is_file():
         raise EventValidationError(f"event file not found: {path}")
@@ -302,7 +319,7 @@ def read_event_file(
         if name.endswith(CSV_SUFFIXES):
             return _read_csv(path)
         if name.endswith(PARQUET_SUFFIXES):
-            return _read_parquet(path, set(string_columns), set(category_columns))
+            return _read_parquet(path, set(string_columns), set(category_columns), prefetch)
         if name.endswith(JSON_SUFFIXES):
             return _read_json(path)
     except EventValidationError:
@@ -385,31 +402,54 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _read_parquet(path: Path, string_columns: Collection[str], category_columns: Collection[str]) -> pd.DataFrame:
+def _read_parquet(
+    path: Path,
+    string_columns: Collection[str],
+    category_columns: Collection[str],
+    prefetch: tuple[str, Callable[[pd.Series], object]] | None = None,
+) -> pd.DataFrame:
     # Ids stay Arrow-backed (pandas ``str``); validation factorises them itself. (Reading
     # ids dictionary-encoded is slower: their per-row-group dictionaries are large and
     # must be unified.) Low-cardinality labels are cheaper as dictionaries.
     meta = pq.ParquetFile(path)
+    schema = meta.schema_arrow
+    n_groups = meta.metadata.num_row_groups
     dictionary = [
-        f.name for f in meta.schema_arrow
+        f.name for f in schema
         if f.name in category_columns and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
     ]
-    table = _read_row_groups(path, meta.metadata.num_row_groups, dictionary)
+
+    def as_string_ids(table: pa.Table) -> tuple[pa.Table, bool]:
+        cast = False
+        for i, field in enumerate(table.schema):
+            if field.name in string_columns and pa.types.is_integer(field.type):
+                table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
+                cast = True
+        return table, cast
+
+    names = schema.names
+    first, callback = prefetch if prefetch is not None else ("", None)
+    if callback is None or names.count(first) != 1 or len(names) < 2:
+        table, cast = as_string_ids(_read_row_groups(path, n_groups, dictionary, None))
+    else:
+        # The prefetched column is read, converted and handed over first; the rest are
+        # read while the callback's work runs.
+        head, cast = as_string_ids(_read_row_groups(path, n_groups, dictionary, [first]))
+        callback(head.column(0).to_pandas())
+        rest, cast_rest = as_string_ids(_read_row_groups(path, n_groups, dictionary, [c for c in names if c != first]))
+        table = rest.add_column(names.index(first), head.schema.field(0), head.column(0))
+        cast = cast or cast_rest
     if dictionary:
         table = table.unify_dictionaries()
-    cast = False
-    for i, field in enumerate(table.schema):
-        if field.name in string_columns and pa.types.is_integer(field.type):
-            table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
-            cast = True
     # pandas metadata would turn the cast column back into its written dtype (e.g. Int64).
     # split_blocks: no consolidation copy of the float columns; self_destruct frees each
     # Arrow column as it is converted (lower peak memory).
     return table.to_pandas(ignore_metadata=cast, split_blocks=True, self_destruct=True)
 
 
-def _read_row_groups(path: Path, n_groups: int, dictionary: list[str]) -> pa.Table:
-    """The whole file, row groups read side by side by a few threads (one reader each).
+def _read_row_groups(path: Path, n_groups: int, dictionary: list[str], columns: list[str] | None) -> pa.Table:
+    """``columns`` (all when None) of the whole file, row groups read side by side by a
+    few threads (one reader each).
 
     ``pq.read_table`` goes through the dataset scanner in 128k-row batches: 0.62-0.82 s
     wall and as much CPU for 5M events here, against 0.43-0.46 s reading whole row
@@ -417,10 +457,11 @@ def _read_row_groups(path: Path, n_groups: int, dictionary: list[str]) -> pa.Tab
     """
     workers = min(n_groups, os.cpu_count() or 1)
     if workers < 2:
-        return pq.ParquetFile(path, read_dictionary=dictionary or None).read()
+        return pq.ParquetFile(path, read_dictionary=dictionary or None).read(columns=columns)
 
     def read(group: int) -> pa.Table:
-        return pq.ParquetFile(path, read_dictionary=dictionary or None).read_row_group(group, use_threads=False)
+        reader = pq.ParquetFile(path, read_dictionary=dictionary or None)
+        return reader.read_row_group(group, columns=columns, use_threads=False)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return pa.concat_tables(list(pool.map(read, range(n_groups))))
@@ -493,7 +534,8 @@ def _require_columns(frame: pd.DataFrame, journey_map: JourneyMap, *, source: st
         )
 
 
-def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
+def _validate(frame: pd.DataFrame, journey_map: JourneyMap, ids: Future[_Factor] | None = None) -> LoadResult:
+    """Validate ``frame``; ``ids``, when given, yields ``_Factor.of(frame["customer_id"], sort=True)``."""
     n = len(frame)
     reason = np.zeros(n, dtype=np.int16)  # 0 = accepted, k = k-th reason in `names`
     names: list[str] = [*REJECT_REASONS, *(f"bad_{c}" for c in journey_map.friction_columns), DUPLICATE]
@@ -505,7 +547,7 @@ def _validate(frame: pd.DataFrame, journey_map: JourneyMap) -> LoadResult:
     # while this thread parses the other columns; results do not depend on scheduling.
     checks: list[tuple[np.ndarray, str]] = []  # (failing rows, reason) after the id and time checks
     with ThreadPoolExecutor(max_workers=2) as pool:
-        cid_job = pool.submit(_Factor.of, frame["customer_id"], sort=True)
+        cid_job = ids if ids is not None else pool.submit(_Factor.of, frame["customer_id"], sort=True)
         ts_job = pool.submit(_parse_timestamps, frame["timestamp"])
         etype = _Factor.of(frame["event_type"])
         checks.append((etype.missing, "missing_event_type"))
