@@ -7,13 +7,14 @@ The ranking answers "which friction should we fix first, and what is it worth?":
    TreeSHAP values (:func:`compare_shap_backends` checks they agree to 1e-6); the native
    one is several times faster, so bulk work uses it and ``shap`` is kept for plots.
 2. **Impact per friction** (:func:`improvements_for_bundle`, :func:`rank_improvements`).
-   The simulator's truth is the revenue a friction cost over the *whole period*, so the
-   default ``scope="period"`` scores every customer active at every weekly snapshot
+   The simulator's truth is the revenue a friction cost over the *whole period*. For a
+   bundle trained on weekly snapshots only, ``scope="period"`` scores every customer active at every weekly snapshot
    (:func:`period_features`, anchored on the latest event) and counts a row as affected
    by friction ``f`` only when ``f`` happened since the previous snapshot (its 7-day
    count > 0): each occurrence is valued once. ``scope="at"`` (``at=`` given) ranks the
    customers active at one time, counting every past occurrence. ``scope="anchored"``
-   (the default for a bundle trained with event-anchored rows, ``anchors.enabled``;
+   (the default for a bundle trained with event-anchored rows, ``anchors.enabled``,
+   itself the training default;
    :func:`anchored_features`) has one row per friction occurrence, its cutoff on the
    event, so the loss inside the session is in view; the row is compared with the same
    customer with this occurrence undone -- for a friction event type (checkout error,
@@ -46,15 +47,15 @@ The ranking answers "which friction should we fix first, and what is it worth?":
      gives page timeouts and irrelevant e-mails *positive* revenue SHAP.
 
    Measured on 20,000 x 180 simulated customers (``benchmarks/bench_ranking.py``,
-   BENCHMARKS.md), Spearman with the true gains / true top three in ours: weekly models
-   and ``scope="period"`` 0.90 3/3 (seed 0), 0.60 2/3 (seeds 1, 2), 0.90 3/3 at 12,000
-   customers; with event-anchored training rows and ``scope="anchored"`` 0.60-0.70 2/3.
-   The weekly amounts are ~30-60x below the truth and always rank page timeouts above
-   checkout errors: the purchase lost in the very session of a checkout error or page
-   timeout happens before any weekly snapshot can see it. The anchored scope sees it —
-   those two come out in the true order within ~0.7-1.0x of the truth on every seed — but
-   the rare long support waits and late deliveries (~130 training occurrences each) stay
-   under-learned, so the three small frictions come out in the wrong order.
+   BENCHMARKS.md), Spearman with the true gains / true top three in ours, seeds 0-4: with
+   event-anchored training rows (the default) and ``scope="anchored"`` 0.9 3/3 on four
+   seeds, 0.7 2/3 on one; weekly models and ``scope="period"`` 0.7, 0.2, 0.9, -0.1, 0.6.
+   The weekly amounts of checkout errors and page timeouts are 2-5% of the truth (the
+   purchase lost in the very session happens before any weekly snapshot can see it) and
+   always in the wrong order; the anchored scope gets both first, in order, at
+   0.76-1.12x. Its misses are at the bottom: long support waits and late deliveries
+   (~400 each a run) are valued at 5-35% of the truth, so frequent irrelevant e-mails
+   (~$0.05 each) can overtake them.
 
    Summed over rows; a 95% percentile bootstrap interval resamples customers (all of a
    customer's rows together; multinomial weights × per-customer impacts, seeded); the
