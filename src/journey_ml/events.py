@@ -1115,24 +1115,8 @@ def _counting_scatter(
             start[c] = j + 1
 
 
-def _lexsort_codes_time(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Stable permutation ordering rows by (code, ts); codes are >= 0."""
-    n = len(codes)
-    if n < 2:
-        return np.arange(n)
-    same = codes[1:] == codes[:-1]
-    if np.all(codes[1:] >= codes[:-1]) and np.all(ts[1:][same] >= ts[:-1][same]):
-        return np.arange(n)  # already ordered, e.g. files written by this package
-    if np.all(ts[1:] >= ts[:-1]):
-        # Time-ordered (an export's usual order): a stable sort by customer alone keeps
-        # each customer's rows in time order. Codes are dense (factor codes), so one
-        # counting sort does it (0.09 s on 5M rows vs 0.25 s for two radix passes).
-        return _counting_argsort(codes, int(codes.max()) + 1)
-    return _lexsort_unordered(codes, ts)
-
-
 def _lexsort_unordered(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """:func:`_lexsort_codes_time` without the checks for already ordered input."""
+    """Stable permutation ordering rows by (code, ts), codes >= 0, for input in no known order."""
     if len(codes) < 2:
         return np.arange(len(codes))
     # One stable sort on a packed int64 key when codes and (time / common unit) fit.
@@ -1162,22 +1146,6 @@ def _load_kernels() -> None:
     _order_kind(one, one, yes)
     _counting_scatter(one, one, yes, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
     _session_id_bytes(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.uint8), one, one, 0, np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.uint8), False)
-
-
-@numba.njit(cache=True, nogil=True)
-def _counting_argsort(codes: np.ndarray, k: int) -> np.ndarray:
-    """Stable argsort of integer codes in ``[0, k)``."""
-    start = np.zeros(k + 1, dtype=np.int64)
-    for c in codes:
-        start[c + 1] += 1
-    for c in range(k):
-        start[c + 1] += start[c]
-    order = np.empty(len(codes), dtype=np.int64)
-    for i in range(len(codes)):
-        c = codes[i]
-        order[start[c]] = i
-        start[c] += 1
-    return order
 
 
 def _radix_argsort(keys: np.ndarray) -> np.ndarray:
