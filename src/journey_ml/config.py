@@ -58,7 +58,12 @@ _TOP_KEYS = (
     "horizon_days",
     "session_gap_minutes",
     "max_reject_share",
+    "format",
+    "value_per_conversion",
 )
+#: Input formats a journey map may name: ``auto`` picks a reader by file suffix; ``ga4``
+#: and ``segment`` read those exports' nested records (:mod:`journey_ml.formats`).
+FORMATS: tuple[str, ...] = ("auto", "ga4", "segment")
 _STAGE_KEYS = ("name", "events")
 _FRICTION_KEYS = ("event_type", "column", "min", "touchpoint")
 _TOUCHPOINT_SECTION_KEYS = ("by",)
@@ -115,6 +120,10 @@ class JourneyMap:
     horizon_days: float = 14.0
     session_gap_minutes: float = 30.0
     max_reject_share: float = 0.05
+    #: How event files are read: ``auto`` (by suffix), ``ga4`` or ``segment``.
+    format: str = "auto"
+    #: Money per conversion, used to value rankings when the log has no revenue.
+    value_per_conversion: float | None = None
 
     # ------------------------------------------------------------------ derived
     @cached_property
@@ -218,6 +227,12 @@ class JourneyMap:
             raise ConfigError("touchpoints must at least be split by event_type", key="touchpoints.by")
 
         friction = _parse_friction(raw.get("friction") or {})
+        fmt = raw.get("format", "auto")
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}{did_you_mean(str(fmt), FORMATS)}; formats: {list(FORMATS)}", key="format")
+        value_per_conversion = raw.get("value_per_conversion")
+        if value_per_conversion is not None:
+            value_per_conversion = _positive(raw, "value_per_conversion", 1.0)
         return cls(
             stages=stages,
             name=str(raw.get("name", "journey")),
@@ -231,6 +246,8 @@ class JourneyMap:
             horizon_days=_positive(raw, "horizon_days", 14.0),
             session_gap_minutes=_positive(raw, "session_gap_minutes", 30.0),
             max_reject_share=_share(raw, "max_reject_share", 0.05),
+            format=str(fmt),
+            value_per_conversion=value_per_conversion,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +265,8 @@ class JourneyMap:
             "horizon_days": self.horizon_days,
             "session_gap_minutes": self.session_gap_minutes,
             "max_reject_share": self.max_reject_share,
+            "format": self.format,
+            "value_per_conversion": self.value_per_conversion,
         }
 
     def to_yaml(self) -> str:
