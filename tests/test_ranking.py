@@ -199,13 +199,13 @@ def test_ranking_shape_and_records(ranked, trained_bundle) -> None:  # type: ign
     frictions = [f.name for f in trained_bundle.bundle.journey_map.friction]
     assert list(ranked.columns) == list(IMPROVEMENT_COLUMNS)
     assert sorted(ranked["touchpoint"]) == sorted(frictions)
-    assert ranked["expected_revenue_impact"].is_monotonic_decreasing
+    assert ranked["expected_impact"].is_monotonic_decreasing
     assert (ranked["ci_low"] <= ranked["ci_high"] + 1e-9).all()
     assert (ranked["customers_affected"] >= 0).all()
     records = improvements_to_records(ranked)
     assert [r["touchpoint"] for r in records] == list(ranked["touchpoint"])
     for r in records:
-        assert {"touchpoint", "expected_revenue_impact", "ci_low", "ci_high", "customers_affected"} <= set(r)
+        assert {"touchpoint", "expected_impact", "ci_low", "ci_high", "customers_affected"} <= set(r)
 
 
 @pytest.mark.slow
@@ -337,7 +337,7 @@ def test_recovers_truth_ranking(truth_scale) -> None:  # type: ignore[no-untyped
     assert ranked.attrs["scope"] == "anchored" and ranked.attrs["value"] == "total_value"
     est = ranked.set_index("touchpoint")
     names = list(truth)
-    amounts = est["expected_revenue_impact"]
+    amounts = est["expected_impact"]
     rho = spearmanr([amounts[n] for n in names], [truth[n] for n in names])[0]
     order = sorted(names, key=lambda n: -truth[n])
     assert rho >= 0.9 - 1e-9, (rho, amounts.to_dict(), truth)  # 5 items: 0.9 is one adjacent swap

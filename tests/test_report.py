@@ -22,7 +22,7 @@ def _improvements() -> pd.DataFrame:
             "rank": [1, 2, 3],
             "touchpoint": names,
             "touchpoint_group": ["checkout_start", "product_view", "delivery"],
-            "expected_revenue_impact": [1200.0, 400.0, 90.0],
+            "expected_impact": [1200.0, 400.0, 90.0],
             "ci_low": [900.0, 250.0, 10.0],
             "ci_high": [1500.0, 600.0, 160.0],
             "customers_affected": [80, 300, 40],

@@ -173,13 +173,14 @@ def anchor_cutoffs(
         window &= ts > _utc(start)
     if end is not None:
         window &= ts <= _utc(end)
-    # Gone after the first exit: drop events at or after it.
+    # Gone after the first exit: drop events at or after it (never, without exit events).
     exit_mask = events["event_type"].isin(list(journey_map.exit_events)).to_numpy(dtype=bool)
     cust = events["customer_id"].astype("str")
-    first_exit = pd.Series(ts[exit_mask], index=cust[exit_mask].to_numpy()).groupby(level=0).min()
-    exit_at = cust.map(first_exit)
-    gone = np.asarray(pd.DatetimeIndex(exit_at) <= ts, dtype=bool)  # NaT (never exited) compares False
-    eligible = window & ~gone
+    codes, uniques = pd.factorize(cust, sort=False)
+    ns = ts.as_unit("ns").asi8
+    first_exit = np.full(len(uniques), np.iinfo(np.int64).max)
+    np.minimum.at(first_exit, codes[exit_mask], ns[exit_mask])
+    eligible = window & (ns < first_exit[codes])
 
     occ = friction_occurrences(events, journey_map)
     any_friction = np.zeros(len(events), dtype=bool)
@@ -198,6 +199,11 @@ def anchor_cutoffs(
         k = min(len(pool), round(controls_per_anchor * len(hits)))
         pick = np.sort(rng.choice(pool, size=k, replace=False)) if k else pool[:0]
         parts.append(_rows(cust, ts, pick, fr.name, True, 1, j))
+    if not parts:  # a map without frictions has no anchors
+        return pd.DataFrame({
+            "customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[ns, UTC]"),
+            "anchor": pd.Series(dtype=object), "is_control": pd.Series(dtype=bool),
+        })
     out = pd.concat(parts, ignore_index=True)
     # One row per (customer, cutoff): occurrences before controls, frictions in map order.
     out = out.sort_values(["customer_id", "cutoff", "_kind", "_order"], kind="stable")

@@ -5,9 +5,12 @@ Layout::
     bundle.json          metadata: name, created, training window, metrics, versions
     journey_map.yaml     the journey map the models were trained for
     feature_spec.json    the fitted feature spec (vocabularies, feature names)
-    next_stage/          LightGBM text model + meta.json (calibration as plain numbers)
+    next_stage/          LightGBM text model + meta.json (calibration as plain numbers);
+                         absent when the journey shape has a single stage
     drop_off/
-    revenue/
+    revenue/             the value model: revenue, or conversions when the log has no
+                         revenue (``metadata["journey_shape"]["value_unit"]``); absent
+                         when there is neither
     improvements.json    (optional) the touchpoint ranking of the training run
 
 Nothing in a bundle is a pickle and nothing is unpickled on load: LightGBM models are in
@@ -37,15 +40,32 @@ _MODEL_DIRS = {"next_stage": NextStageModel, "drop_off": DropOffModel, "revenue"
 
 @dataclass
 class ModelBundle:
-    """Three fitted models with the journey map and feature spec they belong to."""
+    """The fitted models with the journey map and feature spec they belong to.
+
+    ``next_stage`` and ``revenue`` are None when the journey shape switched them off
+    (``metadata["journey_shape"]`` says why); ``drop_off`` is always there.
+    """
 
     journey_map: JourneyMap
     spec: FeatureSpec
-    next_stage: NextStageModel
+    next_stage: NextStageModel | None
     drop_off: DropOffModel
-    revenue: RevenueModel
+    revenue: RevenueModel | None
     metadata: dict[str, Any] = field(default_factory=dict)
     improvements: list[dict[str, Any]] | None = None
+
+    @property
+    def value_unit(self) -> str:
+        """What the ``revenue`` model predicts: ``revenue``, ``conversions``, or ``drop_offs`` (no model)."""
+        shape = self.metadata.get("journey_shape") or {}
+        if self.revenue is None:
+            return "drop_offs"
+        return str(shape.get("value_unit", "revenue"))
+
+    def off_parts(self) -> dict[str, str]:
+        """Parts of the engine this bundle runs without, and why (from its journey shape)."""
+        parts = (self.metadata.get("journey_shape") or {}).get("parts", {})
+        return {name: str(p["reason"]) for name, p in parts.items() if not p.get("on", True)}
 
     @property
     def version(self) -> str:
@@ -59,7 +79,9 @@ class ModelBundle:
             shutil.rmtree(path)
         path.mkdir(parents=True)
         for name in _MODEL_DIRS:
-            getattr(self, name).save(path / name)
+            model = getattr(self, name)
+            if model is not None:
+                model.save(path / name)
         (path / "journey_map.yaml").write_text(self.journey_map.to_yaml(), encoding="utf-8")
         _write_json(path / "feature_spec.json", self.spec.to_dict())
         _write_json(path / "bundle.json", {"format": BUNDLE_FORMAT, **self.metadata})
@@ -73,19 +95,27 @@ class ModelBundle:
         path = Path(path)
         if not (path / "bundle.json").is_file():
             raise ModelBundleError(f"{path} is not a model bundle: bundle.json is missing")
-        missing = [n for n in (*_MODEL_DIRS, "journey_map.yaml", "feature_spec.json") if not (path / n).exists()]
+        metadata = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+        # A model the journey shape switched off is absent by design; the others must be there.
+        shape = metadata.get("journey_shape") or {}
+        optional = set()
+        if shape.get("parts", {}).get("next_stage", {}).get("on", True) is False:
+            optional.add("next_stage")
+        if shape.get("value_unit") == "drop_offs":
+            optional.add("revenue")
+        required = [n for n in _MODEL_DIRS if n not in optional]
+        missing = [n for n in (*required, "journey_map.yaml", "feature_spec.json") if not (path / n).exists()]
         if missing:
             raise ModelBundleError(f"model bundle {path} is incomplete: missing {missing}")
-        metadata = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
         if metadata.pop("format", None) != BUNDLE_FORMAT:
             raise ModelBundleError(f"model bundle {path} has an unsupported format (expected {BUNDLE_FORMAT})")
         improvements_file = path / "improvements.json"
         return cls(
             journey_map=JourneyMap.from_yaml(path / "journey_map.yaml"),
             spec=FeatureSpec.from_dict(json.loads((path / "feature_spec.json").read_text(encoding="utf-8"))),
-            next_stage=NextStageModel.load(path / "next_stage"),
+            next_stage=NextStageModel.load(path / "next_stage") if (path / "next_stage").exists() else None,
             drop_off=DropOffModel.load(path / "drop_off"),
-            revenue=RevenueModel.load(path / "revenue"),
+            revenue=RevenueModel.load(path / "revenue") if (path / "revenue").exists() else None,
             metadata=metadata,
             improvements=(
                 json.loads(improvements_file.read_text(encoding="utf-8")) if improvements_file.is_file() else None

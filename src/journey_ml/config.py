@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from journey_ml.exceptions import ConfigError, did_you_mean
+from journey_ml.shipped import journey_map_path, resolve_journey_map
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -41,9 +42,9 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "timestamp", "event_type")
 TOUCHPOINT_KEYS: tuple[str, ...] = ("event_type", "channel")
 
-# The shipped map lives in the repository's pipelines/ (the project installs editable);
-# resolved from this file so commands work from any directory.
-DEFAULT_JOURNEY_MAP = Path(__file__).resolve().parents[2] / "pipelines" / "journey_maps" / "ecommerce.yaml"
+# The default map ships as package data (journey_ml.pipelines, edited in the repository's
+# pipelines/; see journey_ml.shipped), so commands find it from any directory and install.
+DEFAULT_JOURNEY_MAP = journey_map_path("ecommerce")
 
 _TOP_KEYS = (
     "name",
@@ -164,7 +165,8 @@ class JourneyMap:
     # ------------------------------------------------------------------ I/O
     @classmethod
     def from_yaml(cls, path: str | Path) -> JourneyMap:
-        path = Path(path)
+        """Load a map from a YAML file, or a shipped map by name (``cdnow``; a file wins)."""
+        path = resolve_journey_map(path)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
@@ -274,7 +276,7 @@ class JourneyMap:
 
 
 def load_journey_map(path: str | Path | None = None) -> JourneyMap:
-    """Load a journey map; ``None`` means the shipped e-commerce map."""
+    """Load a journey map from a file or a shipped map's name; ``None`` means the shipped e-commerce map."""
     return JourneyMap.from_yaml(path if path is not None else DEFAULT_JOURNEY_MAP)
 
 

@@ -110,7 +110,7 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
     for item in (result.extra.get("improvements") or [])[:5]:
         top.add_row(
             str(item["touchpoint"]),
-            f"{item['expected_revenue_impact']:,.0f}",
+            f"{item['expected_impact']:,.0f}",
             f"[{item['ci_low']:,.0f}, {item['ci_high']:,.0f}]",
             f"{item['customers_affected']:,}",
         )

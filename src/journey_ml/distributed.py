@@ -544,7 +544,7 @@ def build_snapshot_splits(
     )
     snaps = build_snapshots(events, journey_map, spec, cutoffs=cutoffs)
     cut = snaps["cutoff"]
-    keep = ["customer_id", "cutoff", *spec.feature_names, "next_stage", "drop_off", "future_revenue", "n_events"]
+    keep = ["customer_id", "cutoff", *spec.feature_names, "next_stage", "drop_off", "future_revenue", "future_conversions", "n_events"]
     train = snaps[cut.isin(list(tr["cutoff"]))][keep].map_partitions(
         _float32_features, spec.feature_names, meta=_float32_features(snaps._meta[keep], spec.feature_names)
     )

@@ -93,6 +93,7 @@ from journey_ml.features import (
     features_at,
 )
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+from journey_ml.shape import NO_FRICTIONS
 
 __all__ = [
     "ANCHOR_COLUMN",
@@ -150,7 +151,8 @@ IMPROVEMENT_COLUMNS: tuple[str, ...] = (
     "rank",
     "touchpoint",
     "touchpoint_group",
-    "expected_revenue_impact",
+    "expected_impact",
+    "unit",
     "ci_low",
     "ci_high",
     "customers_affected",
@@ -205,6 +207,8 @@ def tree_shap(model: Model, X: pd.DataFrame | NDArray[Any], *, backend: str = "n
     Xa = _matrix(X, model)
     k = model.booster_.num_model_per_iteration()
     p = Xa.shape[1]
+    if not len(Xa):  # LightGBM cannot predict zero rows
+        return np.zeros((0, k, p + 1)) if k > 1 else np.zeros((0, p + 1))
     if backend == "native":
         out = np.asarray(
             model.booster_.predict(Xa, pred_contrib=True, num_iteration=model.best_iteration_),
@@ -438,9 +442,14 @@ def friction_impacts(
         affected = np.stack([_affected(Xa, spec, fr, scope, cadence_days) for fr in frictions], axis=1) if F else np.zeros((n, 0), dtype=bool)
     k = len(spec.journey_map.stages)
     stage = np.clip(features["current_stage"].to_numpy(dtype=np.int64), 0, k - 1) if n else np.zeros(0, np.int64)
-    wanted = VALUE_DEFINITIONS if all_variants else (value,)
+    # Without a value model (no revenue, no conversions) a friction is worth the drop-offs it
+    # causes: Δp per row, with "one customer" as the retained value.
+    has_value = bundle.revenue is not None
+    if not has_value:
+        value = "drop_only"
+    wanted = VALUE_DEFINITIONS if all_variants and has_value else (value,)
     variants = {v: np.zeros((n, F)) for v in wanted}
-    need_rev_shap = any(v in ("retained_value", "revenue_shap", "total_value") for v in wanted)
+    need_rev_shap = has_value and any(v in ("retained_value", "revenue_shap", "total_value") for v in wanted)
     drop_points = np.zeros((n, F))
     cf = np.zeros((n, F))
 
@@ -450,9 +459,12 @@ def friction_impacts(
     phi_d = tree_shap(bundle.drop_off, X)
     phi_r = tree_shap(bundle.revenue, X) if need_rev_shap else np.zeros((len(X), len(names) + 1))
     m_d = phi_d.sum(axis=1)
-    m_r = phi_r.sum(axis=1) if need_rev_shap else np.asarray(bundle.revenue.predict_raw(_frame(X, names)), dtype=np.float64)
     p_drop = np.clip(_drop_proba(bundle.drop_off, m_d), 0.0, 1.0 - 1e-6)
-    rev = _revenue(bundle.revenue, m_r)
+    if has_value:
+        m_r = phi_r.sum(axis=1) if need_rev_shap else np.asarray(bundle.revenue.predict_raw(_frame(X, names)), dtype=np.float64)
+        rev = _revenue(bundle.revenue, m_r)
+    else:
+        rev = 1.0 - p_drop
     retained = rev / (1.0 - p_drop)
     annuity = _annuity(features, rows, p_drop, bundle.journey_map.horizon_days, period_end)
     if reference == "unaffected_mean" and F:
@@ -495,7 +507,7 @@ def friction_impacts(
                 att_r = g_r - (float(ref_r[never][:, idx].sum(axis=1).mean()) if never.any() else 0.0)
         if reference != "fixed_row":
             mf_d = np.asarray(bundle.drop_off.predict_raw(_frame(Xf, names)), dtype=np.float64)
-        if reference != "fixed_row" or not need_rev_shap:
+        if has_value and (reference != "fixed_row" or not need_rev_shap):
             mf_r = np.asarray(bundle.revenue.predict_raw(_frame(Xf, names)), dtype=np.float64)
         if not need_rev_shap:
             att_r = np.zeros(int(a.sum()))
@@ -509,7 +521,7 @@ def friction_impacts(
         if counterfactual:
             # Counterfactual: the model's own prediction with the friction fixed.
             dp_cf = pd_a - np.clip(_drop_proba(bundle.drop_off, mf_d), 0.0, 1.0 - 1e-6)
-            rg_cf = _revenue(bundle.revenue, mf_r) - rev_a
+            rg_cf = _revenue(bundle.revenue, mf_r) - rev_a if has_value else np.zeros_like(rev_a)
             cf[out, j] = _value_of_change(value, dp_cf, rg_cf, rev_a, ret_a, pd_a, ann_a)
     return FrictionImpacts(
         frictions=frictions,
@@ -617,7 +629,11 @@ def rank_improvements(
     cadence_days: float = 7.0,
     period_end: Any = None,
 ) -> pd.DataFrame:
-    """Frictions ranked by the revenue gained if each were fixed.
+    """Frictions ranked by the revenue (or conversions, or drop-offs) gained if each were fixed.
+
+    The unit (column ``unit``, ``attrs["unit"]``) follows the bundle's value model
+    (:func:`ranking_unit`): ``revenue``; ``value`` (conversions times the journey map's
+    ``value_per_conversion``); ``conversions``; or ``drop_offs`` without a value model.
 
     Parameters
     ----------
@@ -639,13 +655,17 @@ def rank_improvements(
     Returns
     -------
     DataFrame
-        One row per friction, ordered by ``expected_revenue_impact`` (descending), with
+        One row per friction, ordered by ``expected_impact`` (descending), with
         :data:`IMPROVEMENT_COLUMNS`.
     """
     imp = friction_impacts(
         features, bundle, value=value, counterfactual=counterfactual, scope=scope,
         reference=reference, cadence_days=cadence_days, seed=seed, period_end=period_end,
     )
+    unit, scale = ranking_unit(bundle)
+    if scale != 1.0:
+        imp.impact = imp.impact * scale
+        imp.counterfactual = imp.counterfactual * scale
     codes, uniques = pd.factorize(features["customer_id"].astype("str"), sort=False)
     codes = np.asarray(codes, dtype=np.int64)
     n_cust = len(uniques)
@@ -664,7 +684,8 @@ def rank_improvements(
         {
             "touchpoint": imp.frictions,
             "touchpoint_group": [touchpoint[f] for f in imp.frictions],
-            "expected_revenue_impact": total,
+            "expected_impact": total,
+            "unit": unit,
             "ci_low": lo,
             "ci_high": hi,
             "customers_affected": n_aff.astype(np.int64),
@@ -681,13 +702,37 @@ def rank_improvements(
             "counterfactual_impact": imp.counterfactual.sum(axis=0) if counterfactual else np.nan,
         }
     )
-    df = df.sort_values("expected_revenue_impact", ascending=False, kind="stable").reset_index(drop=True)
+    df = df.sort_values("expected_impact", ascending=False, kind="stable").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.attrs.update(
-        {"customers": n_cust, "rows": len(features), "value": value, "scope": scope,
-         "reference": reference, "n_bootstrap": n_bootstrap, "seed": seed}
+        {"customers": n_cust, "rows": len(features), "value": value if bundle.revenue is not None else "drop_only",
+         "scope": scope, "reference": reference, "n_bootstrap": n_bootstrap, "seed": seed, "unit": unit}
     )
     return df[list(IMPROVEMENT_COLUMNS)]
+
+
+#: Units of a ranking's amounts (see :func:`ranking_unit`).
+RANKING_UNITS: tuple[str, ...] = ("revenue", "value", "conversions", "drop_offs")
+
+
+def ranking_unit(bundle: ModelBundle) -> tuple[str, float]:
+    """The unit a bundle's ranking is valued in, and the factor from its value model's unit.
+
+    Revenue when the log had revenue; without it, conversions lost, turned into money
+    (``value``) by the journey map's ``value_per_conversion`` when set; without a value
+    model at all, drop-offs caused.
+    """
+    unit = bundle.value_unit
+    if unit == "conversions" and bundle.journey_map.value_per_conversion is not None:
+        return "value", float(bundle.journey_map.value_per_conversion)
+    return unit, 1.0
+
+
+def empty_ranking(bundle: ModelBundle, message: str) -> pd.DataFrame:
+    """A ranking with no rows, carrying why (e.g. no frictions are declared) in ``attrs``."""
+    df = pd.DataFrame({c: pd.Series(dtype=object) for c in IMPROVEMENT_COLUMNS})
+    df.attrs.update({"unit": ranking_unit(bundle)[0], "message": message, "customers": 0, "rows": 0})
+    return df
 
 
 def _scoring_time(events: pd.DataFrame, at: Any) -> pd.Timestamp:
@@ -871,6 +916,10 @@ def improvements_for_bundle(
     DataFrame
         See :func:`rank_improvements`; ``attrs["at"]`` holds the (last) scoring time.
     """
+    if not bundle.journey_map.friction:
+        df = empty_ranking(bundle, f"{NO_FRICTIONS}: nothing to rank")
+        df.attrs["at"] = _scoring_time(events, at).isoformat()
+        return df
     if scope is None:
         scope = "at" if at is not None else ("anchored" if bundle.metadata.get("anchored_snapshots") else "period")
     _check_choice("scope", scope, SCOPES)
@@ -901,10 +950,10 @@ def improvements_to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        Each with ``rank``, ``touchpoint``, ``touchpoint_group``, ``expected_revenue_impact``,
+        Each with ``rank``, ``touchpoint``, ``touchpoint_group``, ``expected_impact``,
         ``ci_low``, ``ci_high``, ``customers_affected`` and the other columns.
     """
-    ordered = df.sort_values("expected_revenue_impact", ascending=False, kind="stable")
+    ordered = df.sort_values("expected_impact", ascending=False, kind="stable")
     out: list[dict[str, Any]] = []
     for row in ordered.to_dict(orient="records"):
         clean: dict[str, Any] = {}

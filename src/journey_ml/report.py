@@ -47,16 +47,16 @@ def figure_to_data_uri(fig: Any, *, dpi: int = 110) -> str:
 
 
 def impact_bar_chart(improvements: pd.DataFrame) -> Any:
-    """Horizontal bars of ``expected_revenue_impact`` with the bootstrap interval."""
+    """Horizontal bars of ``expected_impact`` with the bootstrap interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = improvements.sort_values("expected_revenue_impact", kind="stable")
+    df = improvements.sort_values("expected_impact", kind="stable")
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(df) + 1.2))
     y = np.arange(len(df))
-    impact = df["expected_revenue_impact"].to_numpy(dtype=float)
+    impact = df["expected_impact"].to_numpy(dtype=float)
     err = np.vstack([impact - df["ci_low"].to_numpy(dtype=float), df["ci_high"].to_numpy(dtype=float) - impact])
     ax.barh(y, impact, xerr=np.clip(err, 0, None), color="#3b6fd8", capsize=3)
     ax.set_yticks(y, df["touchpoint"].astype(str).tolist())
@@ -180,7 +180,7 @@ def build_report(
         "snapshots with each friction occurrence valued once; interval: 95% bootstrap over customers. "
         "The counterfactual column re-predicts with the friction set to its fixed reference.</p>"
     )
-    cols = [c for c in ("rank", "touchpoint", "touchpoint_group", "expected_revenue_impact", "ci_low", "ci_high",
+    cols = [c for c in ("rank", "touchpoint", "touchpoint_group", "expected_impact", "ci_low", "ci_high",
                         "customers_affected", "mean_drop_off_points", "worst_stage", "counterfactual_impact") if c in improvements.columns]
     parts.append(_table(improvements[cols], left=("touchpoint", "touchpoint_group", "worst_stage")))
     if len(improvements):

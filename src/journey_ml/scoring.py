@@ -2,7 +2,9 @@
 
 Output columns: ``customer_id``, ``current_stage``, ``next_stage``, one ``p_<stage>`` per
 stage, ``drop_off_risk``, ``expected_revenue`` (and ``reasons`` when the ranking module
-supplies reason codes). Batch (``journey-ml score``) and the API call the same
+supplies reason codes). With a single stage the next stage is that stage (probability 1);
+without revenue in the training log ``expected_revenue`` is NaN (absent, never a made-up
+0) and ``expected_conversions`` holds the value model's conversions within the horizon. Batch (``journey-ml score``) and the API call the same
 :func:`score_features` on features built by the same :mod:`journey_ml.features` code.
 """
 
@@ -28,7 +30,10 @@ def score_features(features: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     """Scores for feature rows built with ``bundle.spec`` (keeps their row order)."""
     stages = list(bundle.journey_map.stage_names)
     X = features[bundle.spec.feature_names]
-    proba = bundle.next_stage.predict_proba(X)
+    if bundle.next_stage is not None:
+        proba = bundle.next_stage.predict_proba(X)
+    else:  # one stage: nothing to progress to
+        proba = np.ones((len(X), len(stages)))
     drop = bundle.drop_off.predict_proba(X)
     drop = drop[:, 1] if drop.ndim == 2 else drop
     current = np.clip(features["current_stage"].to_numpy(dtype=np.int64), 0, len(stages) - 1)
@@ -46,7 +51,11 @@ def score_features(features: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     for i, stage in enumerate(stages):
         out[f"p_{stage}"] = proba[:, i]
     out["drop_off_risk"] = drop
-    out["expected_revenue"] = np.maximum(bundle.revenue.predict(X), 0.0)
+    unit = bundle.value_unit
+    value = np.maximum(bundle.revenue.predict(X), 0.0) if bundle.revenue is not None else None
+    out["expected_revenue"] = value if unit == "revenue" else np.full(len(X), np.nan)
+    if unit == "conversions":
+        out["expected_conversions"] = value
     return out
 
 

@@ -261,7 +261,14 @@ class CustomerScore(BaseModel):
         examples=[{"awareness": 0.01, "consideration": 0.04, "decision": 0.55, "purchase": 0.38, "retention": 0.01, "advocacy": 0.01}],
     )
     drop_off_risk: float | None = Field(None, ge=0, le=1, description="Probability of dropping off within the horizon.", examples=[0.42])
-    expected_revenue: float | None = Field(None, ge=0, description="Expected conversion revenue within the horizon.", examples=[23.1])
+    expected_revenue: float | None = Field(
+        None, ge=0, description="Expected conversion revenue within the horizon; null when the model was trained "
+        "without revenue (see GET /metadata, journey_shape).", examples=[23.1],
+    )
+    expected_conversions: float | None = Field(
+        None, ge=0, description="Expected conversions within the horizon, when the model was trained on a log "
+        "without revenue; null otherwise.", examples=[None],
+    )
     reasons: list[Reason] = Field(default_factory=list, description="Top three reason codes (empty when the ranking module is absent).")
     unknown_event_types: list[str] = Field(default_factory=list, description="Event types the journey map does not know (accepted, unused by stages).")
 
@@ -278,6 +285,11 @@ class ImprovementsResponse(BaseModel):
 
     model_version: str
     available: bool = Field(description="False when the serving bundle holds no ranking.")
+    unit: str | None = Field(
+        None, description="What the amounts are in: revenue; value (conversions x value_per_conversion); "
+        "conversions; drop_offs.",
+    )
+    message: str | None = Field(None, description="Why the ranking is empty, e.g. no frictions are declared.")
     improvements: list[dict[str, Any]] = Field(
         description="Touchpoints ranked by expected revenue impact, best first.",
         examples=[[{"touchpoint": "checkout_error", "revenue_impact": 1234.5, "customers_affected": 310}]],
@@ -295,6 +307,10 @@ class MetadataResponse(BaseModel):
     stages: list[str] = Field(description="Journey stages, earliest first.")
     horizon_days: float
     reasons_available: bool = Field(description="Whether per-customer reason codes are produced.")
+    journey_shape: dict[str, Any] | None = Field(
+        None, description="Which parts of the engine this model runs (next_stage, revenue, ranking, ...) and why "
+        "a part is off.",
+    )
 
 
 # ====================================================================== model holder
@@ -640,11 +656,18 @@ def score_request(request: ScoreRequest, holder: ModelHolder, settings: ServiceS
                 next_stage=str(row["next_stage"]),
                 next_stage_probabilities={s: float(row[f"p_{s}"]) for s in stages},
                 drop_off_risk=float(row["drop_off_risk"]),
-                expected_revenue=float(row["expected_revenue"]),
+                expected_revenue=_absent_nan(row["expected_revenue"]),
+                expected_conversions=_absent_nan(row.get("expected_conversions", np.nan)),
                 reasons=[Reason(**r) for r in reasons[k][:3]],
             )
         out.append(CustomerScore(**base))
     return ScoreResponse(model_version=model.version, customers=out)
+
+
+def _absent_nan(value: Any) -> float | None:
+    """A score column's value, or None where the model has no such figure (NaN)."""
+    value = float(value)
+    return None if np.isnan(value) else value
 
 
 def improvements(holder: ModelHolder, top: int | None = None) -> ImprovementsResponse:
@@ -654,7 +677,11 @@ def improvements(holder: ModelHolder, top: int | None = None) -> ImprovementsRes
     items = list(ranked or [])
     if top is not None:
         items = items[:top]
-    return ImprovementsResponse(model_version=model.version, available=ranked is not None, improvements=items)
+    ranking = model.bundle.metadata.get("ranking") or {}
+    return ImprovementsResponse(
+        model_version=model.version, available=ranked is not None, improvements=items,
+        unit=ranking.get("unit"), message=ranking.get("message"),
+    )
 
 
 def metadata(holder: ModelHolder) -> MetadataResponse:
@@ -670,6 +697,7 @@ def metadata(holder: ModelHolder) -> MetadataResponse:
         stages=list(model.bundle.journey_map.stage_names),
         horizon_days=float(model.bundle.journey_map.horizon_days),
         reasons_available=_reason_codes() is not None,
+        journey_shape=meta.get("journey_shape"),
     )
 
 

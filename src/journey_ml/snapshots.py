@@ -22,6 +22,8 @@ Labels
     Progressing wins: a customer who moves on and then unsubscribes is not a drop-off.
 ``future_revenue``
     Revenue of conversion events in ``(t, t + H]``.
+``future_conversions``
+    Number of conversion events in ``(t, t + H]`` (the value label of a log without revenue).
 
 Splitting is by cutoff time, never by random rows, with an embargo so that no training
 label window reaches into the validation period (see :func:`split_by_cutoff`).
@@ -52,7 +54,7 @@ from journey_ml.features import (
     current_stage_codes,
 )
 
-LABELS: tuple[str, ...] = ("current_stage", "next_stage", "drop_off", "future_revenue")
+LABELS: tuple[str, ...] = ("current_stage", "next_stage", "drop_off", "future_revenue", "future_conversions")
 
 
 def make_cutoffs(
@@ -146,7 +148,8 @@ def build_snapshots(
     -------
     DataFrame
         ``customer_id``, ``cutoff``, every ``spec.feature_names`` column, the labels
-        ``next_stage`` (int), ``drop_off`` (int 0/1), ``future_revenue`` (float)
+        ``next_stage`` (int), ``drop_off`` (int 0/1), ``future_revenue`` (float),
+        ``future_conversions`` (int)
         (``current_stage``, int32, is both a feature and a label) and ``n_events``
         (events so far).
         Sorted by customer then cutoff unless ``cutoffs`` was a DataFrame.
@@ -190,6 +193,7 @@ def build_snapshots(
     # Summed directly over the window (never a difference of prefix sums), so it cannot
     # come out slightly negative; the clamp only guards against negative source revenue.
     np.maximum(future_revenue, 0.0, out=future_revenue)
+    future_conversions = np.maximum(hi - lo, 0)
     del lo, hi, later
     n_events = now + 1 - rows.first
     customers = enc.customers
@@ -213,6 +217,7 @@ def build_snapshots(
     out["next_stage"] = next_stage.astype(np.int64)
     out["drop_off"] = drop_off.astype(np.int64)
     out["future_revenue"] = future_revenue
+    out["future_conversions"] = future_conversions.astype(np.int64)
     out["n_events"] = n_events.astype(np.int64)
     out.attrs["horizon_days"] = float(journey_map.horizon_days)
     return out

@@ -40,10 +40,11 @@ from journey_ml.evaluate import (
 )
 from journey_ml.features import FeatureSpec, compute_features
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+from journey_ml.shape import InsufficientDataError, JourneyShape, Part, check_labels, value_target
 from journey_ml.snapshots import build_snapshots, make_cutoffs, split_by_cutoff
 from journey_ml.tuning import TuningResult, tune
 
-LABELS = ("current_stage", "next_stage", "drop_off", "future_revenue")
+#: Every task of the full journey shape; a run fits ``SnapshotSplits.tasks`` of them.
 TASKS = ("next_stage", "drop_off", "revenue")
 Progress = Callable[[str], None]
 
@@ -64,9 +65,25 @@ class SnapshotSplits:
 
     #: The first weekly validation cutoff (anchored validation rows may sit earlier).
     valid_start: pd.Timestamp | None = None
+    #: Which parts the map and data support (None: the full shape, every task on revenue).
+    shape: JourneyShape | None = None
 
     def X(self, part: str) -> pd.DataFrame:
         return getattr(self, part)[self.spec.feature_names]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this run fits (the journey shape's; all of :data:`TASKS` by default)."""
+        return self.shape.tasks if self.shape is not None else TASKS
+
+    @property
+    def value_unit(self) -> str:
+        """What the ``revenue`` task's model predicts: ``revenue`` or ``conversions``."""
+        return self.shape.value_unit if self.shape is not None else "revenue"
+
+    def y(self, task: str, part: str) -> np.ndarray:
+        """The label of ``task`` on the rows of ``part``."""
+        return target(task, getattr(self, part), self.value_unit)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -135,7 +152,9 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
     # The spec's vocabularies (touchpoints, channels) come from events the training period
     # could see: up to the last cutoff before validation starts.
     first_valid = first_validation_cutoff(cutoffs, config)
-    spec = FeatureSpec.fit(events.loc[events["timestamp"] < first_valid], journey_map)
+    train_events = events.loc[events["timestamp"] < first_valid]
+    spec = FeatureSpec.fit(train_events, journey_map)
+    shape = JourneyShape.assess(train_events, journey_map, anchors_enabled=config.anchors.enabled)
     snapshots = build_snapshots(events, journey_map, spec, cutoffs=cutoffs)
     train, valid, test = split_by_cutoff(
         snapshots,
@@ -145,11 +164,16 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
     )
     for name, part in (("train", train), ("validation", valid), ("test", test)):
         if part.empty:
-            raise ValueError(f"the {name} split has no snapshot rows; use more data or fewer cutoffs")
+            raise InsufficientDataError(
+                f"the {name} split has no snapshot rows (no customer is active at its cutoffs); "
+                "use more data or fewer cutoffs",
+                counts={"train": len(train), "validation": len(valid), "test": len(test)},
+            )
+    check_labels(shape, {"train": train, "test": test})
     anchored_rows = 0
     train_weight = None
     valid_start = pd.Timestamp(valid["cutoff"].min())
-    if config.anchors.enabled:
+    if shape.on("anchored_rows"):
         step = pd.Timedelta(days=config.snapshots.cadence_days)
         control_types = control_event_types(events.loc[events["timestamp"] < first_valid], journey_map)
         # Training labels end by the first validation cutoff, as the weekly rows' do.
@@ -169,9 +193,11 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
             valid = pd.concat([valid, more[list(valid.columns)]], ignore_index=True)
         if not np.all(weight == 1.0):
             train_weight = weight
+        if not anchored_rows:
+            shape.parts["anchored_rows"] = Part(False, "no friction occurs in the training period")
     return SnapshotSplits(
         spec=spec, train=train, valid=valid, test=test, anchored_rows=anchored_rows, train_weight=train_weight,
-        valid_start=valid_start,
+        valid_start=valid_start, shape=shape,
     )
 
 
@@ -222,10 +248,11 @@ def first_validation_cutoff(cutoffs: pd.DatetimeIndex, config: TrainConfig) -> p
     """The first validation cutoff; fails clearly when the split cannot fit the cutoffs."""
     needed = config.split.valid_cutoffs + config.split.test_cutoffs + 1
     if len(cutoffs) < needed:
-        raise ValueError(
+        raise InsufficientDataError(
             f"only {len(cutoffs)} snapshot cutoffs fit in the data's time range; the split needs at "
             f"least {needed} (snapshots.cadence_days={config.snapshots.cadence_days}, "
-            f"split.valid_cutoffs={config.split.valid_cutoffs}, split.test_cutoffs={config.split.test_cutoffs})"
+            f"split.valid_cutoffs={config.split.valid_cutoffs}, split.test_cutoffs={config.split.test_cutoffs})",
+            counts={"cutoffs": len(cutoffs), "needed": needed},
         )
     return cutoffs[-(config.split.valid_cutoffs + config.split.test_cutoffs)]
 
@@ -263,14 +290,17 @@ def make_model(task: str, splits: SnapshotSplits, config: TrainConfig, params: d
     raise ValueError(f"unknown task {task!r}; tasks are {TASKS}")
 
 
-def target(task: str, frame: pd.DataFrame) -> np.ndarray:
-    column = {"next_stage": "next_stage", "drop_off": "drop_off", "revenue": "future_revenue"}[task]
-    return frame[column].to_numpy()
+def target(task: str, frame: pd.DataFrame, unit: str = "revenue") -> np.ndarray:
+    """The label of ``task``; the ``revenue`` task's is in ``unit`` (revenue or conversions)."""
+    if task == "revenue":
+        return value_target(frame, unit)
+    return frame[task].to_numpy()
 
 
 def tune_models(splits: SnapshotSplits, config: TrainConfig, *, log_to_mlflow: bool = True) -> dict[str, TuningResult]:
     """One seeded Optuna study per task; the time budget is shared equally."""
-    budget = config.tuning.timeout_seconds / len(TASKS) if config.tuning.timeout_seconds else None
+    tasks = splits.tasks
+    budget = config.tuning.timeout_seconds / len(tasks) if config.tuning.timeout_seconds else None
     train = splits.train
     if 0 < config.tuning.max_rows < len(train):
         train = train.sample(n=config.tuning.max_rows, random_state=config.seed).sort_index()
@@ -279,32 +309,32 @@ def tune_models(splits: SnapshotSplits, config: TrainConfig, *, log_to_mlflow: b
             task,
             lambda params, task=task: make_model(task, splits, config, params),
             train[splits.spec.feature_names],
-            target(task, train),
+            target(task, train, splits.value_unit),
             splits.X("valid"),
-            target(task, splits.valid),
+            splits.y(task, "valid"),
             trials=config.tuning.trials,
             timeout_seconds=budget,
             seed=config.seed,
             log_to_mlflow=log_to_mlflow,
         )
-        for task in TASKS
+        for task in tasks
     }
 
 
 def fit_models(
     splits: SnapshotSplits, config: TrainConfig, tuned: dict[str, TuningResult] | None = None
 ) -> dict[str, Any]:
-    """Fit the three models on train, early-stopped and calibrated on validation."""
+    """Fit the shape's models on train, early-stopped and calibrated on validation."""
     tuned = tuned or {}
     models = {}
-    for task in TASKS:
+    for task in splits.tasks:
         params = tuned[task].best_params if task in tuned else {}
         model = make_model(task, splits, config, params)
         model.fit(
             splits.X("train"),
-            target(task, splits.train),
+            splits.y(task, "train"),
             X_valid=splits.X("valid"),
-            y_valid=target(task, splits.valid),
+            y_valid=splits.y(task, "valid"),
             sample_weight=splits.train_weight,
         )
         models[task] = model
@@ -312,21 +342,23 @@ def fit_models(
 
 
 def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
-    """Every baseline for every task, fitted on the training period."""
-    X, frame = splits.X("train"), splits.train
+    """Every baseline of every task the run fits, fitted on the training period."""
+    X = splits.X("train")
     k = len(splits.spec.journey_map.stages)
-    return {
+    makers: dict[str, dict[str, Callable[[], Any]]] = {
         "next_stage": {
-            "class_prior": ClassPriorBaseline(n_classes=k).fit(X, target("next_stage", frame)),
-            "markov_chain": MarkovChainBaseline(n_classes=k).fit(X, target("next_stage", frame)),
+            "class_prior": lambda: ClassPriorBaseline(n_classes=k),
+            "markov_chain": lambda: MarkovChainBaseline(n_classes=k),
         },
         "drop_off": {
-            "class_prior": ClassPriorBaseline(n_classes=2).fit(X, target("drop_off", frame)),
-            "recency": RecencyBaseline(recency_column="recency_days").fit(X, target("drop_off", frame)),
+            "class_prior": lambda: ClassPriorBaseline(n_classes=2),
+            "recency": lambda: RecencyBaseline(recency_column="recency_days"),
         },
-        "revenue": {
-            "stage_mean": StageMeanRevenueBaseline().fit(X, target("revenue", frame)),
-        },
+        "revenue": {"stage_mean": StageMeanRevenueBaseline},
+    }
+    return {
+        task: {name: make().fit(X, splits.y(task, "train")) for name, make in makers[task].items()}
+        for task in splits.tasks
     }
 
 
@@ -340,8 +372,8 @@ def predict_task(task: str, model: Any, X: pd.DataFrame) -> np.ndarray:
     return model.predict(X)
 
 
-def task_metrics(task: str, frame: pd.DataFrame, pred: np.ndarray, n_stages: int) -> dict[str, Any]:
-    y = target(task, frame)
+def task_metrics(task: str, y: np.ndarray, pred: np.ndarray, n_stages: int) -> dict[str, Any]:
+    """The metrics of ``task`` for labels ``y`` and predictions ``pred``."""
     if task == "next_stage":
         return next_stage_metrics(y, pred, labels=list(range(n_stages)))
     if task == "drop_off":
@@ -362,42 +394,40 @@ def evaluate_models(
         "by_journey_length": journey_length_bucket(frame["n_events"].to_numpy()),
     }
     report: dict[str, Any] = {"model": {}, "baselines": {}, "groups": {}}
-    for task in TASKS:
+    for task in splits.tasks:
+        y = splits.y(task, part)
         pred = predict_task(task, models[task], X)
-        report["model"][task] = task_metrics(task, frame, pred, k)
+        report["model"][task] = task_metrics(task, y, pred, k)
         report["groups"][task] = {
-            name: metrics_by_group(
-                lambda y, p, task=task: _group_metrics(task, y, p, k), target(task, frame), pred, values
-            )
+            name: metrics_by_group(lambda y, p, task=task: task_metrics(task, y, p, k), y, pred, values)
             for name, values in groups.items()
         }
         report["baselines"][task] = {
-            name: task_metrics(task, frame, predict_task(task, baseline, X), k)
+            name: task_metrics(task, y, predict_task(task, baseline, X), k)
             for name, baseline in baselines[task].items()
         }
     return report
-
-
-def _group_metrics(task: str, y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, Any]:
-    if task == "next_stage":
-        return next_stage_metrics(y, pred, labels=list(range(k)))
-    if task == "drop_off":
-        return drop_off_metrics(y, pred)
-    return revenue_metrics(y, pred)
 
 
 PRIMARY = {"drop_off": ("roc_auc", "max"), "next_stage": ("log_loss", "min")}
 
 
 def primary_metrics(report: dict[str, Any]) -> dict[str, float]:
-    return {f"{task}.{name}": float(report["model"][task][name]) for task, (name, _) in PRIMARY.items()}
+    """The gate's metrics of the tasks the run fitted (no next-stage one with a single stage)."""
+    return {
+        f"{task}.{name}": float(report["model"][task][name])
+        for task, (name, _) in PRIMARY.items()
+        if task in report["model"]
+    }
 
 
 def beats(new: dict[str, float], old: dict[str, float]) -> bool:
-    """New wins the gate: no worse on every primary metric and strictly better on one."""
+    """New wins the gate: no worse on every primary metric both have, strictly better on one."""
     not_worse, better = True, False
     for task, (name, direction) in PRIMARY.items():
         key = f"{task}.{name}"
+        if key not in new or key not in old:
+            continue
         a, b = new[key], old[key]
         if not (np.isfinite(a) and np.isfinite(b)):
             return bool(np.isfinite(a)) and not np.isfinite(b)
@@ -422,12 +452,14 @@ def champion_primary_metrics(
         features = compute_features(events, champion.spec, test[["customer_id", "cutoff"]])
     X = features[champion.spec.feature_names]
     k = len(champion.journey_map.stages)
-    return {
+    out = {
         "drop_off.roc_auc": float(drop_off_metrics(test["drop_off"].to_numpy(), predict_task("drop_off", champion.drop_off, X))["roc_auc"]),
-        "next_stage.log_loss": float(
-            next_stage_metrics(test["next_stage"].to_numpy(), predict_task("next_stage", champion.next_stage, X), labels=list(range(k)))["log_loss"]
-        ),
     }
+    if champion.next_stage is not None:
+        out["next_stage.log_loss"] = float(
+            next_stage_metrics(test["next_stage"].to_numpy(), predict_task("next_stage", champion.next_stage, X), labels=list(range(k)))["log_loss"]
+        )
+    return out
 
 
 def flatten_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -478,6 +510,7 @@ def run_training(
     from journey_ml.ranking import (
         DEFAULT_VALUE,
         anchored_features,
+        empty_ranking,
         improvements_to_records,
         rank_improvements,
     )
@@ -508,6 +541,9 @@ def run_training(
         splits = build_snapshot_splits(events, journey_map, config)
         split_summary = splits.describe()
         fingerprint = tracking.data_fingerprint(events)
+    shape = splits.shape
+    for part, reason in (shape.off().items() if shape is not None else ()):
+        step(f"{part} off: {reason}")
 
     with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
         mlflow.log_params(_params(config))
@@ -516,6 +552,9 @@ def run_training(
         mlflow.log_text(journey_map.to_yaml(), "journey_map.yaml")
         mlflow.log_dict(splits.spec.to_dict(), "feature_spec.json")
         mlflow.log_dict(split_summary, "splits.json")
+        if shape is not None:
+            mlflow.set_tags(shape.tags())
+            mlflow.log_dict(shape.to_dict(), "journey_shape.json")
 
         step(f"tuning ({config.tuning.trials} trials per model)")
         tuned = tune_models(splits, config)
@@ -528,7 +567,7 @@ def run_training(
         step("evaluating on the test window")
         report = evaluate_models(splits, models, baselines)
         valid_report = evaluate_models(splits, models, baselines, part="valid")
-        calibration = {task: getattr(models[task], "calibration_report_", {}) for task in TASKS}
+        calibration = {task: getattr(models[task], "calibration_report_", {}) for task in splits.tasks}
 
         mlflow.log_metrics(flatten_metrics(report["model"], "test.model"))
         mlflow.log_metrics(flatten_metrics(report["baselines"], "test.baseline"))
@@ -556,20 +595,26 @@ def run_training(
             # The ranking's default scope follows: anchored rows when the models saw them.
             "anchored_snapshots": bool(splits.anchored_rows),
         }
+        if shape is not None:
+            metadata["journey_shape"] = shape.to_dict()
         bundle = ModelBundle(
             journey_map=journey_map,
             spec=splits.spec,
-            **models,
+            next_stage=models.get("next_stage"),
+            drop_off=models["drop_off"],
+            revenue=models.get("revenue"),
             metadata=metadata,
         )
 
-        step("ranking touchpoint improvements (SHAP)")
         # The revenue friction cost over the evaluation window (validation + test weeks),
         # each occurrence valued once: at its own anchored row when the models were
         # trained with them, else at the weekly snapshot after it (snapshot features
         # already built).
         period_end = splits.test["cutoff"].max()
-        if splits.anchored_rows:
+        if shape is not None and not shape.on("ranking"):
+            ranking = empty_ranking(bundle, shape.parts["ranking"].reason)
+        elif splits.anchored_rows:
+            step("ranking touchpoint improvements (SHAP)")
             first = splits.valid_start if splits.valid_start is not None else splits.valid["cutoff"].min()
             start = first - pd.Timedelta(days=config.snapshots.cadence_days)
             ranking = rank_improvements(
@@ -578,6 +623,7 @@ def run_training(
                 period_end=period_end,
             )
         else:
+            step("ranking touchpoint improvements (SHAP)")
             window = pd.concat([splits.valid, splits.test], ignore_index=True)
             ranking = rank_improvements(
                 window, bundle, n_bootstrap=200, seed=config.seed, scope="period",
@@ -585,6 +631,7 @@ def run_training(
             )
         ranking.attrs["at"] = splits.test["cutoff"].max().isoformat()
         bundle.improvements = improvements_to_records(ranking)
+        bundle.metadata["ranking"] = {"unit": ranking.attrs.get("unit"), "message": ranking.attrs.get("message")}
         report_html = report_for_bundle(bundle, events, ranking)
         mlflow.log_text(ranking.to_csv(index=False), "report/improvements.csv")
         mlflow.log_text(report_html, "report/improvements.html")
@@ -633,7 +680,13 @@ def run_training(
         splits=split_summary,
         tuning={t: r.to_dict() for t, r in tuned.items()},
         seconds=round(time.perf_counter() - started, 2),
-        extra={"improvements": bundle.improvements, "report_path": str(report_path)},
+        extra={
+            "improvements": bundle.improvements,
+            "ranking_unit": ranking.attrs.get("unit"),
+            "ranking_message": ranking.attrs.get("message"),
+            "report_path": str(report_path),
+            "journey_shape": shape.to_dict() if shape is not None else None,
+        },
     )
 
 
@@ -657,16 +710,17 @@ def _log_plots(splits: SnapshotSplits, models: dict[str, Any], report: dict[str,
     import mlflow
 
     X = splits.X("test")
-    y = target("drop_off", splits.test)
+    y = splits.y("drop_off", "test")
     drop = models["drop_off"]
     figures = {
         "plots/calibration_drop_off.png": plot_calibration(y, _uncalibrated_drop_off(drop, X), predict_task("drop_off", drop, X)),
-        "plots/confusion_next_stage.png": plot_confusion(
-            np.asarray(report["model"]["next_stage"]["confusion_matrix"]), list(splits.spec.journey_map.stage_names)
-        ),
         "plots/feature_importance_drop_off.png": plot_feature_importance(drop.booster_),
-        "plots/feature_importance_next_stage.png": plot_feature_importance(models["next_stage"].booster_),
     }
+    if "next_stage" in models:
+        figures["plots/confusion_next_stage.png"] = plot_confusion(
+            np.asarray(report["model"]["next_stage"]["confusion_matrix"]), list(splits.spec.journey_map.stage_names)
+        )
+        figures["plots/feature_importance_next_stage.png"] = plot_feature_importance(models["next_stage"].booster_)
     for path, fig in figures.items():
         mlflow.log_figure(fig, path)
         plt.close(fig)

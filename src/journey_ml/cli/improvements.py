@@ -49,7 +49,7 @@ def improvements(
         table.add_row(
             str(r.rank),
             str(r.touchpoint),
-            f"{r.expected_revenue_impact:,.0f}",
+            f"{r.expected_impact:,.0f}",
             f"[{r.ci_low:,.0f}, {r.ci_high:,.0f}]",
             str(r.customers_affected),
             f"{r.counterfactual_impact:,.0f}",

@@ -11,15 +11,17 @@ from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
 from journey_ml.cli.features import ENGINE_HELP, SCHEDULER_HELP, Engine
+from journey_ml.shipped import train_config_path
 
-DEFAULT_CONFIG = Path("pipelines/train.yaml")
+# The shipped pipelines/train.yaml (package data), whatever the working directory.
+DEFAULT_CONFIG = train_config_path()
 
 
 @app.command()
 def train(
     events: Annotated[Path | None, typer.Argument(help="Event file (CSV/Parquet/JSONL); default: the config's data.")] = None,
-    journey_map: Annotated[Path | None, typer.Option("--journey-map", "-m", help="Journey map YAML (default: the config's).")] = None,
-    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline config YAML.")] = DEFAULT_CONFIG,
+    journey_map: Annotated[Path | None, typer.Option("--journey-map", "-m", help="Journey map YAML or a shipped map's name, e.g. cdnow (default: the config's).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline config YAML (default: the shipped pipelines/train.yaml).")] = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials per model (tuning.trials).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Tuning time budget in seconds (tuning.timeout_seconds).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
@@ -51,7 +53,7 @@ def train(
                 "tracking.uri": tracking_uri,
             }
         )
-        cfg = TrainConfig.from_yaml(config if config.exists() or config != DEFAULT_CONFIG else None, overrides)
+        cfg = TrainConfig.from_yaml(config if config is not None else DEFAULT_CONFIG, overrides)
         if cfg.data is None:
             raise typer.BadParameter("give an EVENTS file or set data: in the config", param_hint="EVENTS")
         jm = JourneyMap.from_yaml(cfg.journey_map)
