@@ -68,6 +68,21 @@ def make_events():
     return canonical
 
 
+def load_service_module() -> Any:
+    """``service/service.py`` imported as the module ``service`` (once per process)."""
+    import importlib.util
+    import sys
+
+    if "service" in sys.modules and hasattr(sys.modules["service"], "JourneyService"):
+        return sys.modules["service"]
+    spec = importlib.util.spec_from_file_location("service", ROOT / "service" / "service.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @dataclass
 class TrainedBundle:
     """A small simulated data set and a bundle trained on it (no MLflow, no tuning)."""
@@ -83,7 +98,7 @@ def train_small_bundle(
     out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11, effects: Any = None
 ) -> TrainedBundle:
     from journey_ml.bundle import ModelBundle
-    from journey_ml.config import AnchorConfig, ModelConfig, TrainConfig
+    from journey_ml.config import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.train import build_snapshot_splits, fit_models
 
@@ -94,6 +109,8 @@ def train_small_bundle(
     # default is trained end to end in test_train and judged in test_ranking).
     config = TrainConfig(
         seed=seed, anchors=AnchorConfig(enabled=False),
+        # Small logs for serving and ranking mechanics, below the quality minimum on purpose.
+        split=SplitConfig(min_train_labels=5, min_test_labels=2),
         model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1),
     )  # fmt: skip
     splits = build_snapshot_splits(sim.events, jm, config)

@@ -23,6 +23,7 @@ def _improvements() -> pd.DataFrame:
             "touchpoint": names,
             "touchpoint_group": ["checkout_start", "product_view", "delivery"],
             "expected_impact": [1200.0, 400.0, 90.0],
+            "unit": ["revenue"] * 3,
             "ci_low": [900.0, 250.0, 10.0],
             "ci_high": [1500.0, 600.0, 160.0],
             "customers_affected": [80, 300, 40],

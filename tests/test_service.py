@@ -3,10 +3,8 @@ parts (validation, limits, auth, hot reload) directly."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ from journey_ml.serving import (
     events_payload,
     score_request,
 )
+from tests.conftest import load_service_module
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
@@ -39,15 +38,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 AT = pd.Timestamp("2026-04-20", tz="UTC")
 
 
-def _load_service_module() -> Any:
-    if "service" in sys.modules and hasattr(sys.modules["service"], "JourneyService"):
-        return sys.modules["service"]
-    spec = importlib.util.spec_from_file_location("service", ROOT / "service" / "service.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["service"] = module
-    spec.loader.exec_module(module)
-    return module
+_load_service_module = load_service_module
 
 
 @pytest.fixture(scope="session")
@@ -167,7 +158,7 @@ def test_metadata_and_improvements(client: Any, small_bundle: Any, make_client: 
     assert meta["model_ref"] == str(small_bundle.bundle_dir)
     assert meta["stages"][0] == "awareness" and meta["horizon_days"] == 14.0
     empty = client.get("/improvements").json()
-    assert empty == {"model_version": "test-1", "available": False, "improvements": []}
+    assert empty == {"model_version": "test-1", "available": False, "improvements": [], "unit": None, "message": None}
 
     ranked = [{"touchpoint": f"t{i}", "revenue_impact": 100.0 - i} for i in range(5)]
     copy = tmp_path / "with_ranking"

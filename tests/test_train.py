@@ -59,7 +59,10 @@ def test_beats_table(new: dict[str, float], old: dict[str, float], expected: boo
 
 def test_beats_needs_every_primary_metric() -> None:
     with pytest.raises(KeyError):
-        beats({"drop_off.roc_auc": 0.8}, gate(0.7, 0.6))
+        beats(gate(0.8, 0.5), {"drop_off.roc_auc": 0.7})
+    # A single-stage run has no next-stage metric: judged on drop-off alone.
+    assert beats({"drop_off.roc_auc": 0.8}, gate(0.7, 0.6))
+    assert not beats({"drop_off.roc_auc": 0.6}, gate(0.7, 0.6))
     assert set(gate(0, 0)) == {f"{task}.{name}" for task, (name, _) in PRIMARY.items()}
 
 
@@ -287,18 +290,20 @@ def test_default_run_is_anchored_and_weekly_is_an_option(runs: Runs) -> None:
 def test_anchored_rows_keep_the_split_and_embargo() -> None:
     """Anchored rows: features at the event, labels inside (t, t + H], train labels end by
     the first validation cutoff, validation labels by the first test cutoff, test weekly."""
-    from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, TrainConfig
+    from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.features import compute_features
     from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.train import build_snapshot_splits
 
     events = simulate(SimulationConfig(customers=800, days=120, seed=4)).events
     jm = JourneyMap.from_yaml(JOURNEY_MAP)
+    # Split mechanics on a small log: below the quality minimum on purpose.
+    split = SplitConfig(min_train_labels=5, min_test_labels=2)
     weekly = build_snapshot_splits(
-        events, jm, TrainConfig(seed=1, model=ModelConfig(n_jobs=1), anchors=AnchorConfig(enabled=False))
+        events, jm, TrainConfig(seed=1, model=ModelConfig(n_jobs=1), anchors=AnchorConfig(enabled=False), split=split)
     )
     config = TrainConfig(
-        seed=1, model=ModelConfig(n_jobs=1),
+        seed=1, model=ModelConfig(n_jobs=1), split=split,
         anchors=AnchorConfig(enabled=True, in_validation=True, controls_per_anchor=2.0, weight=2.0, balance=3.0),
     )
     splits = build_snapshot_splits(events, jm, config)

@@ -416,6 +416,10 @@ class SnapshotConfig:
 class SplitConfig:
     valid_cutoffs: int = 2
     test_cutoffs: int = 2
+    # Rows of each class every model needs in the training and the test period
+    # (journey_ml.shape; README "What your data needs"). Below: an error with the counts.
+    min_train_labels: int = 50
+    min_test_labels: int = 20
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,14 @@ with exactly one ``reject_reason`` -- the first failing check in this order:
                             event type, channel, revenue, session id and properties); the
                             first occurrence in the input is kept
 
+GA4 and Segment exports (journey map ``format: ga4`` or ``format: segment``) are flattened
+by :mod:`journey_ml.formats` first; a row that cannot even be flattened is rejected there,
+before the checks above, with ``bad_json`` (not a JSON object), ``not_an_event`` (a Segment
+``identify``/``group``/``alias`` call), ``bad_structure`` (a record field of the wrong
+JSON shape), ``bad_event_params`` (GA4 parameters that are not a list of ``{key, value}``
+records) or ``duplicate_event_id`` (a replayed Segment ``messageId``). Their rejects carry
+the flattened columns and ``source_record`` (the line as it came).
+
 Timestamp rules
 ---------------
 * Datetime columns (e.g. Parquet timestamps): tz-aware values are converted to UTC,
@@ -87,6 +95,7 @@ import pyarrow.parquet as pq
 
 from journey_ml.config import CANONICAL_COLUMNS, REQUIRED_COLUMNS, JourneyMap
 from journey_ml.exceptions import EventValidationError, did_you_mean
+from journey_ml.formats import EXPORT_FORMATS, read_export
 from journey_ml.stages import stage_reach_counts
 
 __all__ = [
@@ -191,7 +200,10 @@ def load_events(
         CSV columns are all read as strings, so ids keep leading zeros; integer ids in
         Parquet/JSON become their decimal string.
     journey_map : JourneyMap
-        Its ``columns:`` section maps canonical names to source names.
+        Its ``columns:`` section maps canonical names to source names. With ``format:
+        ga4`` or ``segment`` the file is an export read by
+        :func:`journey_ml.formats.read_export` (suffix ignored), and ``columns:`` applies
+        to the flattened columns.
     rejects_path : str or Path, optional
         Where to write the rejected rows (CSV or Parquet by suffix). Written before a
         reject-share failure is raised, so the bad rows can be inspected.
@@ -211,6 +223,17 @@ def load_events(
         or too many rejected rows.
     """
     path = Path(path)
+    if journey_map.format in EXPORT_FORMATS:
+        # Rows that cannot be flattened are rejected by the reader; the rest are validated
+        # like any file, their row numbers mapped back to the export's.
+        export = read_export(path, journey_map.format).with_columns(journey_map.columns)
+        with _gc_paused():
+            checked = _validate(export.frame, journey_map)
+        result = LoadResult(checked.events, export.merge_rejects(checked.rejects), export.rows_in)
+        if rejects_path is not None:
+            write_rejects(result.rejects, rejects_path)
+        _check_share(result, journey_map, max_reject_share)
+        return result
     id_columns = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
     label_columns = [journey_map.source_column(c) for c in ("event_type", "channel")]
     # Loading the compiled kernels takes ~0.35 s in a new process: do it while the file

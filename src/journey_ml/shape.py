@@ -231,13 +231,20 @@ _CLASS_NAMES = {
 }
 
 
-def check_labels(shape: JourneyShape, parts: Mapping[str, pd.DataFrame]) -> None:
+def check_labels(
+    shape: JourneyShape,
+    parts: Mapping[str, pd.DataFrame],
+    *,
+    min_train: int = MIN_TRAIN_LABELS,
+    min_test: int = MIN_TEST_LABELS,
+) -> None:
     """Fail with the counts when a model has too few rows of a class; warn near the minimum.
 
     ``parts`` maps ``"train"`` and ``"test"`` to labelled rows. Records every count in
-    ``shape.labels`` and appends warnings to ``shape.warnings``.
+    ``shape.labels`` and appends warnings to ``shape.warnings``. A class with no rows at
+    all fails whatever the minimum (the model cannot be fitted or evaluated).
     """
-    minimum = {"train": MIN_TRAIN_LABELS, "test": MIN_TEST_LABELS}
+    minimum = {"train": max(min_train, 1), "test": max(min_test, 1)}
     problems: list[str] = []
     for task in shape.tasks:
         pos_name, neg_name = _CLASS_NAMES[task]
@@ -261,8 +268,8 @@ def check_labels(shape: JourneyShape, parts: Mapping[str, pd.DataFrame]) -> None
     if problems:
         raise InsufficientDataError(
             "too little data to train and evaluate:\n  - " + "\n  - ".join(problems)
-            + f"\nEach model needs at least {MIN_TRAIN_LABELS} rows of each class in the training period "
-            f"and {MIN_TEST_LABELS} in the test period (README: 'What your data needs'). Use a longer log or "
+            + f"\nEach model needs at least {minimum['train']} rows of each class in the training period "
+            f"and {minimum['test']} in the test period (README: 'What your data needs'). Use a longer log or "
             "more customers, or move the split (split.test_cutoffs, snapshots.cadence_days).",
             counts=shape.labels,
         )

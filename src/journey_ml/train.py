@@ -169,7 +169,10 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
                 "use more data or fewer cutoffs",
                 counts={"train": len(train), "validation": len(valid), "test": len(test)},
             )
-    check_labels(shape, {"train": train, "test": test})
+    check_labels(
+        shape, {"train": train, "test": test},
+        min_train=config.split.min_train_labels, min_test=config.split.min_test_labels,
+    )
     anchored_rows = 0
     train_weight = None
     valid_start = pd.Timestamp(valid["cutoff"].min())
@@ -422,11 +425,15 @@ def primary_metrics(report: dict[str, Any]) -> dict[str, float]:
 
 
 def beats(new: dict[str, float], old: dict[str, float]) -> bool:
-    """New wins the gate: no worse on every primary metric both have, strictly better on one."""
+    """New wins the gate: no worse on every primary metric it has, strictly better on one.
+
+    ``old`` must have every metric ``new`` has (KeyError otherwise); a single-stage run
+    has no next-stage metric, so it is judged on drop-off alone.
+    """
     not_worse, better = True, False
     for task, (name, direction) in PRIMARY.items():
         key = f"{task}.{name}"
-        if key not in new or key not in old:
+        if key not in new:
             continue
         a, b = new[key], old[key]
         if not (np.isfinite(a) and np.isfinite(b)):
@@ -650,7 +657,9 @@ def run_training(
                     dask_events, champion.spec, splits.test[["customer_id", "cutoff"]]
                 )
             gate["champion"] = champion_primary_metrics(champion, events, splits.test, features=champion_features)
-            promoted = beats(gate["new"], gate["champion"])
+            # Judged on the metrics both have (a journey map with one stage has no next-stage model).
+            shared = {k: v for k, v in gate["new"].items() if k in gate["champion"]}
+            promoted = beats(shared, gate["champion"])
             gate["reason"] = "beats the champion on the primary metrics" if promoted else "does not beat the champion"
 
         with tempfile.TemporaryDirectory() as tmp:
