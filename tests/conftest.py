@@ -110,7 +110,7 @@ def train_small_bundle(
     config = TrainConfig(
         seed=seed, anchors=AnchorConfig(enabled=False),
         # Small logs for serving and ranking mechanics, below the quality minimum on purpose.
-        split=SplitConfig(min_train_labels=5, min_test_labels=2),
+        split=SplitConfig(min_train_labels=2, min_test_labels=1),
         model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1),
     )  # fmt: skip
     splits = build_snapshot_splits(sim.events, jm, config)

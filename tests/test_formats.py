@@ -120,7 +120,8 @@ def write_ga4_parquet(source: Path, target: Path, *, row_group_size: int = 8) ->
             record = json.loads(line)
         except ValueError:
             continue  # a cut-off line
-        if not isinstance(record.get("event_params"), list) or isinstance(record.get("ecommerce"), str):
+        if (not isinstance(record.get("event_params"), list) or isinstance(record.get("ecommerce"), str)
+                or not str(record["event_timestamp"]).isdigit()):
             continue  # not representable in the typed schema
         rows.append(_typed_ga4(record))
         numbers.append(i)
@@ -221,24 +222,27 @@ def test_ga4_session_pairs_customer_and_ga_session_id(tmp_path: Path, ga4_map: J
 
 
 def test_ga4_timestamp_is_integer_microseconds(tmp_path: Path, ga4_map: JourneyMap) -> None:
+    stamps: list[Any] = [
+        "1772359200123456",  # BigQuery JSON: INT64 as a string
+        1772359201000000,  # a number
+        1.7723592e15,  # a whole float
+        "1772359200.5",  # not an integer
+        1772359200,  # seconds: 1970 read as microseconds
+        "10000000000000000000",  # beyond any date
+        "",
+        "2026-03-01T10:00:02Z",  # a time, but not what the schema holds
+    ]
     path = write_lines(tmp_path / "ga4.ndjson", [
-        ga4_record(event_timestamp="1772359200123456"),  # BigQuery JSON: INT64 as a string
-        ga4_record(event_timestamp=1772359201000000),  # a number
-        ga4_record(event_timestamp=1.7723592e15),  # a whole float
-        ga4_record(event_timestamp="1772359200.5"),  # not an integer
-        ga4_record(event_timestamp=1772359200),  # seconds: 1970 in microseconds
-        ga4_record(event_timestamp="10000000000000000000"),  # beyond any date
-        ga4_record(event_timestamp=""),
-        ga4_record(event_timestamp="2026-03-01T10:00:00Z"),  # an unambiguous ISO time is kept
+        ga4_record(event_timestamp=stamp, user_pseudo_id=f"p{i}") for i, stamp in enumerate(stamps)
     ])
     result = load_events(path, ga4_map, max_reject_share=1.0)
-    times = sorted(result.events["timestamp"].astype(str))
-    assert times == [
-        "2026-03-01 10:00:00+00:00", "2026-03-01 10:00:00+00:00",
-        "2026-03-01 10:00:00.123456+00:00", "2026-03-01 10:00:01+00:00",
-    ]
+    times = dict(zip(result.events["customer_id"], result.events["timestamp"], strict=True))
+    assert times == {
+        "p0": pd.Timestamp("2026-03-01T10:00:00.123456Z"), "p1": pd.Timestamp("2026-03-01T10:00:01Z"),
+        "p2": pd.Timestamp("2026-03-01T10:00:00Z"),
+    }
     assert reasons_by_row(result.rejects) == {
-        3: "bad_timestamp", 4: "bad_timestamp", 5: "bad_timestamp", 6: "missing_timestamp",
+        3: "bad_timestamp", 4: "bad_timestamp", 5: "bad_timestamp", 6: "missing_timestamp", 7: "bad_timestamp",
     }
     assert result.rejects["timestamp"].iloc[0] == "<invalid event_timestamp 1772359200.5>"
 
@@ -283,6 +287,7 @@ def test_segment_track_flattens_properties(tmp_path: Path) -> None:
             "timestamp": "client-side", "coupon": None, "gift": True,
         }, context={"campaign": {"medium": "email"}}),
         segment_record(messageId="m2", userId=None, properties={"revenue": 25, "total": 27.5}),
+        segment_record(messageId="m3", userId="  ", properties={"total": 27.5}),
     ])
     frame = read_export(path, "segment").frame
     first, second = frame.iloc[0], frame.iloc[1]
@@ -292,8 +297,9 @@ def test_segment_track_flattens_properties(tmp_path: Path) -> None:
     assert json.loads(first["products"]) == [{"sku": "A"}]
     assert first["property_timestamp"] == "client-side" and first["timestamp"] == "2026-03-01T10:00:00.000Z"
     assert bool(first["gift"]) and frame["gift"].dtype == "boolean"
-    assert frame["total"].tolist() == [27.5, 27.5]
-    assert frame["customer_id"].tolist() == ["u1", "a1"] and frame["event_id"].tolist() == ["m1", "m2"]
+    assert frame["total"].tolist() == [27.5, 27.5, 27.5]
+    assert frame["customer_id"].tolist() == ["u1", "a1", "a1"]  # userId, else (also when blank) anonymousId
+    assert frame["event_id"].tolist() == ["m1", "m2", "m3"]
 
 
 def test_segment_page_screen_and_untyped_calls(tmp_path: Path) -> None:

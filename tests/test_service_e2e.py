@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def e2e_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from tests.conftest import train_small_bundle
 
-    return train_small_bundle(tmp_path_factory.mktemp("e2e") / "bundle", customers=300, days=100)
+    return train_small_bundle(tmp_path_factory.mktemp("e2e") / "bundle", customers=500, days=120)
 
 
 def test_real_server_scores_and_stops(e2e_bundle: Any) -> None:

@@ -137,7 +137,9 @@ def invoke(args: list[str]) -> Any:
 def train_args(events: Path, tmp: Path, uri: str, *extra: str) -> list[str]:
     return [
         "train", str(events), "--config", str(CONFIG), "--journey-map", str(JOURNEY_MAP), "--tracking-uri", uri,
-        "--out", str(tmp / "models"), "--json", "--seed", "5", *extra,
+        "--out", str(tmp / "models"), "--json", "--seed", "5",
+        # 1,500 simulated customers: below the quality minimum of converting rows on purpose.
+        "--set", "split.min_train_labels=10", "--set", "split.min_test_labels=5", *extra,
     ]  # fmt: skip
 
 

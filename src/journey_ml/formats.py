@@ -96,6 +96,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import io
 import json
@@ -385,6 +386,19 @@ def _open_text(path: Path) -> Iterator[IO[str]]:
         yield io.TextIOWrapper(fh, encoding="utf-8", errors="replace")
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while parsing: millions of small dicts and tuples
+    would otherwise trigger collections over an ever larger heap."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(0-based line number, line) of the non-blank lines."""
     with _open_binary(path) as fh:
@@ -532,74 +546,123 @@ def _micros(value: Any) -> int | None:
     return number if -_INT64_MAX <= number <= _INT64_MAX else None
 
 
-def _ga4_param_value(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
+def _int_value(value: Any) -> int:
+    """An ``int_value``: an integer, or its decimal string (BigQuery's JSON)."""
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+        value = int(value)
+    if type(value) is not int or not -_INT64_MAX <= value <= _INT64_MAX:
         raise _BadParams
-    out: dict[str, Any] = dict.fromkeys(_GA4_VALUE_FIELDS)
-    text = value.get("string_value")
-    if text is not None and not isinstance(text, str):
-        raise _BadParams
-    out["string_value"] = text
-    number = value.get("int_value")
-    if number is not None:
-        if isinstance(number, str) and _INTEGER_TEXT.fullmatch(number.strip()):
-            number = int(number)
-        if isinstance(number, bool) or not isinstance(number, int) or abs(number) > _INT64_MAX:
-            raise _BadParams
-        out["int_value"] = number
-    for name in ("float_value", "double_value"):
-        real = value.get(name)
-        if real is None:
-            continue
-        if isinstance(real, str):
-            try:
-                real = float(real)  # BigQuery writes NaN and Infinity as strings
-            except ValueError:
-                raise _BadParams from None
-        if isinstance(real, bool) or not isinstance(real, (int, float)):
-            raise _BadParams
-        out[name] = float(real)
-    return out
+    return value
 
 
-def _ga4_params(params: Any) -> list[dict[str, Any]] | None:
+def _real_value(value: Any) -> float:
+    """A ``float_value``/``double_value``: a number, or its string (BigQuery writes NaN and
+    Infinity as strings)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise _BadParams from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadParams
+    return float(value)
+
+
+_NO_VALUE = (None, None, None, None)
+
+
+def _ga4_params(params: Any) -> list[tuple[str, str | None, int | None, float | None, float | None]]:
+    """``event_params`` as (key, string, int, float, double) tuples; absent is empty."""
     if params is None:
-        return None
-    if not isinstance(params, list):
+        return []
+    if type(params) is not list:
         raise _BadParams
     out = []
     for item in params:
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+        if type(item) is not dict:
             raise _BadParams
-        out.append({"key": item["key"], "value": _ga4_param_value(item.get("value"))})
+        key = item.get("key")
+        value = item.get("value")
+        if type(key) is not str:
+            raise _BadParams
+        if value is None:
+            out.append((key, *_NO_VALUE))
+            continue
+        if type(value) is not dict:
+            raise _BadParams
+        text, number = value.get("string_value"), value.get("int_value")
+        single, double = value.get("float_value"), value.get("double_value")
+        if text is not None and type(text) is not str:
+            raise _BadParams
+        if number is not None and type(number) is not int:
+            number = _int_value(number)
+        elif number is not None and not -_INT64_MAX <= number <= _INT64_MAX:
+            raise _BadParams
+        if single is not None and type(single) is not float:
+            single = _real_value(single)
+        if double is not None and type(double) is not float:
+            double = _real_value(double)
+        out.append((key, text, number, single, double))
     return out
 
 
-def _ga4_row(record: Any) -> dict[str, Any] | str:
-    """One JSON record as a row of ``_GA4_TABLE``, or the reason it cannot be one."""
-    if not isinstance(record, dict):
+_Ga4Params = list[tuple[str, str | None, int | None, float | None, float | None]]
+_GA4_SCALARS = [f.name for f in _GA4_TABLE if f.name != "event_params"]
+
+
+def _ga4_row(record: Any) -> tuple[tuple[Any, ...], _Ga4Params] | str:
+    """One JSON record as (the scalar fields of ``_GA4_TABLE``, its parameters), or the
+    reason it cannot be one."""
+    if type(record) is not dict:
         return BAD_JSON
     try:
         stamp = _scalar(record.get("event_timestamp"))
-        row = {
-            "event_name": _text(record.get("event_name")),
-            "timestamp_us": _micros(stamp),
-            "timestamp_raw": _text(stamp),
-            "user_id": _text(record.get("user_id")),
-            "user_pseudo_id": _text(record.get("user_pseudo_id")),
-            "purchase_revenue": _text(_record(record, "ecommerce").get("purchase_revenue")),
-            "collected_medium": _text(_record(record, "collected_traffic_source").get("manual_medium")),
-            "traffic_medium": _text(_record(record, "traffic_source").get("medium")),
-        }
+        row = (
+            _text(record.get("event_name")),
+            _micros(stamp),
+            _text(stamp),
+            _text(record.get("user_id")),
+            _text(record.get("user_pseudo_id")),
+            _text(_record(record, "ecommerce").get("purchase_revenue")),
+            _text(_record(record, "collected_traffic_source").get("manual_medium")),
+            _text(_record(record, "traffic_source").get("medium")),
+        )
     except _Shape:
         return BAD_STRUCTURE
     try:
-        row["event_params"] = _ga4_params(record.get("event_params"))
+        return row, _ga4_params(record.get("event_params"))
     except _BadParams:
         return BAD_EVENT_PARAMS
-    return row
+
+
+class _Ga4Batch:
+    """Rows of ``_GA4_TABLE`` gathered column by column (far cheaper for Arrow to convert
+    than one nested dict per row and parameter)."""
+
+    def __init__(self) -> None:
+        self.scalars: list[list[Any]] = [[] for _ in _GA4_SCALARS]
+        self.offsets = [0]
+        self.params: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def add(self, row: tuple[Any, ...], params: _Ga4Params) -> None:
+        for column, value in zip(self.scalars, row, strict=True):
+            column.append(value)
+        self.params.extend(params)
+        self.offsets.append(len(self.params))
+
+    def table(self) -> pa.Table:
+        columns = dict(zip(_GA4_SCALARS, self.scalars, strict=True))
+        fields = list(zip(*self.params, strict=True)) if self.params else [[] for _ in range(5)]
+        value = pa.StructArray.from_arrays(
+            [pa.array(f, type=t.type) for f, t in zip(fields[1:], _GA4_VALUE, strict=True)], fields=list(_GA4_VALUE)
+        )
+        items = pa.StructArray.from_arrays([pa.array(fields[0], pa.string()), value], fields=list(_GA4_PARAM))
+        params = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), items, type=pa.list_(_GA4_PARAM))
+        arrays = {name: pa.array(columns[name], _GA4_TABLE.field(name).type) for name in _GA4_SCALARS}
+        return pa.table({**arrays, "event_params": params}, schema=_GA4_TABLE)
 
 
 def _ga4_json_lines(path: Path) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
@@ -607,22 +670,22 @@ def _ga4_json_lines(path: Path) -> tuple[pa.Table, np.ndarray, list[tuple[int, s
     tables: list[pa.Table] = []
     numbers: list[int] = []
     early: list[tuple[int, str]] = []
-    batch: list[dict[str, Any]] = []
-    for i, line in _lines(path):
-        try:
-            row = _ga4_row(json.loads(line))
-        except (ValueError, RecursionError):
-            row = BAD_JSON
-        if isinstance(row, str):
-            early.append((i, row))
-            continue
-        batch.append(row)
-        numbers.append(i)
-        if len(batch) >= _CHUNK_ROWS:
-            tables.append(pa.Table.from_pylist(batch, schema=_GA4_TABLE))
-            batch = []
-    if batch or not tables:
-        tables.append(pa.Table.from_pylist(batch, schema=_GA4_TABLE))
+    batch = _Ga4Batch()
+    with _gc_paused():
+        for i, line in _lines(path):
+            try:
+                got = _ga4_row(json.loads(line))
+            except (ValueError, RecursionError):
+                got = BAD_JSON
+            if isinstance(got, str):
+                early.append((i, got))
+                continue
+            batch.add(*got)
+            numbers.append(i)
+            if len(batch) >= _CHUNK_ROWS:
+                tables.append(batch.table())
+                batch = _Ga4Batch()
+        tables.append(batch.table())
     return pa.concat_tables(tables), np.asarray(numbers, dtype=np.int64), early
 
 
@@ -741,18 +804,24 @@ def _flatten_ga4(table: pa.Table) -> tuple[pd.DataFrame, np.ndarray]:
     items = pc.list_flatten(params)
     key, value = items.flatten()
     values = value.flatten()  # string, int, float, double (null where the item or value is)
-    count = sum(np.asarray(v.is_valid(), dtype=np.int64) for v in values) if len(items) else np.zeros(0, np.int64)
-    blank_key = np.asarray(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(key), ""), True), dtype=bool)
-    bad_item = np.asarray(items.is_null(), dtype=bool) | blank_key | (count > 1)
     key_codes, key_names = _encode(key)
+    # Item checks on the distinct keys only; code -1 (a null key) is blank too.
+    blank = np.array([not k.strip() for k in key_names] + [True], dtype=bool)
+    count = np.zeros(len(items), dtype=np.int8)
+    for v in values:
+        count += np.asarray(v.is_valid(), dtype=np.int8)
+    bad_item = np.asarray(items.is_null(), dtype=bool) | blank[key_codes] | (count > 1)
     bad = np.zeros(n, dtype=bool)
     bad[parent[bad_item]] = True
-    if len(key_names):
-        # A key twice in one row: equal (row, key) pairs sit side by side once sorted.
-        ok = ~bad_item
-        pairs = np.sort(parent[ok] * len(key_names) + key_codes[ok])
-        repeated = pairs[1:][pairs[1:] == pairs[:-1]]
-        bad[repeated // len(key_names)] = True
+    # Items grouped by key, each group in row order (a stable sort of small codes is a
+    # radix sort); a key twice in one row shows as the same row twice in a row.
+    narrow = np.int16 if len(key_names) < 2**15 else np.int64
+    order = np.argsort(key_codes.astype(narrow), kind="stable")
+    bounds = np.searchsorted(key_codes[order], np.arange(len(key_names) + 1))
+    groups = [order[bounds[code] : bounds[code + 1]] for code in range(len(key_names))]
+    for members in groups:
+        rows = parent[members]
+        bad[rows[1:][rows[1:] == rows[:-1]]] = True
 
     customer = pc.if_else(
         pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(col["user_id"]), ""), False),
@@ -767,17 +836,15 @@ def _flatten_ga4(table: pa.Table) -> tuple[pd.DataFrame, np.ndarray]:
         "session_id": None,
         "user_pseudo_id": col["user_pseudo_id"],
     }
-    keep = ~bad[parent] if len(parent) else np.zeros(0, dtype=bool)
-    order = np.argsort(key_codes, kind="stable")
-    bounds = np.searchsorted(key_codes[order], np.arange(len(key_names) + 1))
+    keep = ~bad[parent]
     texts: dict[str, pa.Array] = {}
-    for code, name in enumerate(key_names):
-        members = order[bounds[code] : bounds[code + 1]]
+    for name, members in zip(key_names, groups, strict=True):
         members = members[keep[members]]
         if not len(members):
             continue
-        column, as_text = _param_column(values, members, parent[members], n)
-        texts[name] = as_text
+        column, text = _param_column(values, members, parent[members], n, text=name in ("medium", "ga_session_id"))
+        if text is not None:
+            texts[name] = text
         target = name
         while target in data or target in _RESERVED:  # named like a canonical (or taken) column
             target = f"param_{target}"
@@ -800,22 +867,28 @@ def _encode(arr: pa.Array) -> tuple[np.ndarray, list[str]]:
     return codes, encoded.dictionary.to_pylist()
 
 
-def _param_column(values: list[pa.Array], members: np.ndarray, rows: np.ndarray, n: int) -> tuple[Any, pa.Array]:
-    """One parameter as an ``n``-row column typed by the value fields it uses, and as text."""
+def _param_column(
+    values: list[pa.Array], members: np.ndarray, rows: np.ndarray, n: int, *, text: bool
+) -> tuple[Any, pa.Array | None]:
+    """One parameter as an ``n``-row column typed by the value fields it uses, and (when
+    ``text``) as text."""
     index = np.full(n, -1, dtype=np.int64)
     index[rows] = members
     take = pa.array(index, mask=index < 0)
-    string, integer, single, double = (v.take(take) for v in values)
-    used = [v.null_count < n for v in (string, integer, single, double)]
-    real = pc.coalesce(integer.cast(pa.float64()), single, double)
-    text = pc.coalesce(string, integer.cast(pa.string()), single.cast(pa.string()), double.cast(pa.string()))
-    if used[0] and any(used[1:]):
-        return text, text  # strings and numbers: text
-    if used[0] or not any(used):
-        return string, text
-    if used[1] and not (used[2] or used[3]):
-        return pd.array(integer.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), dtype="Int64"), text
-    return real, text
+    used = [v.take(pa.array(members)).null_count < len(members) for v in values]
+    string, integer, single, double = (v.take(take) if u else None for v, u in zip(values, used, strict=True))
+    numbers = [a for a in (integer, single, double) if a is not None]
+    as_text = None
+    if text or (string is not None and numbers):
+        as_text = pc.coalesce(*([string] if string is not None else []), *(a.cast(pa.string()) for a in numbers)) \
+            if (string is not None or numbers) else pa.nulls(n, pa.string())
+    if string is not None and numbers:
+        return as_text, as_text  # strings and numbers: text
+    if string is not None or not numbers:
+        return (string if string is not None else pa.nulls(n, pa.string())), as_text
+    if integer is not None and len(numbers) == 1:
+        return pd.array(integer.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), dtype="Int64"), as_text
+    return pc.coalesce(*(a.cast(pa.float64()) for a in numbers)), as_text
 
 
 def _first_filled(candidates: list[pa.Array]) -> pa.Array:
@@ -897,37 +970,40 @@ def _put_property(row: dict[str, Any], name: str, value: Any) -> None:
 
 
 def _read_segment(path: Path) -> ExportFrame:
+    # Columns are gathered sparsely (positions, values): a property most calls lack
+    # costs nothing on the others.
     columns: dict[str, tuple[list[int], list[Any]]] = {
         c: ([], []) for c in ("customer_id", "timestamp", "event_type", "channel", "revenue", EVENT_ID, "anonymous_id")
     }
     numbers: list[int] = []
     early: list[tuple[int, str]] = []
     seen_ids: set[str] = set()
-    for i, line in _lines(path):
-        try:
-            row = _segment_row(json.loads(line))
-        except (ValueError, RecursionError):
-            row = BAD_JSON
-        if isinstance(row, str):
-            early.append((i, row))
-            continue
-        event_id = row[EVENT_ID]
-        if not _blank(event_id):
-            event_id = event_id.strip()
-            if event_id in seen_ids:
-                early.append((i, DUPLICATE_EVENT_ID))
+    with _gc_paused():
+        for i, line in _lines(path):
+            try:
+                row = _segment_row(json.loads(line))
+            except (ValueError, RecursionError):
+                row = BAD_JSON
+            if isinstance(row, str):
+                early.append((i, row))
                 continue
-            seen_ids.add(event_id)
-        position = len(numbers)
-        numbers.append(i)
-        for name, value in row.items():
-            if value is None:
-                continue
-            rows, values = columns.setdefault(name, ([], []))
-            rows.append(position)
-            values.append(value)
+            event_id = row[EVENT_ID]
+            if not _blank(event_id):
+                event_id = event_id.strip()
+                if event_id in seen_ids:
+                    early.append((i, DUPLICATE_EVENT_ID))
+                    continue
+                seen_ids.add(event_id)
+            position = len(numbers)
+            numbers.append(i)
+            for name, value in row.items():
+                if value is None:
+                    continue
+                at, values = columns.setdefault(name, ([], []))
+                at.append(position)
+                values.append(value)
     n = len(numbers)
-    data = {name: _typed(values, rows, n) for name, (rows, values) in columns.items()}
+    data = {name: _typed(values, at, n) for name, (at, values) in columns.items()}
     # No session in the Segment spec: sessions come from the inactivity gap.
     data["session_id"] = pd.array([None] * n, dtype="str")
     order = ["customer_id", "timestamp", "event_type", "channel", "revenue", "session_id"]

@@ -30,6 +30,10 @@ How the guesses are made
   Event types that converting customers first meet after converting form a
   ``post_conversion`` stage; a ``repeat_conversion`` stage follows when at least 5% of
   converting customers convert more than once.
+* **Settings**: ``inactivity_days`` from the 99th percentile of the gaps between a
+  customer's visits (kept within 7..90), ``horizon_days`` 14 unless the log is short,
+  and ``max_reject_share`` raised just above the file's reject share (with a warning)
+  so that the draft loads on the file it was drafted from.
 
 Counts use every accepted row; positions use a seeded sample of whole customers (at most
 ``max_sample_customers`` customers and ``max_sample_rows`` rows), chosen by a hash of
@@ -210,7 +214,9 @@ _EXIT_WORDS = frozenset(
     )
 )
 # A declined payment is a friction, a declined application an exit.
-_ATTEMPT_WORDS = frozenset(_words("payment card transaction checkout login otp captcha auth pay"))
+_ATTEMPT_WORDS = frozenset(
+    _words("payment card transaction checkout login otp captcha auth pay coupon promo voucher code discount")
+)
 _CONVERSION_WORDS = frozenset(
     _words(
         "purchase purchased buy bought transaction subscribe subscribed signup registered "
@@ -519,9 +525,9 @@ def draft_from_frame(
         loaded = validate_events(canon, vmap, max_reject_share=1.0)
     events = loaded.events
     if events.empty:
-        reasons = loaded.summary["reasons"]
         raise EventValidationError(
-            f"{source}: every row was rejected with these columns ({_role_list(roles)}); reasons: {reasons}"
+            f"{source}: every row was rejected with these columns ({_role_list(roles)}); "
+            f"reasons: {loaded.summary['reasons']}"
         )
     # Rows an export reader set aside count as rejected when the map is used, too.
     reasons: dict[str, int] = dict(loaded.summary["reasons"])
@@ -621,14 +627,16 @@ def _profile(name: str, series: pd.Series, rng: np.random.Generator) -> ColumnPr
         "datetime", "datetime64", "date",
     ):
         kind = "datetime"
-    texts = uniq.map(lambda v: str(v).strip())
-    blank_u = (texts == "").to_numpy(dtype=bool) | uniq.isna().to_numpy(dtype=bool)
-    if kind in ("integer", "float", "bool"):
-        nums_u = uniq.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif kind == "datetime":
-        nums_u = np.full(len(uniq), np.nan)
+    if kind in ("integer", "float", "bool", "datetime"):
+        texts = None
+        blank_u = uniq.isna().to_numpy(dtype=bool)
+        nums_u = (
+            np.full(len(uniq), np.nan) if kind == "datetime" else uniq.to_numpy(dtype=np.float64, na_value=np.nan)
+        )
     else:
-        nums_u = pd.to_numeric(texts.where(~blank_u, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        texts = uniq.astype("str").str.strip()
+        blank_u = (texts == "").to_numpy(dtype=bool) | uniq.isna().to_numpy(dtype=bool)
+        nums_u = _numbers(texts, blank_u, rng)
     valid = codes >= 0
     blank = np.ones(len(codes), dtype=bool)
     blank[valid] = blank_u[codes[valid]]
@@ -641,7 +649,7 @@ def _profile(name: str, series: pd.Series, rng: np.random.Generator) -> ColumnPr
     fin_vals = nums[finite]
     integral = bool(n_num) and bool(np.all(fin_vals == np.round(fin_vals)))
     distinct = int(np.count_nonzero(~blank_u))
-    first_seen = [texts.iloc[i] for i in range(len(uniq)) if not blank_u[i]][:3]
+    first_seen = [str((texts if texts is not None else uniq).iloc[i]) for i in np.flatnonzero(~blank_u)[:3]]
     examples = tuple(e if len(e) <= 30 else e[:27] + "..." for e in first_seen)
 
     date_share = 0.0
@@ -664,20 +672,45 @@ def _profile(name: str, series: pd.Series, rng: np.random.Generator) -> ColumnPr
     )
 
 
+def _numbers(texts: pd.Series, blank: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Distinct texts as numbers (NaN where not a number or blank).
+
+    Many distinct values (ids, times) are tried on a sample first: when none of the
+    sample is a number, the column is not numeric and parsing millions of strings is
+    skipped.
+    """
+    out = np.full(len(texts), np.nan)
+    todo = np.flatnonzero(~blank)
+    if len(todo) > 100_000:
+        probe = rng.choice(todo, size=20_000, replace=False)
+        if np.isnan(pd.to_numeric(texts.iloc[probe], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)).all():
+            return out
+    out[todo] = pd.to_numeric(texts.iloc[todo], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
 def _date_share(values: pd.Series) -> float:
     """Share of ``values`` (none blank) the loader accepts as timestamps.
 
     Uses :func:`journey_ml.events.validate_events` itself, so the draft's timestamp
-    column parses by exactly the rules ``journey-ml validate`` applies.
+    column parses by exactly the rules ``journey-ml validate`` applies. Each distinct
+    value is parsed once (event names repeat; unparseable text is the slow path).
     """
     n = len(values)
-    probe = pd.DataFrame(
-        {"customer_id": [str(i) for i in range(n)], "timestamp": values, "event_type": "probe"}
-    )
+    if not n:
+        return 0.0
+    codes, uniques = pd.factorize(values)
+    probe = pd.DataFrame({
+        "customer_id": [str(i) for i in range(len(uniques))],
+        "timestamp": pd.Series(uniques, dtype=values.dtype) if len(uniques) else values.iloc[:0],
+        "event_type": "probe",
+    })
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = validate_events(probe, _PROBE_MAP, max_reject_share=1.0)
-    return len(result.events) / n if n else 0.0
+    bad = np.zeros(len(uniques), dtype=bool)
+    bad[result.rejects["row_number"].to_numpy(dtype=np.int64)] = True
+    return 1.0 - float(bad[codes].sum()) / n
 
 
 _PROBE_MAP = JourneyMap.from_dict({"stages": [{"name": "all", "events": []}]})
@@ -1359,6 +1392,12 @@ def _checks(
         )
     if not exits:
         out.append("no exit event found (unsubscribe, cancel, ...): list yours under exit_events if there are any")
+    rarely_last = [e for e in exits if (a.last_share[e] or 0.0) < 0.5]
+    if rarely_last:
+        out.append(
+            f"exit events {rarely_last} are the last event of fewer than half the customers who have them: "
+            "an exit ends a journey, so check they are exits (or make them friction)"
+        )
     if any(f.column for f in frictions):
         out.append("friction thresholds are the 90th percentile of each measure: set the level that hurts customers")
     if not frictions:

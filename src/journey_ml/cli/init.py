@@ -35,6 +35,7 @@ def init_command(
         typer.Option(
             "--column",
             "-c",
+            metavar="ROLE=COLUMN",
             help="Fix a role instead of guessing it: ROLE=COLUMN, e.g. --column timestamp=created. "
             "Roles: customer_id, timestamp, event_type, channel, revenue, session_id. Repeatable.",
         ),
@@ -47,7 +48,8 @@ def init_command(
 ) -> None:
     """Draft a journey map for EVENTS: guess the column roles, conversion, exit and friction
     events and the stage order, and write them as commented YAML that `journey-ml validate`
-    accepts on the same file. A summary of what to check by hand goes to stderr.
+    accepts on the same file. A summary of what to check by hand goes to stderr. GA4
+    BigQuery and Segment exports are recognised and drafted with `format: ga4|segment`.
 
     Positions are measured on a seeded sample of whole customers (at most 20,000 customers
     and 200,000 rows); counts use every row.
