@@ -446,9 +446,9 @@ def test_columns_apply_after_flattening(tmp_path: Path, ga4_map: JourneyMap) -> 
 
 
 def test_unreadable_exports_fail_clearly(tmp_path: Path, segment_map: JourneyMap) -> None:
-    array = tmp_path / "calls.json"
-    array.write_text(json.dumps([segment_record()]))
-    with pytest.raises(EventValidationError, match="JSON array"):
+    array = tmp_path / "calls.json"  # a JSON array, not JSON lines: every line is a bad row
+    array.write_text(json.dumps([segment_record(), segment_record(messageId="m2")], indent=1))
+    with pytest.raises(EventValidationError, match=r"rejected .*top reasons: bad_json: \d+$"):
         load_events(array, segment_map)
     parquet = tmp_path / "calls.parquet"
     pd.DataFrame({"type": ["track"]}).to_parquet(parquet)

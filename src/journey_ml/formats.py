@@ -336,8 +336,8 @@ def read_export(path: str | Path, fmt: str) -> ExportFrame:
     Raises
     ------
     EventValidationError
-        Unknown format, missing or unreadable file, a JSON array instead of JSON lines,
-        a Parquet file without GA4's columns, or a Segment export in Parquet.
+        Unknown format, missing or unreadable file, a Parquet file without GA4's columns,
+        or a Segment export in Parquet.
     """
     path = Path(path)
     if fmt not in EXPORT_FORMATS:
@@ -352,7 +352,8 @@ def read_export(path: str | Path, fmt: str) -> ExportFrame:
                 raise EventValidationError(f"{path} is Parquet; {fmt} exports are read from JSON lines")
             table, row_numbers, early = _ga4_parquet(path), None, []
         else:
-            _refuse_json_array(path)
+            # Every line is a row, even in a file holding a JSON array: its lines are
+            # then rejected as bad_json, not refused wholesale.
             if fmt == "segment":
                 return _read_segment(path)
             table, row_numbers, early = _ga4_json_lines(path)
@@ -405,15 +406,6 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         for i, line in enumerate(fh):
             if line.strip():
                 yield i, line
-
-
-def _refuse_json_array(path: Path) -> None:
-    with _open_binary(path) as fh:
-        head = fh.read(4096).lstrip()
-    if head.startswith(b"["):
-        raise EventValidationError(
-            f"{path} holds a JSON array; exports are read as JSON lines (one object per line)"
-        )
 
 
 def _source_records(path: Path, wanted: np.ndarray) -> list[str]:

@@ -711,8 +711,13 @@ def rank_improvements(
     return df[list(IMPROVEMENT_COLUMNS)]
 
 
-#: Units of a ranking's amounts (see :func:`ranking_unit`).
-RANKING_UNITS: tuple[str, ...] = ("revenue", "value", "conversions", "drop_offs")
+#: Units of a ranking's amounts (see :func:`ranking_unit`) and how each reads.
+UNIT_WORDS: dict[str, str] = {
+    "revenue": "revenue",
+    "value": "money (conversions x value_per_conversion)",
+    "conversions": "conversions",
+    "drop_offs": "drop-offs (customers lost)",
+}
 
 
 def ranking_unit(bundle: ModelBundle) -> tuple[str, float]:

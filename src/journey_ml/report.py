@@ -53,6 +53,9 @@ def impact_bar_chart(improvements: pd.DataFrame) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from journey_ml.ranking import UNIT_WORDS
+
+    words = UNIT_WORDS[improvements.attrs.get("unit", "revenue")]
     df = improvements.sort_values("expected_impact", kind="stable")
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(df) + 1.2))
     y = np.arange(len(df))
@@ -61,8 +64,8 @@ def impact_bar_chart(improvements: pd.DataFrame) -> Any:
     ax.barh(y, impact, xerr=np.clip(err, 0, None), color="#3b6fd8", capsize=3)
     ax.set_yticks(y, df["touchpoint"].astype(str).tolist())
     ax.axvline(0, color="#333", lw=0.8)
-    ax.set_xlabel("expected revenue gained by fixing it (95% bootstrap interval)")
-    ax.set_title("Touchpoint fixes ranked by expected revenue impact")
+    ax.set_xlabel(f"expected {words} gained by fixing it (95% bootstrap interval)")
+    ax.set_title(f"Touchpoint fixes ranked by expected impact in {words}")
     fig.tight_layout()
     return fig
 
@@ -174,8 +177,12 @@ def build_report(
     if meta:
         parts.append("<p class='meta'>" + " · ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in meta.items()) + "</p>")
     parts.append("<h2>Ranked fixes</h2>")
+    if improvements.attrs.get("message"):
+        parts.append(f"<p class='note'><strong>No ranking:</strong> {html.escape(str(improvements.attrs['message']))}</p>")
+    unit = str(improvements.attrs.get("unit", "revenue"))
+    parts.append(f"<p class='note'>Amounts are in {html.escape(unit)}.</p>")
     parts.append(
-        "<p class='note'>Expected revenue gained if the friction were fixed: over the prediction horizon "
+        "<p class='note'>Expected impact gained if the friction were fixed: over the prediction horizon "
         "for the customers scored at one time, or, for a period ranking, over the period's weekly "
         "snapshots with each friction occurrence valued once; interval: 95% bootstrap over customers. "
         "The counterfactual column re-predicts with the friction set to its fixed reference.</p>"

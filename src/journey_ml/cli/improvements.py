@@ -21,13 +21,13 @@ def improvements(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the 95% interval.")] = 200,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ URIs.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the ranking as a JSON list ordered by impact.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print {at, unit, message, improvements: [...]} (ordered by impact).")] = False,
 ) -> None:
     """Rank friction fixes by the revenue they would bring back (SHAP, with a bootstrap
     interval and a counterfactual check), beside last-touch and Markov attribution."""
     from journey_ml.bundle import load_bundle
     from journey_ml.events import load_events
-    from journey_ml.ranking import improvements_for_bundle, improvements_to_records
+    from journey_ml.ranking import UNIT_WORDS, improvements_for_bundle, improvements_to_records
     from journey_ml.report import report_for_bundle, write_report
 
     with user_errors(), progress("ranking improvements", quiet=json_out):
@@ -39,10 +39,15 @@ def improvements(
             ranking.to_csv(out, index=False)
         if html_out is not None:
             write_report(report_for_bundle(bundle, loaded.events, ranking, at=at), html_out)
+    unit = ranking.attrs.get("unit", "revenue")
+    message = ranking.attrs.get("message")
     if json_out:
-        print_json(improvements_to_records(ranking))
+        print_json({"at": ranking.attrs.get("at"), "unit": unit, "message": message, "improvements": improvements_to_records(ranking)})
         return
-    table = Table(title=f"Touchpoint fixes ranked by expected revenue impact (at {ranking.attrs.get('at')})")
+    if message:
+        console.print(f"[yellow]no ranking:[/] {message}")
+        return
+    table = Table(title=f"Touchpoint fixes ranked by expected impact in {UNIT_WORDS[unit]} (at {ranking.attrs.get('at')})")
     for col in ("rank", "touchpoint", "impact", "95% interval", "customers", "counterfactual", "worst stage"):
         table.add_column(col, justify="left" if col in ("touchpoint", "worst stage") else "right")
     for r in ranking.itertuples(index=False):

@@ -74,6 +74,9 @@ def train(
         print_json(result.to_dict())
         return
     console.print(comparison_table(result.metrics, result.baselines))
+    print_shape(result.extra.get("journey_shape"))
+    if result.extra.get("ranking_message"):
+        console.print(f"[yellow]ranking:[/] {result.extra['ranking_message']}")
     verdict = "[green]promoted to champion[/]" if result.promoted else "[yellow]registered as challenger[/]"
     console.print(f"model {result.model_uri} {verdict} ({result.gate.get('reason')})")
     console.print(f"bundle: {result.bundle_path}   run: {result.run_id}   {result.seconds:.1f}s")
@@ -93,6 +96,8 @@ def comparison_table(metrics: dict, baselines: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for task, names in columns.items():
+        if task not in metrics:  # switched off by the journey shape (see print_shape)
+            continue
         rows = [("lightgbm", metrics[task]), *baselines[task].items()]
         for label, values in rows:
             for metric in names:
@@ -100,6 +105,17 @@ def comparison_table(metrics: dict, baselines: dict) -> Table:
                     table.add_row(task, label, metric, f"{values[metric]:.4f}")
         table.add_section()
     return table
+
+
+def print_shape(shape: dict | None) -> None:
+    """The parts of the engine the journey shape switched off, and the run's warnings."""
+    if not shape:
+        return
+    for name, part in shape["parts"].items():
+        if not part["on"]:
+            console.print(f"[yellow]{name} off:[/] {part['reason']}")
+    for warning in shape.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 @app.command()
@@ -135,13 +151,19 @@ def score(
         "customers": len(scores),
         "at": str(at or loaded.events["timestamp"].max()),
         "mean_drop_off_risk": float(scores["drop_off_risk"].mean()) if len(scores) else None,
-        "expected_revenue": float(scores["expected_revenue"].sum()),
+        # Absent (null), never 0, when the model was trained without revenue.
+        "expected_revenue": float(scores["expected_revenue"].sum()) if bundle.value_unit == "revenue" else None,
         "model_version": bundle.version,
+        "off": bundle.off_parts(),
     }
+    if "expected_conversions" in scores.columns:
+        summary["expected_conversions"] = float(scores["expected_conversions"].sum())
     if json_out:
         print_json(summary)
     else:
         console.print(f"scored {summary['customers']} customers at {summary['at']} -> {out}")
+        for name, reason in summary["off"].items():
+            console.print(f"[yellow]{name} off:[/] {reason}")
 
 
 def _score_dask(
