@@ -164,7 +164,7 @@ def test_installed_wheel_runs_outside_the_repository(tree: Tree, tmp_path: Path)
 
     cli = venv / "bin" / "journey-ml"
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    run([cli, "simulate", "--customers", "1500", "--days", "120", "--seed", "3", "--out", "events.parquet", "--no-truth", "--json"], cwd=work, env=env)
+    run([cli, "simulate", "--customers", "4000", "--days", "120", "--seed", "3", "--out", "events.parquet", "--no-truth", "--json"], cwd=work, env=env)
     checked = json.loads(run([cli, "validate", "events.parquet", "--json"], cwd=work, env=env).stdout)
     assert checked["rows_ok"] > 0 and checked["rows_in"] == checked["rows_ok"] + checked["rows_rejected"]
     trained = json.loads(

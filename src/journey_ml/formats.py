@@ -18,7 +18,7 @@ where INT64 values arrive as strings)
                  user_pseudo_id}`` uses the device id throughout).
 ``timestamp``    ``event_timestamp`` read as integer microseconds since the epoch (a number
                  or a string of digits); anything else there is rejected as
-                 ``bad_timestamp`` and shows as ``<invalid event_timestamp ...>``.
+                 ``bad_timestamp`` (and shows as ``<invalid event_timestamp ...>``).
 ``event_type``   ``event_name``
 ``channel``      the first non-blank of ``collected_traffic_source.manual_medium`` (the
                  event's own UTM medium), the ``medium`` event parameter, and
@@ -685,10 +685,15 @@ def _as_text(arr: pa.Array, where: str) -> pa.Array:
     """A scalar column as strings (numbers as Arrow prints them)."""
     t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
-        return arr.cast(pa.string())
+        return _cast(arr, pa.string())
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t):
         return arr.cast(pa.string())
     raise EventValidationError(f"GA4 column {where} has type {t}; expected a string or a number")
+
+
+def _cast(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """``arr`` as ``target`` (no copy when it already is)."""
+    return arr if arr.type == target else arr.cast(target)
 
 
 def _child(arr: pa.Array, name: str) -> pa.Array | None:
@@ -768,7 +773,7 @@ def _ga4_params_array(params: pa.Array, path: Path) -> pa.Array:
     children = []
     for name, target in zip(_GA4_VALUE_FIELDS, _GA4_VALUE, strict=True):
         child = _child(value, name)
-        children.append(pa.nulls(len(value), target.type) if child is None else child.cast(target.type))
+        children.append(pa.nulls(len(value), target.type) if child is None else _cast(child, target.type))
     value_arr = pa.StructArray.from_arrays(children, fields=list(_GA4_VALUE), mask=value.is_null())
     item_arr = pa.StructArray.from_arrays(
         [_as_text(key, "event_params.key"), value_arr], fields=list(_GA4_PARAM), mask=items.is_null()
@@ -890,14 +895,20 @@ def _first_filled(candidates: list[pa.Array]) -> pa.Array:
 
 
 def _ga4_times(micros: pa.Array, raw: pa.Array) -> pa.Array:
-    """ISO-8601 UTC text of integer microseconds; null where the source is missing or
-    blank; ``<invalid event_timestamp ...>`` (which validation rejects) otherwise."""
+    """``event_timestamp`` for validation: UTC times from the integer microseconds (null
+    where the source is missing or blank). When some source value is not integer
+    microseconds, the column is text instead: ISO-8601 for the good values and
+    ``<invalid event_timestamp ...>`` (which validation rejects) for the others."""
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(raw), ""), True)
+    invalid = pc.and_(pc.is_null(micros), pc.invert(blank))
+    if not pc.any(invalid).as_py():
+        return micros.cast(pa.timestamp("us", tz="UTC"))
     fits = pc.and_(pc.greater_equal(micros, _US_MIN), pc.less(micros, _US_MAX))
     in_range = pc.if_else(pc.fill_null(fits, False), micros, pa.scalar(None, pa.int64()))
     iso = in_range.cast(pa.timestamp("us", tz="UTC")).cast(pa.string())
-    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(raw), ""), True)
-    invalid = pc.binary_join_element_wise("<invalid event_timestamp ", raw, ">", "")
-    return pc.coalesce(iso, pc.if_else(blank, pa.scalar(None, pa.string()), invalid))
+    out_of_range = pc.and_(pc.is_valid(micros), pc.invert(pc.fill_null(fits, False)))
+    marked = pc.if_else(pc.or_(invalid, out_of_range), pc.binary_join_element_wise("<invalid event_timestamp ", raw, ">", ""), pa.scalar(None, pa.string()))
+    return pc.coalesce(iso, marked)
 
 
 def _to_pandas(values: Any) -> Any:
