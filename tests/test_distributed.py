@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from journey_ml import distributed as jd
 from journey_ml import train as tr
 from journey_ml.bundle import ModelBundle
-from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, TrainConfig
+from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, TrackingConfig, TrainConfig
 from journey_ml.features import FeatureSpec, compute_features, features_at
 from journey_ml.scoring import score
 from journey_ml.simulate import SimulationConfig, simulate
@@ -283,3 +283,13 @@ def test_cli_features_dask_engine_matches_pandas_engine(
     got = pd.read_parquet(tmp_path / "fd").sort_values("customer_id", ignore_index=True)
     want = pd.read_parquet(tmp_path / "fp.parquet").sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_dask_engine_refuses_a_shape_it_cannot_train(events: pd.DataFrame, journey_map: JourneyMap, tmp_path: Path, dask_client: object) -> None:
+    """A log without revenue trains with the pandas engine; the Dask engine says why not."""
+    from journey_ml.exceptions import ConfigError
+
+    jd.write_events(events.assign(revenue=0.0), tmp_path, rows_per_file=50_000)
+    with pytest.raises(ConfigError, match="revenue off: no revenue on conversion events.*--engine pandas"):
+        config = TrainConfig(**{**CONFIG.__dict__, "tracking": TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}")})
+        tr.run_training(jd.read_events(tmp_path, journey_map), journey_map, config, client=dask_client)

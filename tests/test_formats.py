@@ -247,6 +247,38 @@ def test_ga4_timestamp_is_integer_microseconds(tmp_path: Path, ga4_map: JourneyM
     assert result.rejects["timestamp"].iloc[0] == "<invalid event_timestamp 1772359200.5>"
 
 
+def test_ga4_integer_times_out_of_range_are_bad(tmp_path: Path, ga4_map: JourneyMap) -> None:
+    # Only integers: the times go to validation as datetimes, not text.
+    stamps = [1772359200000000, 1772359200, 9_000_000_000_000_000_000, -5]
+    path = write_lines(tmp_path / "ga4.ndjson", [
+        ga4_record(event_timestamp=stamp, user_pseudo_id=f"p{i}") for i, stamp in enumerate(stamps)
+    ])
+    assert str(read_export(path, "ga4").frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    result = load_events(path, ga4_map, max_reject_share=1.0)
+    assert result.events["customer_id"].tolist() == ["p0"]
+    assert reasons_by_row(result.rejects) == {1: "bad_timestamp", 2: "bad_timestamp", 3: "bad_timestamp"}
+
+
+@pytest.mark.parametrize("kind", ["int64", "string", "timestamp"])
+def test_ga4_parquet_event_timestamp_types(tmp_path: Path, ga4_map: JourneyMap, kind: str) -> None:
+    micros = [1772359200123456, 1772359260000000, None]
+    column = {
+        "int64": pa.array(micros, pa.int64()),
+        "string": pa.array([None if m is None else str(m) for m in micros], pa.string()),
+        "timestamp": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+    }[kind]
+    path = tmp_path / "ga4.parquet"
+    pq.write_table(pa.table({
+        "event_name": ["page_view", "view_item", "page_view"], "event_timestamp": column,
+        "user_pseudo_id": ["p1", "p1", "p2"],
+    }), path)
+    result = load_events(path, ga4_map, max_reject_share=1.0)
+    assert result.events["timestamp"].tolist() == [
+        pd.Timestamp("2026-03-01T10:00:00.123456Z"), pd.Timestamp("2026-03-01T10:01:00Z"),
+    ]
+    assert reasons_by_row(result.rejects) == {2: "missing_timestamp"}
+
+
 def test_ga4_param_named_like_a_canonical_column_is_prefixed(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "ga4.ndjson", [
         ga4_record(params={"channel": "newsletter", "mixed": 3}),
@@ -368,6 +400,7 @@ def test_detect_format(tmp_path: Path) -> None:
     gz = tmp_path / "segment-2026-03-01.gz"  # the S3 destination's gzipped files
     gz.write_bytes(gzip.compress(SEGMENT_FILE.read_bytes()))
     assert detect_format(gz) == "segment"
+    assert read_export(gz, "segment").rows_in == 29
     assert detect_format(DATA / "bad_events.csv") is None
     plain = write_lines(tmp_path / "events.jsonl", [
         {"customer_id": "1", "timestamp": "2026-03-01", "event_type": "purchase"}] * 3)

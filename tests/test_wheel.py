@@ -175,7 +175,8 @@ def test_installed_wheel_runs_outside_the_repository(tree: Tree, tmp_path: Path)
         ).stdout
     )  # fmt: skip
     assert trained["promoted"] is True
-    assert Path(trained["bundle_path"]).resolve().is_relative_to(work.resolve())
+    bundle = work / trained["bundle_path"]  # relative paths are the working directory's
+    assert (bundle / "journey_map.yaml").is_file() and bundle.resolve().is_relative_to(work.resolve())
     scored = json.loads(
         run([cli, "score", "events.parquet", "--model", "models:/journey-ml@champion", "--tracking-uri", uri, "--out", "scores.csv", "--json"], cwd=work, env=env).stdout
     )

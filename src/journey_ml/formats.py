@@ -80,7 +80,7 @@ came, or the Parquet row as JSON.
 
 Examples
 --------
->>> import json, tempfile
+>>> import json, os, tempfile
 >>> line = {"type": "track", "event": "Order Completed", "userId": "u1",
 ...         "timestamp": "2026-03-01T10:00:00Z", "messageId": "m1",
 ...         "properties": {"total": 30, "order_id": "A1"}}
@@ -91,6 +91,7 @@ Examples
 [['u1', 'Order Completed', 30, 'A1']]
 >>> export.rejects["reject_reason"].tolist(), export.rows_in
 (['not_an_event'], 2)
+>>> os.remove(fh.name)
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ class ExportFrame:
         The export file (re-read for the ``source_record`` of rejected rows).
     frame : pandas.DataFrame
         One row per flattened input row, in input order: the canonical columns (values as
-        the export holds them; :func:`journey_ml.events.validate_events` parses them) and
+        the export holds them, GA4 times as UTC datetimes, or as text when some are not
+        integer microseconds; :func:`journey_ml.events.validate_events` parses them) and
         the flattened properties.
     row_numbers : numpy.ndarray
         Input row number (see module docstring) of each ``frame`` row.
@@ -725,8 +727,7 @@ def _ga4_parquet(path: Path) -> pa.Table:
     def text(arr: pa.Array | None, where: str) -> pa.Array:
         return pa.nulls(n, pa.string()) if arr is None else _as_text(arr, where)
 
-    stamp = column("event_timestamp")
-    assert stamp is not None
+    stamp = table.column("event_timestamp").combine_chunks()
     if pa.types.is_integer(stamp.type):
         micros = stamp.cast(pa.int64())
     elif pa.types.is_timestamp(stamp.type):

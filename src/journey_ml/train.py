@@ -38,6 +38,7 @@ from journey_ml.evaluate import (
     next_stage_metrics,
     revenue_metrics,
 )
+from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec, compute_features
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 from journey_ml.shape import InsufficientDataError, JourneyShape, Part, check_labels, value_target
@@ -536,8 +537,10 @@ def run_training(
         dask_events = events
         if config.anchors.enabled:
             step("anchors.enabled: the Dask engine builds weekly snapshots only; no anchored rows")
+        dask_shape = _dask_shape(dask_events, journey_map)
         dask_splits = distributed.build_snapshot_splits(dask_events, journey_map, config)
         splits = dask_splits.in_memory(config.tuning.max_rows, config.seed)
+        splits.shape = dask_shape
         split_summary = dask_splits.describe()
         fingerprint = distributed.data_fingerprint(dask_events)
         # SHAP ranking, report and fingerprint-free steps below take in-memory events.
@@ -697,6 +700,26 @@ def run_training(
             "journey_shape": shape.to_dict() if shape is not None else None,
         },
     )
+
+
+def _dask_shape(events: Any, journey_map: JourneyMap) -> JourneyShape:
+    """The journey shape for the Dask engine, which fits every task of the full shape only.
+
+    Judged on the whole log's conversion events (the pandas engine looks at the training
+    period's); a shape without a next-stage or revenue model is refused with its reasons.
+    """
+    conv = events[events["event_type"].isin(list(journey_map.conversion_events))][["event_type", "revenue"]]
+    shape = JourneyShape.assess(conv.compute(), journey_map, anchors_enabled=False)
+    if journey_map.friction:
+        shape.parts["anchored_rows"] = Part(False, "the Dask engine builds weekly snapshots only")
+    off = {t: shape.parts[t].reason for t in ("next_stage", "revenue") if not shape.on(t)}
+    if off:
+        reasons = "; ".join(f"{t} off: {r}" for t, r in off.items())
+        raise ConfigError(
+            f"the Dask engine trains the full journey shape only ({reasons}); train this log with --engine pandas",
+            key="engine",
+        )
+    return shape
 
 
 def _params(config: TrainConfig) -> dict[str, Any]:
