@@ -290,6 +290,6 @@ def test_dask_engine_refuses_a_shape_it_cannot_train(events: pd.DataFrame, journ
     from journey_ml.exceptions import ConfigError
 
     jd.write_events(events.assign(revenue=0.0), tmp_path, rows_per_file=50_000)
-    with pytest.raises(ConfigError, match="revenue off: no revenue on conversion events.*--engine pandas"):
+    with pytest.raises(ConfigError, match=r"revenue off: no revenue on conversion events.*--engine pandas"):
         config = TrainConfig(**{**CONFIG.__dict__, "tracking": TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}")})
         tr.run_training(jd.read_events(tmp_path, journey_map), journey_map, config, client=dask_client)

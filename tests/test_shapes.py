@@ -223,6 +223,9 @@ def test_shape_trains_scores_ranks_and_serves(
     for part, off in expect_off.items():
         tag = run.data.tags[f"journey_ml.part.{part}"]
         assert tag.startswith("off: ") if off else tag == "on", (part, tag)
+    warnings = result.extra["journey_shape"]["warnings"]
+    assert run.data.tags.get("journey_ml.warnings", "") == " | ".join(warnings)[:5000]
+    assert all("close to the minimum" in w for w in warnings)
     bundle = ModelBundle.load(result.bundle_path)
     assert bundle.metadata["journey_shape"]["parts"] == parts
     assert (bundle.next_stage is None) == expect_off["next_stage"]
