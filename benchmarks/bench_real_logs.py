@@ -199,7 +199,7 @@ def run_cutoff(events: pd.DataFrame, cutoff: pd.Timestamp, *, trials: int, caden
     train = splits.train
     at_t = features_at(seen, splits.spec, cutoff).set_index("customer_id").loc[labels["customer_id"]].reset_index()
     prior = ClassPriorBaseline(n_classes=2).fit(train, train["drop_off"].to_numpy())
-    recency = RecencyBaseline().fit(train, train["drop_off"].to_numpy())
+    recency = RecencyBaseline(recency_column="recency_days").fit(train, train["drop_off"].to_numpy())  # as train.py
     scores = {
         "journey_ml": scored["drop_off_risk"].to_numpy(dtype=np.float64),
         "class_prior": prior.predict_proba(at_t)[:, 1],

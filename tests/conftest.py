@@ -10,7 +10,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,32 @@ def load_service_module() -> Any:
     sys.modules["service"] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture()
+def asgi_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """Build starlette TestClients over ``JourneyService.to_asgi()`` for a bundle and env."""
+    from starlette.testclient import TestClient
+
+    module = load_service_module()
+    opened: list[Any] = []
+
+    def build(model: str | Path, **env: str) -> Any:
+        monkeypatch.setenv("JOURNEY_ML_MODEL", str(model))
+        monkeypatch.setenv("JOURNEY_ML_RELOAD_SECONDS", "0")
+        monkeypatch.delenv("JOURNEY_ML_API_TOKEN", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        # Each app build would register BentoML's Prometheus metrics again in this process.
+        module.JourneyService.config["metrics"] = {"enabled": False}
+        client = TestClient(module.JourneyService.to_asgi())
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield build
+    for client in opened:
+        client.__exit__(None, None, None)
 
 
 @dataclass

@@ -50,29 +50,9 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture()
-def make_client(small_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
-    """Build a TestClient over ``JourneyService.to_asgi()`` with extra environment."""
-    from starlette.testclient import TestClient
-
-    module = _load_service_module()
-    opened: list[Any] = []
-
-    def build(model: str | Path | None = None, **env: str) -> Any:
-        monkeypatch.setenv("JOURNEY_ML_MODEL", str(model or small_bundle.bundle_dir))
-        monkeypatch.setenv("JOURNEY_ML_RELOAD_SECONDS", "0")
-        monkeypatch.delenv("JOURNEY_ML_API_TOKEN", raising=False)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        # Each app build would register BentoML's Prometheus metrics again in this process.
-        module.JourneyService.config["metrics"] = {"enabled": False}
-        client = TestClient(module.JourneyService.to_asgi())
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    yield build
-    for client in opened:
-        client.__exit__(None, None, None)
+def make_client(small_bundle: Any, asgi_client: Callable[..., Any]) -> Callable[..., Any]:
+    """Build a TestClient over ``JourneyService.to_asgi()`` (default: the small bundle) with extra environment."""
+    return lambda model=None, **env: asgi_client(model or small_bundle.bundle_dir, **env)
 
 
 @pytest.fixture()

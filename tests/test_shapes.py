@@ -13,7 +13,7 @@ frictions). A tiny log gets the documented error with its counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from journey_ml.config import (
 )
 from journey_ml.events import validate_events
 from journey_ml.shape import MIN_TEST_LABELS, MIN_TRAIN_LABELS, InsufficientDataError
-from tests.conftest import DEFAULT_MAP, load_service_module
+from tests.conftest import DEFAULT_MAP
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -139,29 +139,6 @@ def simulated() -> pd.DataFrame:
     return simulate(SimulationConfig(customers=2500, days=150, seed=5), truth=False).events
 
 
-@pytest.fixture()
-def service_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], Any]]:
-    """The BentoML service's ASGI app over a bundle directory (starlette TestClient)."""
-    from starlette.testclient import TestClient
-
-    module = load_service_module()
-    opened: list[Any] = []
-
-    def build(bundle_dir: Path) -> Any:
-        monkeypatch.setenv("JOURNEY_ML_MODEL", str(bundle_dir))
-        monkeypatch.setenv("JOURNEY_ML_RELOAD_SECONDS", "0")
-        monkeypatch.delenv("JOURNEY_ML_API_TOKEN", raising=False)
-        module.JourneyService.config["metrics"] = {"enabled": False}
-        client = TestClient(module.JourneyService.to_asgi())
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    yield build
-    for client in opened:
-        client.__exit__(None, None, None)
-
-
 def _config(shape: Shape, tmp: Path) -> TrainConfig:
     return TrainConfig(
         seed=3,
@@ -176,7 +153,7 @@ def _config(shape: Shape, tmp: Path) -> TrainConfig:
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
 def test_shape_trains_scores_ranks_and_serves(
-    shape: Shape, simulated: pd.DataFrame, tmp_path: Path, service_client: Callable[[Path], Any]
+    shape: Shape, simulated: pd.DataFrame, tmp_path: Path, asgi_client: Callable[..., Any]
 ) -> None:
     import mlflow
 
@@ -257,7 +234,7 @@ def test_shape_trains_scores_ranks_and_serves(
         assert result.extra["improvements"] == []
         assert "no frictions are declared" in result.extra["ranking_message"]
 
-    client = service_client(result.bundle_path)
+    client = asgi_client(result.bundle_path)
     scored_id = str(scores["customer_id"].iloc[0])
     body = events_payload(events[events["customer_id"] == scored_id], as_of=at)
     response = client.post("/score", json=body)

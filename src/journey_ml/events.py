@@ -74,7 +74,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import gc
 import gzip
 import math
 import os
@@ -96,6 +95,7 @@ import pyarrow.parquet as pq
 from journey_ml.config import CANONICAL_COLUMNS, REQUIRED_COLUMNS, JourneyMap
 from journey_ml.exceptions import EventValidationError, did_you_mean
 from journey_ml.formats import EXPORT_FORMATS, read_export
+from journey_ml.runtime import gc_paused
 from journey_ml.stages import stage_reach_counts
 
 __all__ = [
@@ -227,7 +227,7 @@ def load_events(
         # Rows that cannot be flattened are rejected by the reader; the rest are validated
         # like any file, their row numbers mapped back to the export's.
         export = read_export(path, journey_map.format).with_columns(journey_map.columns)
-        with _gc_paused():
+        with gc_paused():
             checked = _validate(export.frame, journey_map)
         result = LoadResult(checked.events, export.merge_rejects(checked.rejects), export.rows_in)
         if rejects_path is not None:
@@ -239,7 +239,7 @@ def load_events(
     # Loading the compiled kernels takes ~0.35 s in a new process: do it while the file
     # is read (Arrow reads without the GIL), not after.
     _start_loading_kernels()
-    with _bulk_arrow_pool(), _gc_paused(), ThreadPoolExecutor(max_workers=1) as early:
+    with _bulk_arrow_pool(), gc_paused(), ThreadPoolExecutor(max_workers=1) as early:
         # Parquet: ids are read first and hashed while the other columns are read.
         id_jobs: list[Future[_Factor]] = []
 
@@ -295,7 +295,7 @@ def validate_events(
         A required column is missing, or the reject share exceeds the limit.
     """
     _require_columns(frame, journey_map, source=None)
-    with _gc_paused():
+    with gc_paused():
         result = _validate(frame, journey_map)
     _check_share(result, journey_map, max_reject_share)
     return result
@@ -513,23 +513,6 @@ def _bulk_arrow_pool() -> Iterator[None]:
         yield
     finally:
         pa.set_memory_pool(previous)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while loading.
-
-    A load makes few container objects, but the kernel loading beside it makes ~60k, so
-    a fresh process ran a full collection mid-load (0.13-0.18 s of 4 s on 5M events).
-    Collection resumes afterwards unless the caller had disabled it.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _read_json(path: Path) -> pd.DataFrame:

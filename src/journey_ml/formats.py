@@ -97,7 +97,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import gc
 import gzip
 import io
 import json
@@ -116,6 +115,7 @@ import pyarrow.parquet as pq
 
 from journey_ml.config import CANONICAL_COLUMNS
 from journey_ml.exceptions import EventValidationError, did_you_mean
+from journey_ml.runtime import gc_paused
 
 __all__ = [
     "EVENT_ID",
@@ -389,19 +389,6 @@ def _open_text(path: Path) -> Iterator[IO[str]]:
         yield io.TextIOWrapper(fh, encoding="utf-8", errors="replace")
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while parsing: millions of small dicts and tuples
-    would otherwise trigger collections over an ever larger heap."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(0-based line number, line) of the non-blank lines."""
     with _open_binary(path) as fh:
@@ -665,7 +652,7 @@ def _ga4_json_lines(path: Path) -> tuple[pa.Table, np.ndarray, list[tuple[int, s
     numbers: list[int] = []
     early: list[tuple[int, str]] = []
     batch = _Ga4Batch()
-    with _gc_paused():
+    with gc_paused():
         for i, line in _lines(path):
             try:
                 got = _ga4_row(json.loads(line))
@@ -982,7 +969,7 @@ def _read_segment(path: Path) -> ExportFrame:
     numbers: list[int] = []
     early: list[tuple[int, str]] = []
     seen_ids: set[str] = set()
-    with _gc_paused():
+    with gc_paused():
         for i, line in _lines(path):
             try:
                 row = _segment_row(json.loads(line))

@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from journey_ml.config import CANONICAL_COLUMNS, REQUIRED_COLUMNS, JourneyMap
+from journey_ml.config import CANONICAL_COLUMNS, REQUIRED_COLUMNS, Friction, JourneyMap
 from journey_ml.events import read_event_file, validate_events
 from journey_ml.exceptions import EventValidationError, did_you_mean
 from journey_ml.formats import detect_format, read_export
@@ -352,14 +352,9 @@ class FrictionProposal:
     reason: str
 
     def spec(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.event_type is not None:
-            out["event_type"] = self.event_type
-        if self.column is not None:
-            out["column"] = self.column
-        if self.min is not None:
-            out["min"] = self.min
-        return out
+        """The journey map's ``friction.<name>`` entry (its touchpoint left to the default)."""
+        rule = Friction(self.name, self.event_type, self.column, self.min).to_dict()
+        return {k: v for k, v in rule.items() if k != "touchpoint"}
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.spec(), "reason": self.reason}
