@@ -33,6 +33,7 @@ from journey_ml.config import JourneyMap
 from journey_ml.exceptions import ModelBundleError
 from journey_ml.features import FeatureSpec
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+from journey_ml.shape import JourneyShape
 
 BUNDLE_FORMAT = 1
 _MODEL_DIRS = {"next_stage": NextStageModel, "drop_off": DropOffModel, "revenue": RevenueModel}
@@ -64,8 +65,8 @@ class ModelBundle:
 
     def off_parts(self) -> dict[str, str]:
         """Parts of the engine this bundle runs without, and why (from its journey shape)."""
-        parts = (self.metadata.get("journey_shape") or {}).get("parts", {})
-        return {name: str(p["reason"]) for name, p in parts.items() if not p.get("on", True)}
+        shape = self.metadata.get("journey_shape")
+        return JourneyShape.from_dict(shape).off() if shape else {}
 
     @property
     def version(self) -> str:

@@ -175,8 +175,13 @@ class JourneyShape:
         return tuple(tasks)
 
     def off(self) -> dict[str, str]:
-        """Part -> reason, for the parts that do not run."""
-        return {name: p.reason for name, p in self.parts.items() if not p.on}
+        """Part -> reason, for the parts that do not run (not the conversions model of a
+        log with revenue: the revenue model takes its place)."""
+        return {
+            name: p.reason
+            for name, p in self.parts.items()
+            if not p.on and not (name == "conversions" and self.value_unit == "revenue")
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {

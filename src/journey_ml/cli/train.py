@@ -109,11 +109,12 @@ def comparison_table(metrics: dict, baselines: dict) -> Table:
 
 def print_shape(shape: dict | None) -> None:
     """The parts of the engine the journey shape switched off, and the run's warnings."""
+    from journey_ml.shape import JourneyShape
+
     if not shape:
         return
-    for name, part in shape["parts"].items():
-        if not part["on"]:
-            console.print(f"[yellow]{name} off:[/] {part['reason']}")
+    for name, reason in JourneyShape.from_dict(shape).off().items():
+        console.print(f"[yellow]{name} off:[/] {reason}")
     for warning in shape.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
 
