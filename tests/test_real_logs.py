@@ -2,8 +2,8 @@
 
 CDNOW (23,570 customers who first bought in Q1 1997, every purchase to June 1998) is read
 out of the ``lifetimes==0.11.3`` wheel, fetched once with ``pip download --no-deps`` into
-pytest.s cache (``.pytest_cache/d/real-logs-<package>-<version>``); the tests skip only when the package
-index cannot be reached. At each cutoff ``T`` the log is truncated at ``T``, trained with
+pytest's cache (``.pytest_cache/d/real-logs-<package>-<version>``); the tests skip only when
+the package index cannot be reached. At each cutoff ``T`` the log is truncated at ``T``, trained with
 the shipped ``cdnow`` map (no frictions, no exit events: drop-off is silence) and scored at
 ``T``; the scores are then judged against what the customers really did in
 ``(T, T + 90 days]``, which no fitted step saw. The loaders are the benchmark's
@@ -135,3 +135,56 @@ def test_cdnow_trained_and_scored_end_to_end(
     # Revenue at stake ranks customers by what they then spent.
     spent = pd.Series(truth["revenue"].to_numpy())
     assert pd.Series(scores["expected_revenue"].to_numpy()).corr(spent, method="spearman") > 0.25
+
+
+@pytest.fixture(scope="module")
+def mvad(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Log:
+    name, version = bench.MVAD_REQUIREMENT
+    cache = wheel_cache(request, tmp_path_factory, f"{name}-{version}")
+    try:
+        events = bench.mvad_events(cache)
+    except bench.RegistryUnreachableError as exc:
+        pytest.skip(f"cannot reach the package index to fetch {name}=={version} (MVAD): {exc}")
+    return Log(events, cache)
+
+
+def test_mvad_is_the_published_log(mvad: Log) -> None:
+    """712 people, monthly July 1993 to June 1999; every spell start an event."""
+    events = mvad.events
+    assert events["customer_id"].nunique() == 712
+    assert events["timestamp"].min() == pd.Timestamp("1993-07-01", tz="UTC")
+    assert set(events["event_type"]) == {"school", "fe", "he", "training", "employment", "joblessness"}
+    assert (events.groupby("customer_id")["timestamp"].min() == pd.Timestamp("1993-07-01", tz="UTC")).all()
+
+
+def test_mvad_without_revenue_trains_scores_and_ranks_in_conversions(
+    mvad: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real log with no revenue and no exits: the value model counts conversions, the
+    ranking is in conversions with an interval, and expected revenue is absent."""
+    monkeypatch.chdir(tmp_path)
+    mvad.events.to_csv("mvad.csv", index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = [item for key, value in bench.MVAD_SETTINGS.items() for item in ("--set", f"{key}={value}")]
+    trained = invoke(
+        ["train", "mvad.csv", "--journey-map", "mvad", "--tracking-uri", uri, "--out", "models", "--json",
+         "--trials", "0", "--seed", "7", *settings]
+    )  # fmt: skip
+    shape = trained["journey_shape"]
+    assert shape["value_unit"] == "conversions"
+    assert not shape["parts"]["revenue"]["on"] and not shape["parts"]["exit_events"]["on"]
+    # Drop-off beats the recency baseline on the test window of the product's own time split.
+    drop = trained["metrics"]["drop_off"]
+    assert drop["roc_auc"] > trained["baselines"]["drop_off"]["recency"]["roc_auc"]
+    assert drop["brier"] < trained["baselines"]["drop_off"]["class_prior"]["brier"]
+    (fix,) = trained["improvements"]
+    assert fix["touchpoint"] == "joblessness" and fix["unit"] == "conversions"
+    assert fix["ci_low"] <= fix["ci_high"] and fix["customers_affected"] > 0
+
+    summary = invoke(
+        ["score", "mvad.csv", "--model", trained["bundle_path"], "--out", "scores.parquet", "--json"]
+    )  # fmt: skip
+    scores = pd.read_parquet("scores.parquet")
+    assert summary["customers"] == len(scores) == 712  # inactivity_days keeps the whole panel active
+    assert summary["expected_revenue"] is None and scores["expected_revenue"].isna().all()
+    assert summary["expected_conversions"] > 0 and (scores["expected_conversions"] >= 0).all()
