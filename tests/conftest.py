@@ -69,18 +69,10 @@ def make_events():
 
 
 def load_service_module() -> Any:
-    """``service/service.py`` imported as the module ``service`` (once per process)."""
-    import importlib.util
-    import sys
+    """The BentoML service module (what ``service/service.py`` re-exports)."""
+    from journey_ml import bento_service
 
-    if "service" in sys.modules and hasattr(sys.modules["service"], "JourneyService"):
-        return sys.modules["service"]
-    spec = importlib.util.spec_from_file_location("service", ROOT / "service" / "service.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["service"] = module
-    spec.loader.exec_module(module)
-    return module
+    return bento_service
 
 
 @pytest.fixture()

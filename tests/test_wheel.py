@@ -186,6 +186,22 @@ def test_installed_wheel_runs_outside_the_repository(tree: Tree, tmp_path: Path)
     assert [f"p_{s}" for s in stages] == [c for c in scores.columns if c.startswith("p_")]
     assert scores["drop_off_risk"].between(0, 1).all()
 
+    # The real BentoML server from the installed package (no service/ directory here).
+    served = json.loads(run([python, "-c", SERVE_PROBE, str(bundle)], cwd=work, env=env, timeout=240).stdout)
+    assert served["status"] == 200 and served["package"].startswith(str(venv))
+    assert served["response"]["customers"][0]["status"] in ("scored", "inactive", "exited")
+
+
+SERVE_PROBE = """
+import json, sys
+import pandas as pd
+import journey_ml
+from journey_ml.serving import demo_request
+events = pd.read_parquet("events.parquet")
+out = demo_request(sys.argv[1], events[events["customer_id"] == events["customer_id"].iloc[0]])
+print(json.dumps({"status": out["status"], "response": out["response"], "package": journey_ml.__file__}))
+"""
+
 
 @pytest.mark.slow
 @pytest.mark.e2e

@@ -716,20 +716,6 @@ def check_token(header: str | None, token: str | None) -> bool:
 
 
 # ====================================================================== running the real server
-def service_dir() -> Path:
-    """Directory holding ``service.py`` (``JOURNEY_ML_SERVICE_DIR``, ./service, or the repo's)."""
-    env = os.environ.get("JOURNEY_ML_SERVICE_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / "service", Path(__file__).resolve().parents[2] / "service"]
-    for candidate in candidates:
-        if (candidate / "service.py").is_file():
-            return candidate.resolve()
-    raise JourneyMLError(
-        f"cannot find the BentoML service (service.py) in {[str(c) for c in candidates]}; "
-        "run from the repository root or set JOURNEY_ML_SERVICE_DIR"
-    )
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -737,11 +723,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command(host: str, port: int, *, target: str = "service:JourneyService", working_dir: Path | None = None) -> list[str]:
+#: The service as BentoML imports it: from the installed package, whatever the directory.
+SERVICE_TARGET = "journey_ml.bento_service:JourneyService"
+
+
+def server_command(host: str, port: int, *, target: str = SERVICE_TARGET, working_dir: Path | None = None) -> list[str]:
     """The ``bentoml serve`` command line for the service (same interpreter as this one)."""
     return [
         sys.executable, "-m", "bentoml", "serve", target,
-        "--working-dir", str(working_dir or service_dir()),
+        "--working-dir", str(working_dir or Path.cwd()),
         "--host", host, "--port", str(port),
     ]
 
@@ -768,7 +758,7 @@ class ServerProcess:
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
-        target: str = "service:JourneyService",
+        target: str = SERVICE_TARGET,
         working_dir: Path | None = None,
         start_timeout: float = 180.0,
         stop_timeout: float = 15.0,

@@ -139,3 +139,107 @@ def registry_version_for_uri(model_uri: str, tracking_uri: str | None = None) ->
         return version if version.isdigit() else None
     except MlflowException:
         return None
+
+
+# ---------------------------------------------------------------------------- registry history
+#: Prefix of the model-version tags that hold the registry's history.
+_TAG = "journey_ml"
+
+
+def registered_model_from_uri(model_uri: str) -> str | None:
+    """``NAME`` of ``models:/NAME@alias`` or ``models:/NAME/N`` (None for other references)."""
+    if not model_uri.startswith("models:/"):
+        return None
+    ref = model_uri.removeprefix("models:/")
+    return ref.split("@", 1)[0] if "@" in ref else ref.partition("/")[0] or None
+
+
+def tag_version(version: str, tags: dict[str, str], registered_model: str = DEFAULT_REGISTERED_MODEL) -> None:
+    """Set ``tags`` on a registered model version (values cut to MLflow's 5,000 characters)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_model, version, key, str(value)[:5000])
+
+
+def record_promotion(
+    version: str, alias: str, gate: dict[str, Any], registered_model: str = DEFAULT_REGISTERED_MODEL
+) -> None:
+    """Write the promotion gate's decision and reason on the new version, and the hand-over.
+
+    The new version gets ``journey_ml.gate.{decision,reason,at,against,metrics}``; when it
+    becomes champion also ``journey_ml.champion.from``, and the version it replaces gets
+    ``journey_ml.champion.until`` and ``journey_ml.champion.replaced_by``: together the
+    registry records which version was champion when, and why (:func:`model_history`).
+    """
+    import json
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    previous = gate.get("champion_version")
+    tags = {
+        f"{_TAG}.gate.decision": alias,
+        f"{_TAG}.gate.reason": str(gate.get("reason", "")),
+        f"{_TAG}.gate.at": now,
+        f"{_TAG}.gate.against": str(previous) if previous else "none",
+        f"{_TAG}.gate.metrics": json.dumps(
+            {"new": gate.get("new", {}), "champion": gate.get("champion", {})}, default=float
+        ),
+    }
+    if alias == CHAMPION:
+        tags[f"{_TAG}.champion.from"] = now
+        if previous and str(previous) != str(version):
+            tag_version(
+                str(previous),
+                {f"{_TAG}.champion.until": now, f"{_TAG}.champion.replaced_by": str(version)},
+                registered_model,
+            )
+    tag_version(version, tags, registered_model)
+
+
+def model_history(registered_model: str = DEFAULT_REGISTERED_MODEL) -> list[dict[str, Any]]:
+    """Every version of ``registered_model``, oldest first: aliases now, gate decision and
+    reason, when it was champion (``champion_from`` / ``champion_until`` / ``replaced_by``),
+    the gate's metrics, and the run and retrain run that produced it.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        aliases = dict(client.get_registered_model(registered_model).aliases or {})
+    except MlflowException:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for alias, v in aliases.items():
+        by_version.setdefault(str(v), []).append(alias)
+    versions = client.search_model_versions(f"name = '{registered_model}'")
+    out: list[dict[str, Any]] = []
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        tags = dict(mv.tags or {})
+        try:
+            metrics = json.loads(tags.get(f"{_TAG}.gate.metrics", "{}"))
+        except ValueError:
+            metrics = {}
+        out.append(
+            {
+                "version": str(mv.version),
+                "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
+                "aliases": sorted(by_version.get(str(mv.version), [])),
+                "run_id": mv.run_id,
+                "decision": tags.get(f"{_TAG}.gate.decision"),
+                "reason": tags.get(f"{_TAG}.gate.reason"),
+                "against": tags.get(f"{_TAG}.gate.against"),
+                "champion_from": tags.get(f"{_TAG}.champion.from"),
+                "champion_until": tags.get(f"{_TAG}.champion.until"),
+                "replaced_by": tags.get(f"{_TAG}.champion.replaced_by"),
+                "gate_metrics": metrics,
+                "retrain_run_id": tags.get(f"{_TAG}.retrain.run_id"),
+                "drift_flagged": tags.get(f"{_TAG}.retrain.drift_flagged"),
+            }
+        )
+    return out

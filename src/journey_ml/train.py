@@ -515,6 +515,7 @@ def run_training(
 
     from journey_ml import tracking
     from journey_ml.evaluate import plot_calibration, plot_confusion, plot_feature_importance
+    from journey_ml.modelcard import render_model_card
     from journey_ml.ranking import (
         DEFAULT_VALUE,
         anchored_features,
@@ -670,11 +671,13 @@ def run_training(
             model_uri, version = tracking.log_bundle(staged, name)
         alias = tracking.CHAMPION if promoted else tracking.CHALLENGER
         tracking.set_alias(version, alias, name)
+        tracking.record_promotion(version, alias, gate, name)  # registry history: decision and reason as tags
         mlflow.set_tags({"journey_ml.alias": alias, "journey_ml.model_version": version})
         mlflow.log_dict(gate, "promotion_gate.json")
         mlflow.log_metric("promoted", float(promoted))
 
         bundle.metadata.update({"model_version": version, "model_uri": model_uri, "alias": alias})
+        mlflow.log_text(render_model_card(bundle.metadata, gate=gate), "model_card.md")
         bundle_path = bundle.save(Path(config.out) / config.name)
         report_path = write_report(report_html, bundle_path / "report.html")
 
