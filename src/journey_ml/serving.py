@@ -292,7 +292,7 @@ class ImprovementsResponse(BaseModel):
     message: str | None = Field(None, description="Why the ranking is empty, e.g. no frictions are declared.")
     improvements: list[dict[str, Any]] = Field(
         description="Touchpoints ranked by expected revenue impact, best first.",
-        examples=[[{"touchpoint": "checkout_error", "revenue_impact": 1234.5, "customers_affected": 310}]],
+        examples=[[{"touchpoint": "checkout_error", "expected_impact": 1234.5, "unit": "revenue", "customers_affected": 310}]],
     )
 
 
