@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from journey_ml.config import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig
+from journey_ml.shipped import train_config_path
 
 console = Console()
 
@@ -69,7 +70,7 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
 
     tracking_uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
     config = TrainConfig.from_yaml(
-        "pipelines/train.yaml" if Path("pipelines/train.yaml").exists() else None,
+        train_config_path(),  # the shipped pipelines/train.yaml, from any directory
         {
             "data": str(paths["events"]),
             "tuning.trials": trials,
