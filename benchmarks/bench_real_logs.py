@@ -114,19 +114,8 @@ def cdnow_transactions(cache: Path) -> pd.DataFrame:
 
 
 def cdnow_events(tx: pd.DataFrame) -> pd.DataFrame:
-    """Canonical events: one ``purchase`` per customer-day (same-day orders merged), its revenue summed."""
-    daily = tx.groupby(["customer_id", "date"], sort=True, as_index=False)["revenue"].sum()
-    events = pd.DataFrame(
-        {
-            "customer_id": daily["customer_id"].astype("str"),
-            "timestamp": daily["date"].astype("datetime64[ns, UTC]"),
-            "event_type": pd.Series("purchase", index=daily.index, dtype="str"),
-            "channel": pd.Series("unknown", index=daily.index, dtype="str"),
-            "revenue": daily["revenue"].astype("float64").clip(lower=0.0),
-        }
-    )
-    events["session_id"] = events["customer_id"] + "#" + daily["date"].dt.strftime("%Y%m%d")
-    return events.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
+    """Canonical events: one ``purchase`` per customer-day (``bench_cdnow.canonical_events``)."""
+    return _sibling("bench_cdnow").canonical_events(tx)
 
 
 def mvad_events(cache: Path) -> pd.DataFrame:
