@@ -38,7 +38,7 @@ class TrivialService:
 
 def _train_bundle(out: Path, customers: int, seed: int, *, fit: bool = True) -> tuple[Path, Any]:
     from journey_ml.bundle import ModelBundle
-    from journey_ml.config import ModelConfig, TrainConfig, load_journey_map
+    from journey_ml.config import ModelConfig, SplitConfig, TrainConfig, load_journey_map
     from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.train import build_snapshot_splits, fit_models
 
@@ -46,7 +46,12 @@ def _train_bundle(out: Path, customers: int, seed: int, *, fit: bool = True) -> 
     if not fit:  # only the events are needed: the bundle is given
         return out, sim.events
     jm = load_journey_map()
-    config = TrainConfig(seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20))
+    # A bundle to time requests against, not to judge: the small default log is below the
+    # label minimum of split.min_*_labels (50/20), so the minimum is lowered explicitly.
+    config = TrainConfig(
+        seed=seed, model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20),
+        split=SplitConfig(min_train_labels=2, min_test_labels=1),
+    )
     splits = build_snapshot_splits(sim.events, jm, config)
     models = fit_models(splits, config)
     bundle = ModelBundle(journey_map=jm, spec=splits.spec, **models, metadata={"name": "bench", "model_version": "bench-1"})
