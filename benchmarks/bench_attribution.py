@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_attribution.py [--nsim 1e8] [--runs 2]`
 Fetches the ``channelattribution==2.2.5`` sdist with pip (not committed), reads its path
 data ``src/cypack/data/Data.csv``, installs ChannelAttribution into a separate venv under
 ``bench_output/`` and runs ``markov_model(order=1)`` there through subprocesses; then
-runs our closed-form first-order removal effect (:mod:`journey_ml.attribution`) on the
+runs our closed-form first-order removal effect (:mod:`journey_ml.explain.attribution`) on the
 same data and prints a markdown table of conversions per channel and their relative
 difference (target: every channel within 2%).
 
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="independent high-precision reference runs")
     args = parser.parse_args()
 
-    from journey_ml.attribution import markov_chain_from_paths, markov_removal_effects
+    from journey_ml.explain.attribution import markov_chain_from_paths, markov_removal_effects
 
     data_path = fetch_data()
     python = reference_venv()

@@ -11,7 +11,7 @@ Protocol (the same customers and the same holdout window for both models):
 * evaluation cutoff ``T`` (default 1998-03-31), holdout window ``(T, T + 90 days]``; target
   ``drop_off = 1`` when the customer makes no purchase in the window;
 * **ours**: journey map ``pipelines/journey_maps/cdnow.yaml`` (purchase -> retention); monthly
-  training snapshots built with :func:`journey_ml.snapshots.build_snapshots` from events
+  training snapshots built with :func:`journey_ml.labels.snapshots.build_snapshots` from events
   ``<= T`` only, cutoffs whose label windows end by ``T - 90 days`` for training and the
   cutoff ``T - 90 days`` for validation/early stopping and calibration; the feature spec
   fitted on events before the validation cutoff; :class:`journey_ml.models.DropOffModel`
@@ -119,10 +119,10 @@ def ours(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, cadence_
     """Drop-off probabilities at ``cutoff`` from our pipeline; columns customer_id, drop_off, score."""
     from dataclasses import replace
 
-    from journey_ml.config import JourneyMap, TrainConfig
+    from journey_ml.contract.config import JourneyMap, TrainConfig
     from journey_ml.features import FeatureSpec
-    from journey_ml.snapshots import build_snapshots, make_cutoffs
-    from journey_ml.train import SnapshotSplits, make_model
+    from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
+    from journey_ml.pipeline.train import SnapshotSplits, make_model
 
     jm = JourneyMap.from_yaml(JOURNEY_MAP)
     if jm.horizon_days != horizon_days:

@@ -79,9 +79,9 @@ def child(path: Path, repeats: int) -> dict:
     step alone (VmHWM reset right before ``build_snapshots``; the events stay resident).
     """
     from journey_ml import features as jf
-    from journey_ml.config import load_journey_map
+    from journey_ml.contract.config import load_journey_map
     from journey_ml.features import FeatureSpec
-    from journey_ml.snapshots import build_snapshots, make_cutoffs
+    from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
 
     events = pd.read_parquet(path)
     for col in ("customer_id", "event_type", "channel", "session_id"):
@@ -281,7 +281,7 @@ def main() -> None:
         capture_output=True, text=True, check=True,
     )
     ours = json.loads(res.stdout.strip().splitlines()[-1])
-    from journey_ml.config import load_journey_map
+    from journey_ml.contract.config import load_journey_map
     from journey_ml.features import FeatureSpec
 
     jm = load_journey_map(ROOT / "pipelines/journey_maps/ecommerce.yaml")

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from journey_ml.baselines import (
+from journey_ml.models.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
     RecencyBaseline,
     StageMeanRevenueBaseline,
 )
-from journey_ml.evaluate import compare, journey_length_bucket
+from journey_ml.evaluation.metrics import compare, journey_length_bucket
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 
 K = 6

@@ -20,7 +20,7 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ranking.py [--custome
    value definition of that scope; the period-scope ranking of the anchored models;
    last-touch and Markov removal effect (computed once).
 3. With ``--timing``: times ranking ``--rows`` customers with each mode's bundle -- weekly:
-   :func:`journey_ml.ranking.rank_improvements` on period rows resampled (seeded) from the
+   :func:`journey_ml.explain.ranking.rank_improvements` on period rows resampled (seeded) from the
    period's feature rows; anchored: building the anchored rows of a fresh ``--rows``-customer
    simulation and ranking them -- and compares native ``pred_contrib`` with
    ``shap.TreeExplainer``.
@@ -59,18 +59,18 @@ def main() -> None:
     ap.add_argument("--shap-rows", type=int, default=2000)
     args = ap.parse_args()
 
-    from journey_ml.attribution import friction_comparators
-    from journey_ml.bundle import ModelBundle
-    from journey_ml.config import (
+    from journey_ml.explain.attribution import friction_comparators
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.contract.config import (
         DEFAULT_JOURNEY_MAP,
         JourneyMap,
         ModelConfig,
         TrainConfig,
         parse_override,
     )
-    from journey_ml.evaluate import drop_off_metrics
+    from journey_ml.evaluation.metrics import drop_off_metrics
     from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
-    from journey_ml.ranking import (
+    from journey_ml.explain.ranking import (
         DEFAULT_VALUE,
         VALUE_DEFINITIONS,
         anchored_features,
@@ -80,7 +80,7 @@ def main() -> None:
         rank_improvements,
     )
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.train import build_snapshot_splits, fit_baselines, fit_models, predict_task
+    from journey_ml.pipeline.train import build_snapshot_splits, fit_baselines, fit_models, predict_task
 
     t0 = time.perf_counter()
     sim = simulate(

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--events 50000000]``.
 
 1. Simulates customers in chunks (a seed and an id prefix per chunk, so ids never
    collide) and writes them as customer-complete partitioned Parquet
-   (:func:`journey_ml.distributed.write_events`); reused when already there.
+   (:func:`journey_ml.pipeline.distributed.write_events`); reused when already there.
 2. Dask engine on a LocalCluster (default 2 workers x 1 thread): read events, cutoffs,
    spec, snapshots (train persisted on the workers, validation/test gathered), the three
    models with ``lightgbm.dask``, then batch scoring to partitioned Parquet. Peak memory
@@ -43,7 +43,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pandas as pd
 import psutil
 
-from journey_ml.config import (
+from journey_ml.contract.config import (
     AnchorConfig,
     ModelConfig,
     SnapshotConfig,
@@ -73,7 +73,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 # ---------------------------------------------------------------------------- data
 def generate(directory: Path, events: int, days: int, chunk_customers: int) -> dict[str, Any]:
     """Simulate ~``events`` events into customer-complete Parquet files (resumable)."""
-    from journey_ml import distributed as jd
+    from journey_ml.pipeline import distributed as jd
     from journey_ml.simulate import SimulationConfig, simulate
 
     done = directory / "_complete.json"
@@ -154,8 +154,8 @@ class TreeMemory:
 
 # ---------------------------------------------------------------------------- engines
 def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    from journey_ml import distributed as jd
-    from journey_ml.train import target
+    from journey_ml.pipeline import distributed as jd
+    from journey_ml.pipeline.train import target
 
     jm = load_journey_map()
     cfg = _config(args)
@@ -184,7 +184,7 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         spec = splits.spec
         del splits  # releases the persisted training rows on the workers
         if not args.skip_scoring:
-            from journey_ml.bundle import ModelBundle
+            from journey_ml.registry.bundle import ModelBundle
 
             bundle = ModelBundle(journey_map=jm, spec=spec, **models)
             t3 = time.perf_counter()
@@ -199,7 +199,7 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
 def run_pandas_child(args: argparse.Namespace, data: Path) -> None:
     """Child process: pandas engine on the first files holding ~``args.pandas_child`` events."""
-    from journey_ml import train as tr
+    from journey_ml.pipeline import train as tr
 
     jm = load_journey_map()
     cfg = _config(args)

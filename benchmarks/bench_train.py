@@ -48,8 +48,8 @@ def child(events_path: Path, trials: int, seed: int) -> dict[str, Any]:
     """Run the pipeline steps in this process; return timings, peak RSS and the test report."""
     import pandas as pd
 
-    from journey_ml.config import JourneyMap, TrainConfig
-    from journey_ml.train import (
+    from journey_ml.contract.config import JourneyMap, TrainConfig
+    from journey_ml.pipeline.train import (
         build_snapshot_splits,
         evaluate_models,
         fit_baselines,

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 
-from journey_ml.config import JourneyMap
+from journey_ml.contract.config import JourneyMap
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = ROOT / "pipelines" / "journey_maps" / "ecommerce.yaml"
@@ -70,7 +70,7 @@ def make_events():
 
 def load_service_module() -> Any:
     """The BentoML service module (what ``service/service.py`` re-exports)."""
-    from journey_ml import bento_service
+    from journey_ml.serving import bento_service
 
     return bento_service
 
@@ -115,10 +115,10 @@ class TrainedBundle:
 def train_small_bundle(
     out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11, effects: Any = None
 ) -> TrainedBundle:
-    from journey_ml.bundle import ModelBundle
-    from journey_ml.config import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.contract.config import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.train import build_snapshot_splits, fit_models
+    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
 
     extra = {} if effects is None else {"effects": effects}
     sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed, **extra), truth=effects is None)

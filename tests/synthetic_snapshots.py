@@ -1,4 +1,4 @@
-"""Synthetic snapshot frames shaped like ``journey_ml.snapshots.build_snapshots`` output.
+"""Synthetic snapshot frames shaped like ``journey_ml.labels.snapshots.build_snapshots`` output.
 
 Used by the model, baseline and evaluation tests so they do not depend on the feature
 builder. Labels carry real signal beyond ``current_stage`` and recency (``engagement``

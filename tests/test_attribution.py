@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from journey_ml.attribution import (
+from journey_ml.explain.attribution import (
     MarkovChain,
     friction_comparators,
     friction_occurrences,

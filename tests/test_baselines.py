@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.baselines import (
+from journey_ml.models.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
     RecencyBaseline,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from journey_ml.config import JourneyMap, load_journey_map
+from journey_ml.contract.config import JourneyMap, load_journey_map
 from journey_ml.exceptions import ConfigError
 
 from .conftest import DEFAULT_MAP

@@ -17,14 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml import distributed as jd
-from journey_ml import train as tr
-from journey_ml.bundle import ModelBundle
-from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, TrackingConfig, TrainConfig
+from journey_ml.pipeline import distributed as jd
+from journey_ml.pipeline import train as tr
+from journey_ml.registry.bundle import ModelBundle
+from journey_ml.contract.config import AnchorConfig, JourneyMap, ModelConfig, TrackingConfig, TrainConfig
 from journey_ml.features import FeatureSpec, compute_features, features_at
-from journey_ml.scoring import score
+from journey_ml.pipeline.scoring import score
 from journey_ml.simulate import SimulationConfig, simulate
-from journey_ml.snapshots import build_snapshots, make_cutoffs
+from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
 
 KEYS = ["customer_id", "cutoff"]
 # Few trees keep the distributed fits quick; both engines get the same config (the Dask

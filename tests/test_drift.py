@@ -22,9 +22,9 @@ import pytest
 from scipy.stats import entropy
 from typer.testing import CliRunner
 
-from journey_ml import drift
+from journey_ml.evaluation import drift
 from journey_ml.cli import app
-from journey_ml.modelcard import SECTIONS, auc_standard_error, render_model_card
+from journey_ml.registry.modelcard import SECTIONS, auc_standard_error, render_model_card
 from tests.conftest import DEFAULT_MAP
 
 
@@ -128,10 +128,10 @@ class DriftCase:
 
 @pytest.fixture(scope="module")
 def drift_case() -> DriftCase:
-    from journey_ml.bundle import ModelBundle
-    from journey_ml.config import AnchorConfig, JourneyMap, ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.contract.config import AnchorConfig, JourneyMap, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.train import build_snapshot_splits, fit_models
+    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
 
     events = simulate(SimulationConfig(customers=3000, days=210, seed=11), truth=False).events
     jm = JourneyMap.from_yaml(DEFAULT_MAP)

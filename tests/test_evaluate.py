@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from journey_ml.evaluate import (
+from journey_ml.evaluation.metrics import (
     compare,
     drop_off_metrics,
     expected_calibration_error,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from journey_ml.config import JourneyMap
-from journey_ml.events import (
+from journey_ml.contract.config import JourneyMap
+from journey_ml.ingest.events import (
     LoadResult,
     load_events,
     read_event_file,
@@ -476,7 +476,7 @@ def test_sorting_accepted_rows_equals_a_stable_lexsort_of_them(
     # Each path of _sort_accepted (input already in order, time-ordered counting scatter,
     # packed-key radix sort, two-pass fallback for keys wider than 62 bits) must equal numpy's stable lexsort of the accepted rows; rejected rows
     # hold junk (code -1, any time) and must neither appear nor disturb the order checks.
-    from journey_ml.events import _sort_accepted
+    from journey_ml.ingest.events import _sort_accepted
 
     codes = np.array([c for c, _, _ in rows], dtype=np.int64)
     ts = np.array([t for _, t, _ in rows], dtype=np.int64)
@@ -510,7 +510,7 @@ def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], la
     # uniques still distinct after stripping or merged by it), every row decodes to its
     # stripped value, empty and null rows are missing, values are distinct, and sorted
     # factors order codes like their strings.
-    from journey_ml.events import _Factor
+    from journey_ml.ingest.events import _Factor
 
     if layout == "grouped":
         values = sorted(values, key=lambda v: (v is None, v or ""))
@@ -529,7 +529,7 @@ def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], la
 def test_float_columns_gather_bit_for_bit(n_columns: int) -> None:
     # Mostly-fill columns take the flag path, dense ones a plain gather; either way the
     # result equals values[rows] bit for bit, including -0.0 and NaNs with other payloads.
-    from journey_ml.events import _take_floats
+    from journey_ml.ingest.events import _take_floats
 
     rng = np.random.default_rng(n_columns)
     n = 5_000
@@ -609,7 +609,7 @@ def test_large_id_columns_hash_in_two_halves_like_one() -> None:
     # get one code.
     import pyarrow as pa
 
-    from journey_ml import events as ev
+    from journey_ml.ingest import events as ev
 
     rng = np.random.default_rng(3)
     n = ev._PARALLEL_ENCODE_ROWS + 1001

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from journey_ml.config import JourneyMap
+from journey_ml.contract.config import JourneyMap
 from journey_ml.features import FeatureSpec, compute_features, features_at, features_for_customer
 
 from .conftest import canonical

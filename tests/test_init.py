@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 import journey_ml.cli.init  # registers the command (with the one below)
 import journey_ml.cli.validate  # noqa: F401
 from journey_ml.cli.app import app
-from journey_ml.config import JourneyMap
-from journey_ml.events import load_events
+from journey_ml.contract.config import JourneyMap
+from journey_ml.ingest.events import load_events
 from journey_ml.exceptions import EventValidationError
-from journey_ml.formats import read_export
-from journey_ml.mapinit import (
+from journey_ml.ingest.formats import read_export
+from journey_ml.ingest.mapinit import (
     Draft,
     draft_from_frame,
     draft_journey_map,

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from sklearn.base import clone, is_classifier, is_regressor
 
-from journey_ml.baselines import (
+from journey_ml.models.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
     RecencyBaseline,
     StageMeanRevenueBaseline,
     load_baseline,
 )
-from journey_ml.evaluate import drop_off_metrics, next_stage_metrics, revenue_metrics
+from journey_ml.evaluation.metrics import drop_off_metrics, next_stage_metrics, revenue_metrics
 from journey_ml.exceptions import ModelBundleError, NotFittedError
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel, load_model
 from tests.synthetic_snapshots import N_STAGES, make_snapshots, split
@@ -134,7 +134,7 @@ def test_save_load_round_trip(
     est = _fit(factory(), task, data)
     est.save(tmp_path / name)
     loaded = type(est).load(tmp_path / name)
-    is_baseline = type(est).__module__ == "journey_ml.baselines"
+    is_baseline = type(est).__module__ == "journey_ml.models.baselines"
     generic = (load_baseline if is_baseline else load_model)(tmp_path / name)
     assert loaded.get_params() == est.get_params()
     for other in (loaded, generic):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from journey_ml.models import DropOffModel, RevenueModel
-from journey_ml.ranking import (
+from journey_ml.explain.ranking import (
     IMPROVEMENT_COLUMNS,
     _bootstrap,
     add_reason_codes,
@@ -76,7 +76,7 @@ def test_bootstrap_is_ordered_and_seeded(values: list[float], seed: int) -> None
 
 
 def test_period_cutoffs_are_anchored_on_the_last_event(make_events) -> None:  # type: ignore[no-untyped-def]
-    from journey_ml.ranking import period_cutoffs
+    from journey_ml.explain.ranking import period_cutoffs
 
     ev = make_events([("a", "2026-01-01T10:00", "site_visit"), ("b", "2026-01-30T08:00", "site_visit")])
     cut = period_cutoffs(ev, cadence_days=7)
@@ -92,7 +92,7 @@ def test_period_cutoffs_are_anchored_on_the_last_event(make_events) -> None:  # 
 @given(st.floats(0.01, 0.99), st.floats(0, 400))
 def test_annuity_counts_expected_horizons_left(p: float, remaining: float) -> None:
     """(1-(1-p)^K)/p horizons: between 1 and K, and exactly 1 with at most one horizon left."""
-    from journey_ml.ranking import _annuity
+    from journey_ml.explain.ranking import _annuity
 
     end = pd.Timestamp("2026-06-01", tz="UTC")
     feats = pd.DataFrame({"cutoff": [end - pd.Timedelta(days=remaining)]})
@@ -126,7 +126,7 @@ def _anchor_events(make_events):  # type: ignore[no-untyped-def]
 
 
 def test_anchor_cutoffs_occurrences_controls_and_exits(make_events, journey_map) -> None:  # type: ignore[no-untyped-def]
-    from journey_ml.anchors import anchor_cutoffs, control_event_types, friction_occurrences
+    from journey_ml.labels.anchors import anchor_cutoffs, control_event_types, friction_occurrences
 
     ev = _anchor_events(make_events)
     occ = friction_occurrences(ev, journey_map)
@@ -164,7 +164,7 @@ def test_anchored_features_undo_only_the_occurrence(make_events, journey_map) ->
     """The 'before' row of a checkout error is the customer at their checkout start; of a
     late delivery, the same row with the delay's features as before it (measure fixed)."""
     from journey_ml.features import FeatureSpec, compute_features
-    from journey_ml.ranking import anchored_features
+    from journey_ml.explain.ranking import anchored_features
 
     ev = _anchor_events(make_events)
     spec = FeatureSpec.fit(ev, journey_map)
@@ -218,7 +218,7 @@ def test_ranking_is_deterministic(ranked, trained_bundle) -> None:  # type: igno
 @pytest.mark.slow
 def test_unaffected_customers_have_zero_impact(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     from journey_ml.features import features_at
-    from journey_ml.ranking import friction_impacts
+    from journey_ml.explain.ranking import friction_impacts
 
     tb = trained_bundle
     feats = features_at(tb.events, tb.bundle.spec, tb.events["timestamp"].max())
@@ -237,8 +237,8 @@ def test_unaffected_customers_have_zero_impact(trained_bundle) -> None:  # type:
 def test_anchored_scope_values_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """One row per friction occurrence, affected by that friction only; a row whose
     occurrence is undone without changing any feature gets no impact."""
-    from journey_ml.anchors import friction_occurrences
-    from journey_ml.ranking import anchored_features, friction_impacts
+    from journey_ml.labels.anchors import friction_occurrences
+    from journey_ml.explain.ranking import anchored_features, friction_impacts
 
     tb = trained_bundle
     af = anchored_features(tb.events, tb.bundle.spec)
@@ -264,7 +264,7 @@ def test_anchored_scope_values_each_occurrence_once(trained_bundle) -> None:  # 
 @pytest.mark.slow
 def test_period_scope_values_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """Period rows count as affected only when the friction happened in the last 7 days."""
-    from journey_ml.ranking import friction_impacts, period_features
+    from journey_ml.explain.ranking import friction_impacts, period_features
 
     tb = trained_bundle
     spec = tb.bundle.spec
@@ -294,10 +294,10 @@ def truth_scale():  # type: ignore[no-untyped-def]
     random-number run; the three models with the default training config (event-anchored
     rows included) and model config (no tuning, 1 thread).
     """
-    from journey_ml.bundle import ModelBundle
-    from journey_ml.config import DEFAULT_JOURNEY_MAP, JourneyMap, ModelConfig, TrainConfig
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.contract.config import DEFAULT_JOURNEY_MAP, JourneyMap, ModelConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.train import build_snapshot_splits, fit_models
+    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
 
     sim = simulate(
         SimulationConfig(
@@ -360,7 +360,7 @@ def test_recovers_truth_ranking(truth_scale) -> None:  # type: ignore[no-untyped
 @pytest.mark.slow
 def test_reason_codes(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     from journey_ml.features import features_at
-    from journey_ml.scoring import score
+    from journey_ml.pipeline.scoring import score
 
     tb = trained_bundle
     at = tb.events["timestamp"].max()

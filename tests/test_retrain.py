@@ -22,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from journey_ml.cli import app
-from journey_ml.modelcard import SECTIONS
+from journey_ml.registry.modelcard import SECTIONS
 from tests.conftest import DEFAULT_MAP
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -186,7 +186,7 @@ def test_retrain_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:
 def test_retrain_a_one_stage_log_without_revenue(tmp_path: Path) -> None:
     """No next-stage model and no value model: retrain compares, backtests and writes the
     card on drop-off alone, and the drift has no revenue or next-stage score to compare."""
-    from journey_ml.config import (
+    from journey_ml.contract.config import (
         AnchorConfig,
         JourneyMap,
         ModelConfig,
@@ -195,9 +195,9 @@ def test_retrain_a_one_stage_log_without_revenue(tmp_path: Path) -> None:
         TrainConfig,
         TuningConfig,
     )
-    from journey_ml.retrain import run_retrain
+    from journey_ml.pipeline.retrain import run_retrain
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.train import run_training
+    from journey_ml.pipeline.train import run_training
 
     base = yaml.safe_load(DEFAULT_MAP.read_text(encoding="utf-8"))
     raw = {

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from journey_ml import serving
 from journey_ml.exceptions import ConfigError
-from journey_ml.scoring import score
+from journey_ml.pipeline.scoring import score
 from journey_ml.serving import (
     ModelHolder,
     RequestError,
@@ -106,7 +106,7 @@ def test_reasons_are_the_ranking_modules_reason_codes(client: Any, small_bundle:
     scored = [r for r in rows if r["status"] == "scored"]
     assert scored
     try:
-        from journey_ml.ranking import reason_codes
+        from journey_ml.explain.ranking import reason_codes
     except ImportError:  # ranking absent in this build: no invented reasons
         assert all(r["reasons"] == [] for r in rows)
         return
@@ -365,7 +365,7 @@ def test_polling_picks_up_a_new_model_and_survives_a_broken_one(small_bundle: An
 
 
 def test_alias_reference_loads_the_version_the_alias_points_at(small_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import journey_ml.tracking as tracking
+    import journey_ml.registry.tracking as tracking
 
     alias = {"version": "3"}
     loaded: list[str] = []

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.config import JourneyMap
+from journey_ml.contract.config import JourneyMap
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec, compute_features
-from journey_ml.snapshots import active_customers, build_snapshots, make_cutoffs, split_by_cutoff
+from journey_ml.labels.snapshots import active_customers, build_snapshots, make_cutoffs, split_by_cutoff
 
 from .conftest import canonical
 

@@ -7,8 +7,8 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.config import JourneyMap
-from journey_ml.stages import (
+from journey_ml.contract.config import JourneyMap
+from journey_ml.contract.stages import (
     NO_STAGE,
     customer_stages,
     event_stage_evidence,

@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.config import JourneyMap
+from journey_ml.contract.config import JourneyMap
 
 
 class Engine(StrEnum):
@@ -44,10 +44,10 @@ def features(
     if engine is Engine.dask:
         _features_dask(events, journey_map, out, at, cadence_days, json_out, scheduler)
         return
-    from journey_ml.config import load_journey_map
-    from journey_ml.events import load_events
+    from journey_ml.contract.config import load_journey_map
+    from journey_ml.ingest.events import load_events
     from journey_ml.features import FeatureSpec, features_at
-    from journey_ml.snapshots import build_snapshots, make_cutoffs
+    from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
 
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv"):
@@ -104,8 +104,8 @@ def _features_dask(
     """``features --engine dask``: the same features, partition by partition, to a Parquet directory."""
     import dask.dataframe as dd
 
-    from journey_ml import distributed
-    from journey_ml.config import load_journey_map
+    from journey_ml.pipeline import distributed
+    from journey_ml.contract.config import load_journey_map
 
     if out.suffix.lower() == ".csv":
         raise typer.BadParameter("the dask engine writes partitioned Parquet: give a directory", param_hint="--out")

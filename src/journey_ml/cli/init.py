@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, fail, print_json, progress, user_errors
-from journey_ml.mapinit import Draft, draft_journey_map
+from journey_ml.ingest.mapinit import Draft, draft_journey_map
 
 STDOUT = Path("-")
 

@@ -37,7 +37,7 @@ def monitor(
 ) -> None:
     """Score-distribution drift (PSI) between two score files: drop-off risk, expected
     revenue or conversions, next stage and the current-stage mix (flagged at PSI ≥ 0.25)."""
-    from journey_ml.drift import compare_scores
+    from journey_ml.evaluation.drift import compare_scores
 
     with user_errors():
         out = compare_scores(read_scores(scores_a), read_scores(scores_b))

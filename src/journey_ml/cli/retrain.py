@@ -33,12 +33,12 @@ def retrain(
     """Backtest the champion on the labels matured since its training, measure drift, train a
     challenger on the latest data, compare both on the same newest window and promote the
     challenger only through the promotion gate; every step is logged to MLflow."""
-    from journey_ml import tracking
-    from journey_ml.bundle import load_bundle
-    from journey_ml.config import JourneyMap, TrainConfig, parse_override
-    from journey_ml.events import load_events
+    from journey_ml.registry import tracking
+    from journey_ml.registry.bundle import load_bundle
+    from journey_ml.contract.config import JourneyMap, TrainConfig, parse_override
+    from journey_ml.ingest.events import load_events
     from journey_ml.exceptions import ModelBundleError
-    from journey_ml.retrain import run_retrain
+    from journey_ml.pipeline.retrain import run_retrain
 
     with user_errors():
         overrides = dict(parse_override(item) for item in set_ or [])
@@ -120,7 +120,7 @@ def models(
     """List the registered versions: aliases, the gate's decision and reason, and when each was champion."""
     import mlflow
 
-    from journey_ml import tracking
+    from journey_ml.registry import tracking
 
     mlflow.set_tracking_uri(tracking.resolve_tracking_uri(tracking_uri))
     with user_errors():

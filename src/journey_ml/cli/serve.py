@@ -24,9 +24,9 @@ def serve(
     Set JOURNEY_ML_API_TOKEN to require ``Authorization: Bearer <token>`` on every
     non-health endpoint; limits come from JOURNEY_ML_MAX_* (see service/README.md).
     """
-    from journey_ml.bundle import is_mlflow_uri
+    from journey_ml.registry.bundle import is_mlflow_uri
     from journey_ml.serving import DEFAULT_MODEL, ServiceSettings, server_command
-    from journey_ml.tracking import resolve_tracking_uri
+    from journey_ml.registry.tracking import resolve_tracking_uri
 
     with user_errors():
         env = dict(os.environ)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
 from journey_ml.cli.features import ENGINE_HELP, SCHEDULER_HELP, Engine
-from journey_ml.shipped import train_config_path
+from journey_ml.contract.shipped import train_config_path
 
 # The shipped pipelines/train.yaml (package data), whatever the working directory.
 DEFAULT_CONFIG = train_config_path()
@@ -35,9 +35,9 @@ def train(
 ) -> None:
     """Train the next-stage, drop-off and revenue models, log everything to MLflow and
     register the bundle (champion only if it beats the current champion)."""
-    from journey_ml.config import JourneyMap, TrainConfig, parse_override
-    from journey_ml.events import load_events
-    from journey_ml.train import run_training
+    from journey_ml.contract.config import JourneyMap, TrainConfig, parse_override
+    from journey_ml.ingest.events import load_events
+    from journey_ml.pipeline.train import run_training
 
     with user_errors():
         overrides = dict(parse_override(item) for item in set_ or [])
@@ -60,7 +60,7 @@ def train(
         with progress("training", quiet=json_out) as bar:
             task = bar.tasks[0].id
             if engine is Engine.dask:
-                from journey_ml import distributed
+                from journey_ml.pipeline import distributed
 
                 with distributed.client(scheduler) as client:
                     dask_events = distributed.read_events(cfg.data, jm, validate=True)
@@ -109,7 +109,7 @@ def comparison_table(metrics: dict, baselines: dict) -> Table:
 
 def print_shape(shape: dict | None) -> None:
     """The parts of the engine the journey shape switched off, and the run's warnings."""
-    from journey_ml.shape import JourneyShape
+    from journey_ml.labels.shape import JourneyShape
 
     if not shape:
         return
@@ -135,10 +135,10 @@ def score(
     if engine is Engine.dask:
         _score_dask(events, model, out, at, tracking_uri, reasons, json_out, scheduler)
         return
-    from journey_ml.bundle import load_bundle
-    from journey_ml.events import load_events
-    from journey_ml.ranking import add_reason_codes
-    from journey_ml.scoring import score as score_events
+    from journey_ml.registry.bundle import load_bundle
+    from journey_ml.ingest.events import load_events
+    from journey_ml.explain.ranking import add_reason_codes
+    from journey_ml.pipeline.scoring import score as score_events
 
     with user_errors(), progress("scoring", quiet=json_out):
         bundle = load_bundle(model, tracking_uri=tracking_uri)
@@ -174,8 +174,8 @@ def _score_dask(
     import dask
     import dask.dataframe as dd
 
-    from journey_ml import distributed
-    from journey_ml.bundle import load_bundle
+    from journey_ml.pipeline import distributed
+    from journey_ml.registry.bundle import load_bundle
 
     if out.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
         raise typer.BadParameter("the dask engine writes partitioned Parquet: give a directory", param_hint="--out")

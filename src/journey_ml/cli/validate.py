@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.config import DEFAULT_JOURNEY_MAP, load_journey_map
-from journey_ml.events import load_events, summarize
+from journey_ml.contract.config import DEFAULT_JOURNEY_MAP, load_journey_map
+from journey_ml.ingest.events import load_events, summarize
 
 
 @app.command()
