@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m journey_ml.pipeline.demo
+	$(BIN)/python -m journey_ml.cli.demo
 
 # Headless Chromium renders the HTML report in a test (Debian package; needs root/apt).
 browser:

@@ -119,10 +119,11 @@ def ours(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, cadence_
     """Drop-off probabilities at ``cutoff`` from our pipeline; columns customer_id, drop_off, score."""
     from dataclasses import replace
 
-    from journey_ml.contract.config import JourneyMap, TrainConfig
+    from journey_ml.contract import JourneyMap, TrainConfig
     from journey_ml.features import FeatureSpec
     from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
-    from journey_ml.pipeline.train import SnapshotSplits, make_model
+    from journey_ml.models.tasks import make_model
+    from journey_ml.pipeline.splits import SnapshotSplits
 
     jm = JourneyMap.from_yaml(JOURNEY_MAP)
     if jm.horizon_days != horizon_days:
@@ -141,7 +142,7 @@ def ours(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, cadence_
     test = build_snapshots(events, jm, spec, cutoffs=pd.DatetimeIndex([cutoff]))
     splits = SnapshotSplits(spec=spec, train=train, valid=valid, test=test)
     start = time.perf_counter()
-    model = make_model("drop_off", splits, config)
+    model = make_model("drop_off", splits.spec, config)
     model.fit(splits.X("train"), train["drop_off"].to_numpy(), X_valid=splits.X("valid"), y_valid=valid["drop_off"].to_numpy())
     proba = model.predict_proba(splits.X("test"))
     score = proba[:, 1] if proba.ndim == 2 else proba

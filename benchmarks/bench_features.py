@@ -78,8 +78,8 @@ def child(path: Path, repeats: int) -> dict:
     Two peaks: the process's whole life (loading Parquet included), and the featurising
     step alone (VmHWM reset right before ``build_snapshots``; the events stay resident).
     """
-    from journey_ml import features as jf
-    from journey_ml.contract.config import load_journey_map
+    from journey_ml.contract import load_journey_map
+    from journey_ml.eventlog import THREADS
     from journey_ml.features import FeatureSpec
     from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
 
@@ -126,7 +126,7 @@ def child(path: Path, repeats: int) -> dict:
         "build_peak_rss": build_peak,
         "rss_before_build": rss_before,
         "snapshot_bytes": snap_bytes,
-        "threads": jf._THREADS,
+        "threads": THREADS,
     }
 
 
@@ -281,7 +281,7 @@ def main() -> None:
         capture_output=True, text=True, check=True,
     )
     ours = json.loads(res.stdout.strip().splitlines()[-1])
-    from journey_ml.contract.config import load_journey_map
+    from journey_ml.contract import load_journey_map
     from journey_ml.features import FeatureSpec
 
     jm = load_journey_map(ROOT / "pipelines/journey_maps/ecommerce.yaml")

@@ -129,8 +129,8 @@ def _child(path: str) -> None:
     """Time one load in this (fresh) process and print a JSON line."""
     import resource
 
-    from journey_ml.contract.config import JourneyMap
-    from journey_ml.ingest.events import load_events
+    from journey_ml.contract import JourneyMap
+    from journey_ml.ingest import load_events
 
     jm = JourneyMap.from_yaml(MAP)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -16,11 +16,11 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ranking.py [--custome
 
    Reports the test-window drop-off AUC (weekly test rows, as in #4) beside the recency
    baseline, and the Spearman correlation with the true revenue gain and overlap of the
-   true top three for the default ranking, its counterfactual re-prediction and every
-   value definition of that scope; the period-scope ranking of the anchored models;
-   last-touch and Markov removal effect (computed once).
+   true top three for the production ranking, its counterfactual re-prediction and every
+   research value definition of that scope (``ranking_variants.py``); the weekly-row
+   ranking of the anchored models; last-touch and Markov removal effect (computed once).
 3. With ``--timing``: times ranking ``--rows`` customers with each mode's bundle -- weekly:
-   :func:`journey_ml.explain.ranking.rank_improvements` on period rows resampled (seeded) from the
+   :func:`journey_ml.explain.rank_improvements` on period rows resampled (seeded) from the
    period's feature rows; anchored: building the anchored rows of a fresh ``--rows``-customer
    simulation and ranking them -- and compares native ``pred_contrib`` with
    ``shap.TreeExplainer``.
@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -61,7 +63,7 @@ def main() -> None:
 
     from journey_ml.explain.attribution import friction_comparators
     from journey_ml.registry.bundle import ModelBundle
-    from journey_ml.contract.config import (
+    from journey_ml.contract import (
         DEFAULT_JOURNEY_MAP,
         JourneyMap,
         ModelConfig,
@@ -70,17 +72,20 @@ def main() -> None:
     )
     from journey_ml.evaluation.metrics import drop_off_metrics
     from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
-    from journey_ml.explain.ranking import (
-        DEFAULT_VALUE,
-        VALUE_DEFINITIONS,
+    from journey_ml.explain import (
         anchored_features,
         compare_shap_backends,
         friction_impacts,
         period_features,
         rank_improvements,
     )
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ranking_variants import VALUE_DEFINITIONS, variant_impacts
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.pipeline.train import build_snapshot_splits, fit_baselines, fit_models, predict_task
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.models.tasks import predict_task
+    from journey_ml.pipeline.steps import fit_baselines, fit_models
 
     t0 = time.perf_counter()
     sim = simulate(
@@ -131,30 +136,30 @@ def main() -> None:
         recency = fit_baselines(splits)["drop_off"]["recency"]
         auc_rec = drop_off_metrics(y, predict_task("drop_off", recency, splits.X("test")))["roc_auc"]
 
-        scope = "anchored" if splits.anchored_rows else "period"
-        value = DEFAULT_VALUE[scope]
         t0 = time.perf_counter()
-        feats = anchored_features(events, bundle.spec) if scope == "anchored" else period_features(events, bundle.spec)
-        imp = friction_impacts(feats, bundle, scope=scope, value=value, all_variants=True, period_end=end)
+        feats = anchored_features(events, bundle.spec) if splits.anchored_rows else period_features(events, bundle.spec)
+        imp = friction_impacts(feats, bundle, period_end=end)
         rank_s = time.perf_counter() - t0
+        scope, value = imp.scope, imp.value
+        research = variant_impacts(feats, bundle, scope=scope, value=value, period_end=end)
         summary.append(
             f"- **{mode}**: {config.anchors}; {len(splits.train):,} train rows ({splits.anchored_rows:,} anchored "
             f"in train+valid), training {train_s:.0f} s; test drop-off AUC (weekly test rows) **{auc:.4f}** "
             f"(recency baseline {auc_rec:.4f}); ranking scope `{scope}` on {len(feats):,} rows, {rank_s:.0f} s "
-            f"(every value definition and the counterfactual)"
+            f"(the production method and its counterfactual)"
         )
         rows.append((f"**{mode}: default ({scope}, {value})**", *quality(sums(imp, imp.impact)), sums(imp, imp.impact)))
         rows.append((f"{mode}: counterfactual re-prediction ({value})", *quality(sums(imp, imp.counterfactual)),
                      sums(imp, imp.counterfactual)))
         for v in VALUE_DEFINITIONS:
             if v != value:
-                est = sums(imp, imp.variants[v])
+                est = sums(imp, research.variants[v])
                 rows.append((f"{mode}: {scope}, {v}", *quality(est), est))
         if scope == "anchored":
             pf = period_features(events, bundle.spec)
-            imp = friction_impacts(pf, bundle, scope="period", counterfactual=False, period_end=end)
+            imp = friction_impacts(pf, bundle, period_end=end)
             est = sums(imp, imp.impact)
-            rows.append((f"{mode}: period, {DEFAULT_VALUE['period']}", *quality(est), est))
+            rows.append((f"{mode}: period, {imp.value}", *quality(est), est))
 
     cmp = friction_comparators(events, jm).set_index("touchpoint")
     for col, label in (("last_touch_revenue", "last touch"), ("markov_revenue", "Markov removal effect")):
@@ -185,8 +190,7 @@ def main() -> None:
                 big_events = simulate(SimulationConfig(customers=args.rows, days=args.days, seed=args.seed + 1000)).events
                 t1 = time.perf_counter()
                 feats = anchored_features(big_events, bundle.spec)
-                rank_improvements(feats, bundle, n_bootstrap=200, seed=0, scope="anchored",
-                                  value=DEFAULT_VALUE["anchored"], period_end=big_events["timestamp"].max())
+                rank_improvements(feats, bundle, n_bootstrap=200, seed=0, period_end=big_events["timestamp"].max())
                 rank_s = time.perf_counter() - t1
                 what = (f"{mode}: anchored scope, {len(feats):,} occurrence rows incl. building them; drop-off and "
                         "revenue SHAP of each row and its undone twin, counterfactual, 200 bootstrap")
@@ -196,7 +200,7 @@ def main() -> None:
                 big = pf.iloc[rng.integers(0, len(pf), size=args.rows)].reset_index(drop=True)
                 big["customer_id"] = pd.Series([f"B{i:07d}" for i in range(args.rows)], dtype="str").array
                 t1 = time.perf_counter()
-                rank_improvements(big, bundle, n_bootstrap=200, seed=0, scope="period", period_end=end)
+                rank_improvements(big, bundle, n_bootstrap=200, seed=0, period_end=end)
                 rank_s = time.perf_counter() - t1
                 what = (f"{mode}: period rows, resampled; drop-off SHAP on affected rows, fixed-row SHAP, "
                         "counterfactual, 200 bootstrap")

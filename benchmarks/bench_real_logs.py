@@ -16,7 +16,7 @@ Protocol, for each cutoff ``T`` (the data are truncated at ``T`` for everything 
   cadence ``--cadence`` days), then :func:`journey_ml.pipeline.scoring.score` of the registered
   bundle at ``T`` (what ``journey-ml score --at T`` runs);
 * **baselines**: the project's class prior and recency baselines fitted on the same
-  training snapshots (:func:`journey_ml.pipeline.train.build_snapshot_splits` with the same config),
+  training snapshots (:func:`journey_ml.pipeline.engines.pandas.build_snapshot_splits` with the same config),
   applied to the features at ``T``;
 * **BG/NBD**: ``lifetimes.BetaGeoFitter`` on every purchase ``<= T`` in a separate venv
   (``benchmarks/bench_cdnow.py``'s :func:`bgnbd`), drop-off = P(no purchase in the window).
@@ -184,11 +184,12 @@ def run_cutoff(events: pd.DataFrame, cutoff: pd.Timestamp, *, trials: int, caden
     """Train on events ``<= cutoff`` the way ``journey-ml train`` does, score at ``cutoff``, fit baselines."""
     from journey_ml.models.baselines import ClassPriorBaseline, RecencyBaseline
     from journey_ml.registry.bundle import ModelBundle
-    from journey_ml.contract.config import JourneyMap, TrainConfig
+    from journey_ml.contract import JourneyMap, TrainConfig
     from journey_ml.features import features_at
     from journey_ml.pipeline.scoring import score
     from journey_ml.contract.shipped import train_config_path
-    from journey_ml.pipeline.train import build_snapshot_splits, run_training
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.train import run_training
 
     jm = JourneyMap.from_yaml("cdnow")
     seen = events.loc[events["timestamp"] <= cutoff].reset_index(drop=True)
@@ -238,8 +239,8 @@ MVAD_SETTINGS = {"snapshots.cadence_days": 28, "split.test_cutoffs": 4, "split.v
 def run_mvad(events: pd.DataFrame, *, trials: int, seed: int, workdir: Path) -> dict[str, Any]:
     """``run_training`` on MVAD with the shipped ``mvad`` map: every model beside its baselines
     on the test window (the product's own time split), the journey shape and the ranking."""
-    from journey_ml.contract.config import JourneyMap, TrainConfig
-    from journey_ml.ingest.events import validate_events
+    from journey_ml.contract import JourneyMap, TrainConfig
+    from journey_ml.ingest import validate_events
     from journey_ml.contract.shipped import train_config_path
     from journey_ml.pipeline.train import run_training
 

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--events 50000000]``.
 
 1. Simulates customers in chunks (a seed and an id prefix per chunk, so ids never
    collide) and writes them as customer-complete partitioned Parquet
-   (:func:`journey_ml.pipeline.distributed.write_events`); reused when already there.
+   (:func:`journey_ml.pipeline.engines.dask_io.write_events`); reused when already there.
 2. Dask engine on a LocalCluster (default 2 workers x 1 thread): read events, cutoffs,
    spec, snapshots (train persisted on the workers, validation/test gathered), the three
    models with ``lightgbm.dask``, then batch scoring to partitioned Parquet. Peak memory
@@ -43,7 +43,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pandas as pd
 import psutil
 
-from journey_ml.contract.config import (
+from journey_ml.contract import (
     AnchorConfig,
     ModelConfig,
     SnapshotConfig,
@@ -73,7 +73,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 # ---------------------------------------------------------------------------- data
 def generate(directory: Path, events: int, days: int, chunk_customers: int) -> dict[str, Any]:
     """Simulate ~``events`` events into customer-complete Parquet files (resumable)."""
-    from journey_ml.pipeline import distributed as jd
+    from journey_ml.pipeline.engines import dask_io as jd
     from journey_ml.simulate import SimulationConfig, simulate
 
     done = directory / "_complete.json"
@@ -154,23 +154,24 @@ class TreeMemory:
 
 # ---------------------------------------------------------------------------- engines
 def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    from journey_ml.pipeline import distributed as jd
-    from journey_ml.pipeline.train import target
+    from journey_ml.pipeline.engines import dask as dask_engine
+    from journey_ml.pipeline.engines import dask_frames, dask_io
+    from journey_ml.models.tasks import target
 
     jm = load_journey_map()
     cfg = _config(args)
     out: dict[str, Any] = {"engine": "dask", "workers": f"{args.workers} x 1 thread, {args.worker_memory} each"}
-    with TreeMemory(log=args.memory_log) as mem, jd.client(n_workers=args.workers, memory_limit=args.worker_memory) as client:
+    with TreeMemory(log=args.memory_log) as mem, dask_io.client(n_workers=args.workers, memory_limit=args.worker_memory) as client:
         t0 = time.perf_counter()
-        events = jd.read_events(data)
-        splits = jd.build_snapshot_splits(events, jm, cfg)
+        events = dask_io.read_events(data)
+        splits = dask_engine.build_snapshot_splits(events, jm, cfg)
         t1 = time.perf_counter()
         out["features_s"] = t1 - t0
         out["snapshot_rows"] = splits.n_train + len(splits.valid) + len(splits.test)
-        out["events"] = jd.time_range(events)[2]
+        out["events"] = dask_io.time_range(events)[2]
         out["features_peak_gib"] = mem.peak / GIB
         print(f"  dask features: {out['features_s']:.0f}s, peak {mem.peak / GIB:.1f} GiB ({mem.breakdown()})", file=sys.stderr, flush=True)
-        models = jd.fit_models(splits, cfg, client=client)
+        models = dask_engine.fit_models(splits, cfg, client=client)
         t2 = time.perf_counter()
         out["train_s"] = t2 - t1
         out["best_iterations"] = {k: m.best_iteration_ for k, m in models.items()}
@@ -188,8 +189,8 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
             bundle = ModelBundle(journey_map=jm, spec=spec, **models)
             t3 = time.perf_counter()
-            scores = jd.score(events, bundle)
-            path = jd.write_scores(scores, args.out / f"scores_{int(args.events)}")
+            scores = dask_frames.score(events, bundle)
+            path = dask_frames.write_scores(scores, args.out / f"scores_{int(args.events)}")
             out["score_s"] = time.perf_counter() - t3
             out["scored_customers"] = int(sum(pd.read_parquet(p, columns=["customer_id"]).shape[0] for p in path.glob("*.parquet")))
     out["score_peak_gib"] = mem.peak / GIB
@@ -199,7 +200,8 @@ def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
 def run_pandas_child(args: argparse.Namespace, data: Path) -> None:
     """Child process: pandas engine on the first files holding ~``args.pandas_child`` events."""
-    from journey_ml.pipeline import train as tr
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
 
     jm = load_journey_map()
     cfg = _config(args)
@@ -211,9 +213,9 @@ def run_pandas_child(args: argparse.Namespace, data: Path) -> None:
         n += pd.read_parquet(path, columns=["event_type"]).shape[0]
     t0 = time.perf_counter()
     events = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-    splits = tr.build_snapshot_splits(events, jm, cfg)
+    splits = build_snapshot_splits(events, jm, cfg)
     t1 = time.perf_counter()
-    tr.fit_models(splits, cfg)
+    fit_models(splits, cfg)
     t2 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({

@@ -48,9 +48,9 @@ def child(events_path: Path, trials: int, seed: int) -> dict[str, Any]:
     """Run the pipeline steps in this process; return timings, peak RSS and the test report."""
     import pandas as pd
 
-    from journey_ml.contract.config import JourneyMap, TrainConfig
-    from journey_ml.pipeline.train import (
-        build_snapshot_splits,
+    from journey_ml.contract import JourneyMap, TrainConfig
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import (
         evaluate_models,
         fit_baselines,
         fit_models,

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = ROOT / "pipelines" / "journey_maps" / "ecommerce.yaml"
@@ -116,9 +116,10 @@ def train_small_bundle(
     out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11, effects: Any = None
 ) -> TrainedBundle:
     from journey_ml.registry.bundle import ModelBundle
-    from journey_ml.contract.config import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.contract import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
 
     extra = {} if effects is None else {"effects": effects}
     sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed, **extra), truth=effects is None)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from journey_ml.explain.attribution import (
     MarkovChain,
     friction_comparators,
-    friction_occurrences,
+    event_frictions,
     last_touch,
     markov_chain_from_paths,
     markov_chain_from_sequences,
@@ -213,9 +213,9 @@ def _friction_events(make_events):  # type: ignore[no-untyped-def]
     return make_events(rows, extra=("wait_minutes", "delay_days", "irrelevant"))
 
 
-def test_friction_occurrences_respect_thresholds(make_events, journey_map) -> None:  # type: ignore[no-untyped-def]
+def test_event_frictions_respect_thresholds(make_events, journey_map) -> None:  # type: ignore[no-untyped-def]
     ev = _friction_events(make_events)
-    occ = friction_occurrences(ev, journey_map)
+    occ = event_frictions(ev, journey_map)
     assert list(occ[ev["event_type"] == "support_contact"]) == ["support_wait", ""]
     assert set(occ[occ != ""]) == {"page_timeout", "checkout_error", "support_wait"}
 

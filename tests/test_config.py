@@ -1,13 +1,26 @@
-"""Journey map loading and validation: every error names the bad key."""
+"""Journey map and train config loading and validation: every error names the bad key."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from journey_ml.contract.config import JourneyMap, load_journey_map
+from journey_ml.contract import (
+    Friction,
+    JourneyMap,
+    ModelConfig,
+    SplitConfig,
+    Stage,
+    Touchpoints,
+    TrainConfig,
+    load_journey_map,
+    parse_override,
+)
+from journey_ml.contract.shipped import train_config_path
+from journey_ml.contract.validation import load
 from journey_ml.exceptions import ConfigError
 
 from .conftest import DEFAULT_MAP
@@ -111,3 +124,83 @@ def test_friction_defaults_touchpoint_to_event_type() -> None:
     assert by_name["err"].touchpoint == "checkout_error"
     assert by_name["wait"].touchpoint == "wait"
     assert by_name["wait"].min is None
+
+
+# ---------------------------------------------------------------------- the train config
+def _sections(cls: type) -> list[type]:
+    """``cls`` and every config dataclass nested in it."""
+    out = [cls]
+    for info in cls.__pydantic_fields__.values():  # type: ignore[attr-defined]
+        if dataclasses.is_dataclass(info.annotation):
+            out += _sections(info.annotation)
+    return out
+
+
+@pytest.mark.parametrize("cls", [*_sections(TrainConfig), JourneyMap, Stage, Friction, Touchpoints])
+def test_every_config_field_is_described(cls: type) -> None:
+    missing = [name for name, info in cls.__pydantic_fields__.items() if not (info.description or "").strip()]  # type: ignore[attr-defined]
+    assert missing == [], f"{cls.__name__} fields without a description: {missing}"
+
+
+def test_shipped_train_yaml_restates_the_defaults() -> None:
+    """train.yaml sets the data and the map; every other value is the code's default, so the
+    defaults have one source (the dataclasses) and the YAML cannot silently disagree."""
+    shipped = TrainConfig.from_yaml(train_config_path())
+    assert shipped == TrainConfig(data="demo_output/events.parquet", journey_map="ecommerce")
+    listed = yaml.safe_load(train_config_path().read_text(encoding="utf-8"))
+    assert {k for k, v in listed.items() if isinstance(v, dict)} == {
+        k for k, v in TrainConfig().to_dict().items() if isinstance(v, dict)
+    }, "every section is listed in train.yaml"
+
+
+def test_train_config_round_trips_and_overrides() -> None:
+    config = TrainConfig.from_yaml(None, dict([parse_override("split.test_cutoffs=3"), parse_override("anchors.enabled=false")]))
+    assert config.split.test_cutoffs == 3 and config.anchors.enabled is False
+    assert config.split.valid_cutoffs == SplitConfig().valid_cutoffs
+    assert TrainConfig.from_yaml(None, {"seed": None}) == TrainConfig()  # None: flag not given
+    assert load(TrainConfig, config.to_dict()) == config
+    assert dataclasses.replace(config, model=ModelConfig(n_jobs=1)).model.n_estimators == ModelConfig().n_estimators
+    assert set(ModelConfig().estimator_params()) == set(dataclasses.asdict(ModelConfig())) - {"tweedie_variance_power"}
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "fragment"),
+    [
+        ({"split.test_cutofs": 3}, "split.test_cutofs", "did you mean 'test_cutoffs'"),
+        ({"modle.n_jobs": 1}, "modle", "did you mean 'model'"),
+        ({"split.test_cutoffs": "two"}, "split.test_cutoffs", "integer"),
+        ({"split.test_cutoffs": 2.5}, "split.test_cutoffs", "integer"),
+        ({"tuning.trials": True}, "tuning.trials", "integer"),
+        ({"model.learning_rate": -0.1}, "model.learning_rate", "non-negative"),
+        ({"anchors.enabled": "yes"}, "anchors.enabled", "true or false"),
+        ({"features.max_touchpoints": -1}, "features.max_touchpoints", "non-negative"),
+        ({"features.max_touchpoints": 0}, "features.max_touchpoints", "greater than or equal to 1"),
+        ({"dask": 3}, "dask", "dictionary"),
+        ({"seed.x": 1}, "seed", "not a section"),
+    ],
+)
+def test_bad_train_configs_name_the_key(override: dict, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_yaml(train_config_path(), override)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+    assert str(info.value).startswith(key)
+
+
+def test_bad_override_syntax_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
+        parse_override("split.test_cutoffs")
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "nope.yaml")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="mapping"):
+        TrainConfig.from_yaml(listy)
+
+
+def test_stage_shorthand_and_friction_built_in_code() -> None:
+    jm = JourneyMap.from_dict({"stages": ["browse", {"name": "buy", "events": ["order"]}]})
+    assert jm.stage_names == ("browse", "buy") and jm.stages[0].events == ()
+    fr = Friction("slow", None, "wait_minutes", 5)  # positional, as ingest.mapinit builds proposals
+    assert fr.min == 5.0 and fr.touchpoint == "slow"
+    assert jm.touchpoints_by == ("event_type",) and jm.format == "auto"

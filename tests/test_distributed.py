@@ -17,19 +17,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.pipeline import distributed as jd
-from journey_ml.pipeline import train as tr
-from journey_ml.registry.bundle import ModelBundle
-from journey_ml.contract.config import AnchorConfig, JourneyMap, ModelConfig, TrackingConfig, TrainConfig
+from journey_ml.contract import JourneyMap, ModelConfig, TrackingConfig, TrainConfig
 from journey_ml.features import FeatureSpec, compute_features, features_at
-from journey_ml.pipeline.scoring import score
-from journey_ml.simulate import SimulationConfig, simulate
 from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
+from journey_ml.models.tasks import SLOTS
+from journey_ml.pipeline import steps
+from journey_ml.pipeline.engines import dask as dask_engine
+from journey_ml.pipeline.engines import dask_frames, dask_io
+from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+from journey_ml.pipeline.scoring import score
+from journey_ml.pipeline.splits import SnapshotSplits
+from journey_ml.pipeline.train import run_training
+from journey_ml.registry.bundle import ModelBundle
+from journey_ml.simulate import SimulationConfig, simulate
 
 KEYS = ["customer_id", "cutoff"]
-# Few trees keep the distributed fits quick; both engines get the same config (the Dask
-# engine builds weekly snapshots only).
-CONFIG = TrainConfig(model=ModelConfig(n_estimators=80, n_jobs=1), seed=3, anchors=AnchorConfig(enabled=False))
+# Few trees keep the distributed fits quick; otherwise the defaults (anchored rows on), the
+# same config for both engines.
+CONFIG = TrainConfig(model=ModelConfig(n_estimators=80, n_jobs=1), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +45,19 @@ def events() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def parquet_dir(events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("events")
-    jd.write_events(events, path, rows_per_file=12_000)
+    dask_io.write_events(events, path, rows_per_file=12_000)
     return path
 
 
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[object]:
-    with jd.client(n_workers=2, threads_per_worker=1, processes=False, memory_limit="3GiB") as c:
+    with dask_io.client(n_workers=2, threads_per_worker=1, processes=False, memory_limit="3GiB") as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def splits(events: pd.DataFrame, journey_map: JourneyMap) -> tr.SnapshotSplits:
-    return tr.build_snapshot_splits(events, journey_map, CONFIG)
+def splits(events: pd.DataFrame, journey_map: JourneyMap) -> SnapshotSplits:
+    return build_snapshot_splits(events, journey_map, CONFIG)
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -61,13 +66,13 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ partitioned files
 def test_write_events_cuts_only_at_customer_boundaries(events: pd.DataFrame, tmp_path: Path) -> None:
-    paths = jd.write_events(events, tmp_path, rows_per_file=5_000)
+    paths = dask_io.write_events(events, tmp_path, rows_per_file=5_000)
     parts = [pd.read_parquet(p) for p in paths]
     assert len(parts) > 5
     owners = [set(p["customer_id"]) for p in parts]
     assert sum(len(o) for o in owners) == len(set().union(*owners))  # disjoint customers
     assert sum(len(p) for p in parts) == len(events)
-    assert (tmp_path / jd.PARTITION_MARKER).is_file()
+    assert (tmp_path / dask_io.PARTITION_MARKER).is_file()
 
 
 @given(
@@ -84,7 +89,7 @@ def test_write_events_partitions_customers_property(sizes: list[int], rows_per_f
         }
     ).sample(frac=1.0, random_state=shuffle_seed)  # rows of a customer need not be contiguous
     with tempfile.TemporaryDirectory() as tmp:
-        parts = [pd.read_parquet(p) for p in jd.write_events(frame, tmp, rows_per_file=rows_per_file)]
+        parts = [pd.read_parquet(p) for p in dask_io.write_events(frame, tmp, rows_per_file=rows_per_file)]
     seen: set[str] = set()
     for part in parts:
         mine = set(part["customer_id"])
@@ -99,12 +104,12 @@ def test_write_events_partitions_customers_property(sizes: list[int], rows_per_f
 
 def test_write_events_rejects_bad_rows_per_file(events: pd.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="rows_per_file"):
-        jd.write_events(events.head(10), tmp_path, rows_per_file=0)
+        dask_io.write_events(events.head(10), tmp_path, rows_per_file=0)
 
 
 def test_read_events_requires_map_to_validate(parquet_dir: Path) -> None:
     with pytest.raises(ValueError, match="journey_map"):
-        jd.read_events(parquet_dir, validate=True)
+        dask_io.read_events(parquet_dir, validate=True)
 
 
 # ------------------------------------------------------------------ feature parity
@@ -112,13 +117,13 @@ def test_read_events_requires_map_to_validate(parquet_dir: Path) -> None:
 def test_snapshots_equal_pandas(
     dask_client: object, parquet_dir: Path, events: pd.DataFrame, journey_map: JourneyMap
 ) -> None:
-    ddf = jd.read_events(parquet_dir)
+    ddf = dask_io.read_events(parquet_dir)
     assert ddf.npartitions > 2
-    cutoffs = jd.make_cutoffs(ddf, journey_map)
+    cutoffs = dask_io.make_cutoffs(ddf, journey_map)
     assert cutoffs.equals(make_cutoffs(events, journey_map))
-    spec = jd.fit_spec(ddf, journey_map)
+    spec = dask_io.fit_spec(ddf, journey_map)
     assert spec == FeatureSpec.fit(events, journey_map)
-    got = _sorted(jd.build_snapshots(ddf, journey_map, spec, cutoffs=cutoffs).compute())
+    got = _sorted(dask_frames.build_snapshots(ddf, journey_map, spec, cutoffs=cutoffs).compute())
     want = _sorted(build_snapshots(events, journey_map, spec, cutoffs=cutoffs))
     assert len(want) > 1000
     pd.testing.assert_frame_equal(got, want)
@@ -131,11 +136,11 @@ def test_hash_repartitioned_events_give_the_same_features(
     # Plain row chunks split customers across files: read_events must shuffle them together.
     for i, lo in enumerate(range(0, len(events), 9_000)):
         events.iloc[lo : lo + 9_000].to_parquet(tmp_path / f"chunk-{i}.parquet", index=False)
-    ddf = jd.read_events(tmp_path, journey_map, validate=True, npartitions=3)
+    ddf = dask_io.read_events(tmp_path, journey_map, validate=True, npartitions=3)
     assert ddf.npartitions == 3
     spec = FeatureSpec.fit(events, journey_map)
     at = events["timestamp"].quantile(0.8)
-    got = jd.features_at(ddf, spec, at).compute().sort_values("customer_id", ignore_index=True)
+    got = dask_frames.features_at(ddf, spec, at).compute().sort_values("customer_id", ignore_index=True)
     want = features_at(events, spec, at).sort_values("customer_id", ignore_index=True)
     assert len(want) > 100
     pd.testing.assert_frame_equal(got, want)
@@ -150,7 +155,7 @@ def test_compute_features_for_given_rows(
     rows = rows.rename(columns={"timestamp": "cutoff"}).reset_index(drop=True)
     rows.loc[len(rows)] = ["nobody", rows["cutoff"].iloc[0]]  # a customer without events
     rows = rows.iloc[::-1].reset_index(drop=True)  # order must be kept, not re-sorted
-    got = jd.compute_features(jd.read_events(parquet_dir), spec, rows)
+    got = dask_frames.compute_features(dask_io.read_events(parquet_dir), spec, rows)
     pd.testing.assert_frame_equal(got, compute_features(events, spec, rows))
 
 
@@ -161,20 +166,20 @@ def test_stack_per_worker_keeps_rows_and_gives_one_float32_block_per_worker(
 ) -> None:
     import dask
 
-    ddf = jd.read_events(parquet_dir)
-    spec = jd.fit_spec(ddf, journey_map)
+    ddf = dask_io.read_events(parquet_dir)
+    spec = dask_io.fit_spec(ddf, journey_map)
     names = spec.feature_names
-    snaps = jd.build_snapshots(ddf, journey_map, spec, cutoffs=jd.make_cutoffs(ddf, journey_map))
+    snaps = dask_frames.build_snapshots(ddf, journey_map, spec, cutoffs=dask_io.make_cutoffs(ddf, journey_map))
     labels = ["customer_id", "cutoff", "next_stage", "drop_off", "future_revenue", "n_events"]
     frame = snaps[[*labels, *names]].map_partitions(lambda p: p.astype(dict.fromkeys(names, np.float32)))
     (frame,) = dask.persist(frame)
     want = _sorted(frame.compute())
     rows = list(frame.map_partitions(len).compute())
-    parts = jd._partition_futures(frame)
+    parts = dask_frames.partition_futures(frame)
     assert len(parts) == ddf.npartitions > 2
     meta = frame._meta
     del frame
-    stacked = jd.stack_per_worker(parts, rows, meta, names, client=dask_client)  # type: ignore[arg-type]
+    stacked = dask_frames.stack_per_worker(parts, rows, meta, names, client=dask_client)  # type: ignore[arg-type]
     assert parts == []  # the source partitions were handed over (and released)
     assert stacked.npartitions == 2  # one per worker
 
@@ -187,7 +192,7 @@ def test_stack_per_worker_keeps_rows_and_gives_one_float32_block_per_worker(
     got = _sorted(stacked.compute())[want.columns]
     pd.testing.assert_frame_equal(got, want, check_column_type=False)
     with pytest.raises(ValueError, match="row counts"):
-        jd.stack_per_worker([None], [1, 2], meta, names, client=dask_client)  # type: ignore[arg-type]
+        dask_frames.stack_per_worker([None], [1, 2], meta, names, client=dask_client)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ training parity
@@ -196,33 +201,72 @@ def test_dask_trained_models_match_pandas_metrics(
     dask_client: object,
     parquet_dir: Path,
     journey_map: JourneyMap,
-    splits: tr.SnapshotSplits,
+    splits: SnapshotSplits,
 ) -> None:
-    dsplits = jd.build_snapshot_splits(jd.read_events(parquet_dir), journey_map, CONFIG)
+    dsplits = dask_engine.build_snapshot_splits(dask_io.read_events(parquet_dir), journey_map, CONFIG)
     assert dsplits.spec == splits.spec
-    assert dsplits.n_train == len(splits.train)
+    assert splits.anchored_rows > 500
+    # Occurrences are the pandas engine's; each partition draws its own controls (same rate).
+    assert dsplits.anchored_rows == pytest.approx(splits.anchored_rows, rel=0.02)
+    assert dsplits.n_train == pytest.approx(len(splits.train), rel=0.01)
     pd.testing.assert_frame_equal(dsplits.test, _sorted(splits.test))
-    assert dsplits.describe()["train"]["rows"] == splits.describe()["train"]["rows"]
+    assert dsplits.describe()["train"]["rows"] == dsplits.n_train
+    local = dsplits.in_memory(0, CONFIG.seed)
+    assert local.train_weight is not None and splits.train_weight is not None
+    assert local.train_weight.max() == pytest.approx(splits.train_weight.max(), rel=0.05)
 
-    dask_models = jd.fit_models(dsplits, CONFIG, client=dask_client)  # type: ignore[arg-type]
-    pandas_models = tr.fit_models(splits, CONFIG)
-    baselines = tr.fit_baselines(splits)
-    got = tr.evaluate_models(splits, dask_models, baselines)["model"]
-    want = tr.evaluate_models(splits, pandas_models, baselines)["model"]
+    dask_models = dask_engine.fit_models(dsplits, CONFIG, client=dask_client)  # type: ignore[arg-type]
+    pandas_models = steps.fit_models(splits, CONFIG)
+    baselines = steps.fit_baselines(splits)
+    got = steps.evaluate_models(splits, dask_models, baselines)["model"]
+    want = steps.evaluate_models(splits, pandas_models, baselines)["model"]
     assert got["next_stage"]["log_loss"] == pytest.approx(want["next_stage"]["log_loss"], abs=0.01)
     assert got["next_stage"]["accuracy"] == pytest.approx(want["next_stage"]["accuracy"], abs=0.01)
     assert got["drop_off"]["roc_auc"] == pytest.approx(want["drop_off"]["roc_auc"], abs=0.015)
     assert got["drop_off"]["brier"] == pytest.approx(want["drop_off"]["brier"], abs=0.01)
     assert got["revenue"]["mae"] == pytest.approx(want["revenue"]["mae"], rel=0.05)
     # Wrapped like a locally fitted model: calibrated, early-stopped, same learned state.
-    for task in tr.TASKS:
+    for task in SLOTS:
         model = dask_models[task]
-        assert model.n_train_ == len(splits.train)
+        assert model.n_train_ == dsplits.n_train
         assert 1 <= model.best_iteration_ < CONFIG.model.n_estimators
         assert model.calibration_report_
     ns_d, ns_p = dask_models["next_stage"], pandas_models["next_stage"]
-    np.testing.assert_allclose(ns_d.stage_prior_, ns_p.stage_prior_)
+    np.testing.assert_allclose(ns_d.stage_prior_, ns_p.stage_prior_, atol=0.01)
     np.testing.assert_array_equal(ns_d.trained_classes_, ns_p.trained_classes_)
+
+
+@pytest.mark.slow
+def test_anchored_occurrence_rows_equal_pandas(
+    dask_client: object, parquet_dir: Path, events: pd.DataFrame, journey_map: JourneyMap, splits: SnapshotSplits
+) -> None:
+    """Without controls the anchored rows are per-customer, so the engines build the same rows."""
+    from dataclasses import replace
+
+    from journey_ml.labels.anchors import control_event_types
+    from journey_ml.pipeline.engines.pandas import build_anchored_rows
+
+    config = replace(CONFIG, anchors=replace(CONFIG.anchors, controls_per_anchor=0.0))
+    start, end = events["timestamp"].min(), events["timestamp"].max()
+    types = control_event_types(events, journey_map)
+    got = dask_engine.anchored_rows(dask_io.read_events(parquet_dir), splits.spec, config, types, start=start, end=end)
+    want = build_anchored_rows(events, journey_map, splits.spec, start=start, end=end, config=config, control_types=types)
+    assert len(want) > 500
+    pd.testing.assert_frame_equal(_sorted(got.compute()), _sorted(want))
+
+
+def test_both_engines_give_the_same_data_fingerprint(
+    dask_client: object, parquet_dir: Path, events: pd.DataFrame, tmp_path: Path
+) -> None:
+    from journey_ml.registry.tracking import data_fingerprint
+
+    want = data_fingerprint(events)
+    assert dask_io.data_fingerprint(dask_io.read_events(parquet_dir)) == want
+    # Another partitioning and row order of the same events: the same fingerprint.
+    for i, lo in enumerate(range(0, len(events), 7_000)):
+        events.iloc[::-1].iloc[lo : lo + 7_000].to_parquet(tmp_path / f"chunk-{i}.parquet", index=False)
+    assert dask_io.data_fingerprint(dask_io.read_events(tmp_path, npartitions=2)) == want
+    assert data_fingerprint(events.head(len(events) - 1))["sha256"] != want["sha256"]
 
 
 # ------------------------------------------------------------------ scoring parity
@@ -232,10 +276,10 @@ def test_scores_identical_between_engines(
     parquet_dir: Path,
     events: pd.DataFrame,
     journey_map: JourneyMap,
-    splits: tr.SnapshotSplits,
+    splits: SnapshotSplits,
     tmp_path: Path,
 ) -> None:
-    models = tr.fit_models(splits, CONFIG)
+    models = steps.fit_models(splits, CONFIG)
     bundle = ModelBundle(
         journey_map=journey_map,
         spec=splits.spec,
@@ -244,8 +288,8 @@ def test_scores_identical_between_engines(
         revenue=models["revenue"],
     )
     at = events["timestamp"].max() - pd.Timedelta(days=3)
-    scores = jd.score(jd.read_events(parquet_dir), bundle, at)
-    out = jd.write_scores(scores, tmp_path / "scores")
+    scores = dask_frames.score(dask_io.read_events(parquet_dir), bundle, at)
+    out = dask_frames.write_scores(scores, tmp_path / "scores")
     assert len(list(out.glob("*.parquet"))) == scores.npartitions
     got = pd.read_parquet(out).sort_values("customer_id", ignore_index=True)
     want = score(events, bundle, at).sort_values("customer_id", ignore_index=True)
@@ -287,9 +331,11 @@ def test_cli_features_dask_engine_matches_pandas_engine(
 
 def test_dask_engine_refuses_a_shape_it_cannot_train(events: pd.DataFrame, journey_map: JourneyMap, tmp_path: Path, dask_client: object) -> None:
     """A log without revenue trains with the pandas engine; the Dask engine says why not."""
+    from dataclasses import replace
+
     from journey_ml.exceptions import ConfigError
 
-    jd.write_events(events.assign(revenue=0.0), tmp_path, rows_per_file=50_000)
+    dask_io.write_events(events.assign(revenue=0.0), tmp_path, rows_per_file=50_000)
     with pytest.raises(ConfigError, match=r"revenue off: no revenue on conversion events.*--engine pandas"):
-        config = TrainConfig(**{**CONFIG.__dict__, "tracking": TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}")})
-        tr.run_training(jd.read_events(tmp_path, journey_map), journey_map, config, client=dask_client)
+        config = replace(CONFIG, tracking=TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+        run_training(dask_io.read_events(tmp_path, journey_map), journey_map, config, client=dask_client)

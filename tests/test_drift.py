@@ -22,8 +22,9 @@ import pytest
 from scipy.stats import entropy
 from typer.testing import CliRunner
 
-from journey_ml.evaluation import drift
 from journey_ml.cli import app
+from journey_ml.evaluation import drift, drift_report, psi, quality
+from journey_ml.pipeline.scoring import score_features
 from journey_ml.registry.modelcard import SECTIONS, auc_standard_error, render_model_card
 from tests.conftest import DEFAULT_MAP
 
@@ -35,8 +36,8 @@ def test_psi_matches_a_hand_computed_value() -> None:
     # closed on the right, so it joins 3 in (2.75, 4.5]), 7 and one NaN.
     reference = np.arange(1, 9, dtype=float)
     current = np.array([1, 1, 1, 1, 3, 4.5, 7, np.nan])
-    np.testing.assert_allclose(drift.quantile_edges(reference, 4), [2.75, 4.5, 6.25])
-    eps = drift.EPSILON
+    np.testing.assert_allclose(psi.quantile_edges(reference, 4), [2.75, 4.5, 6.25])
+    eps = psi.EPSILON
     expected = (
         (0.5 - 0.25) * math.log(0.5 / 0.25)  # (-inf, 2.75]
         + 0.0  # (2.75, 4.5]: 1/4 on both sides
@@ -44,65 +45,65 @@ def test_psi_matches_a_hand_computed_value() -> None:
         + (0.125 - 0.25) * math.log(0.125 / 0.25)  # (6.25, inf)
         + (0.125 - eps) * math.log(0.125 / eps)  # missing: empty in the reference
     )
-    assert drift.psi(reference, current, bins=4) == pytest.approx(expected, rel=1e-12)
+    assert psi.psi(reference, current, bins=4) == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(3.1058086, abs=1e-6)
     # The bins are the reference's: swapping the samples gives another number.
-    assert drift.psi(current, reference, bins=4) != pytest.approx(expected)
+    assert psi.psi(current, reference, bins=4) != pytest.approx(expected)
 
 
 def test_psi_of_a_binary_count_matches_a_hand_computed_value() -> None:
     # 95% zeros: every quantile is 0, one edge at 0, bins (-inf, 0] and (0, inf).
     reference = np.r_[np.zeros(95), np.ones(5)]
     current = np.r_[np.zeros(50), np.ones(50)]
-    assert drift.quantile_edges(reference).tolist() == [0.0]
+    assert psi.quantile_edges(reference).tolist() == [0.0]
     expected = (0.5 - 0.95) * math.log(0.5 / 0.95) + (0.5 - 0.05) * math.log(0.5 / 0.05)
-    assert drift.psi(reference, current) == pytest.approx(expected, rel=1e-12)
+    assert psi.psi(reference, current) == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(1.3249975, abs=1e-6)
 
 
 def test_psi_categorical_matches_a_hand_computed_value() -> None:
     reference = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
     current = ["a"] * 30 + ["b"] * 30 + ["c"] * 30 + ["d"] * 10
-    eps = drift.EPSILON
+    eps = psi.EPSILON
     expected = (
         (0.3 - 0.5) * math.log(0.3 / 0.5) + 0.0 + (0.3 - 0.2) * math.log(0.3 / 0.2) + (0.1 - eps) * math.log(0.1 / eps)
     )
-    assert drift.psi_categorical(reference, current) == pytest.approx(expected, rel=1e-12)
+    assert psi.psi_categorical(reference, current) == pytest.approx(expected, rel=1e-12)
 
 
 def test_psi_of_shares_is_the_symmetrised_kl_divergence() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):
         e, a = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
-        assert drift.psi_from_shares(e, a, eps=0.0) == pytest.approx(entropy(a, e) + entropy(e, a), rel=1e-10)
+        assert psi.psi_from_shares(e, a, eps=0.0) == pytest.approx(entropy(a, e) + entropy(e, a), rel=1e-10)
 
 
 def test_psi_properties_and_thresholds() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=5000)
-    assert drift.psi(x, x) == pytest.approx(0.0, abs=1e-12)
-    assert drift.psi(x, rng.normal(size=5000)) < drift.PSI_MODERATE  # sampling noise only
-    assert drift.PSI_MODERATE <= drift.psi(x, rng.normal(0.45, 1, size=5000)) < drift.PSI_MAJOR
-    assert drift.psi(x, rng.normal(1.5, 1, size=5000)) >= drift.PSI_MAJOR
-    assert math.isnan(drift.psi(x, []))
-    assert [drift.level(v) for v in (0.0, 0.1, 0.2, 0.25, float("nan"))] == ["none", "moderate", "moderate", "major", "unknown"]
-    assert drift.FLAG_AT == drift.PSI_MAJOR == 0.25 and drift.PSI_MODERATE == 0.1
+    assert psi.psi(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert psi.psi(x, rng.normal(size=5000)) < psi.PSI_MODERATE  # sampling noise only
+    assert psi.PSI_MODERATE <= psi.psi(x, rng.normal(0.45, 1, size=5000)) < psi.PSI_MAJOR
+    assert psi.psi(x, rng.normal(1.5, 1, size=5000)) >= psi.PSI_MAJOR
+    assert math.isnan(psi.psi(x, []))
+    assert [psi.level(v) for v in (0.0, 0.1, 0.2, 0.25, float("nan"))] == ["none", "moderate", "moderate", "major", "unknown"]
+    assert psi.FLAG_AT == psi.PSI_MAJOR == 0.25 and psi.PSI_MODERATE == 0.1
 
 
 def test_quantile_bins_of_a_count_feature_keep_zero_apart() -> None:
     # 80% zeros: the duplicate edges merge, and bins are closed on the right so 0 is one bin.
     reference = np.r_[np.zeros(80), np.arange(1, 21)]
-    edges = drift.quantile_edges(reference, 10)
+    edges = psi.quantile_edges(reference, 10)
     assert edges[0] == 0.0 and len(edges) == len(np.unique(edges))
     # Moving mass from 0 to 1 must register even though both sit below the second edge.
-    assert drift.psi(reference, np.r_[np.zeros(40), np.ones(40), np.arange(1, 21)]) > drift.PSI_MAJOR
+    assert psi.psi(reference, np.r_[np.zeros(40), np.ones(40), np.arange(1, 21)]) > psi.PSI_MAJOR
 
 
 def test_quality_drift_new_vanished_types_and_reject_share() -> None:
     ref = pd.DataFrame({"event_type": ["visit"] * 500 + ["email_open"] * 300 + ["fax"] * 200})
     cur = pd.DataFrame({"event_type": ["visit"] * 500 + ["email_open"] * 300 + ["chat"] * 30 + ["typo"] * 2})
     stages = pd.Series(["a"] * 10)
-    q = drift.quality_drift(ref, cur, stages, stages)
+    q = quality.quality_drift(ref, cur, stages, stages)
     assert q["event_types"]["new"] == {"chat": 30, "typo": 2}
     assert q["event_types"]["vanished"] == {"fax": 200}
     # A new type is flagged from MIN_EVENT_TYPE_COUNT occurrences; a one-off typo is listed only.
@@ -110,11 +111,11 @@ def test_quality_drift_new_vanished_types_and_reject_share() -> None:
     assert q["event_types"]["flagged_vanished"] == ["fax"]
     assert q["stage_mix"]["psi"] == pytest.approx(0.0)
     rejects = pd.DataFrame({"ts": ["2026-01-05", "2026-03-02T10:00:00Z", "2026-03-03", "not a time", None]})
-    shares = drift.window_rejects(rejects, "ts", pd.Timestamp("2026-02-01", tz="UTC"), ok_reference=99, ok_current=48)
+    shares = quality.window_rejects(rejects, "ts", pd.Timestamp("2026-02-01", tz="UTC"), ok_reference=99, ok_current=48)
     assert shares == {
         "reference": 1 / 100, "current": 2 / 50, "rejected_reference": 1, "rejected_current": 2, "unplaced": 2,
     }  # fmt: skip
-    assert drift.window_rejects(None, "ts", pd.Timestamp("2026-02-01", tz="UTC"), 1, 1) is None
+    assert quality.window_rejects(None, "ts", pd.Timestamp("2026-02-01", tz="UTC"), 1, 1) is None
 
 
 # ---------------------------------------------------------------------------- Must show: drift on a log
@@ -128,10 +129,17 @@ class DriftCase:
 
 @pytest.fixture(scope="module")
 def drift_case() -> DriftCase:
+    from journey_ml.contract import (
+        AnchorConfig,
+        JourneyMap,
+        ModelConfig,
+        SplitConfig,
+        TrainConfig,
+    )
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
     from journey_ml.registry.bundle import ModelBundle
-    from journey_ml.contract.config import AnchorConfig, JourneyMap, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
 
     events = simulate(SimulationConfig(customers=3000, days=210, seed=11), truth=False).events
     jm = JourneyMap.from_yaml(DEFAULT_MAP)
@@ -151,7 +159,10 @@ def measure(case: DriftCase, events: pd.DataFrame) -> drift.DriftReport:
         events, case.bundle.journey_map, case.bundle.spec, start=case.start, boundary=case.boundary, cadence_days=7
     )
     before = events["timestamp"] <= case.boundary
-    return drift.measure_drift(ref, cur, case.bundle, reference_events=events[before], current_events=events[~before])
+    return drift.measure_drift(
+        ref, cur, case.bundle, score=lambda rows: score_features(rows, case.bundle),
+        reference_events=events[before], current_events=events[~before],
+    )
 
 
 def inject(events: pd.DataFrame, after: pd.Timestamp, seed: int = 0) -> pd.DataFrame:
@@ -197,10 +208,10 @@ def test_unchanged_newest_period_is_not_flagged(drift_case: DriftCase) -> None:
     assert out["flagged"] == [], out["psi"]
     assert out["windows"]["reference"]["rows"] >= drift.MIN_ROWS and out["windows"]["current"]["rows"] >= drift.MIN_ROWS
     assert out["windows"]["reference"]["last_cutoff"] <= drift_case.boundary.isoformat() < out["windows"]["current"]["first_cutoff"]
-    assert max(out["psi"].values()) < drift.FLAG_AT
+    assert max(out["psi"].values()) < psi.FLAG_AT
     assert set(out["scores"]) == {"drop_off_risk", "expected_revenue", "next_stage"}
-    assert all(v < drift.PSI_MODERATE for v in out["scores"].values())
-    assert out["quality"]["event_mix"]["psi"] < drift.PSI_MODERATE
+    assert all(v < psi.PSI_MODERATE for v in out["scores"].values())
+    assert out["quality"]["event_mix"]["psi"] < psi.PSI_MODERATE
     assert not out["quality"]["event_types"]["new"] and not out["quality"]["event_types"]["vanished"]
 
 
@@ -224,9 +235,9 @@ def test_injected_drift_is_flagged_and_the_groups_are_named(drift_case: DriftCas
 @pytest.mark.slow
 def test_drift_report_has_plots_and_html(drift_case: DriftCase) -> None:
     report = measure(drift_case, inject(drift_case.events, drift_case.boundary))
-    figures = drift.drift_figures(report)
+    figures = drift_report.drift_figures(report)
     assert set(figures) == {"psi.png", "scores.png", "stage_mix.png", "event_mix.png"}
-    html = drift.drift_report_html(report, figures)
+    html = drift_report.drift_report_html(report, figures)
     assert html.count("data:image/png;base64,") == 4 and "page_timeout" in html and "<script" not in html
 
 
@@ -283,7 +294,7 @@ def test_monitor_skips_absent_revenue_and_small_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["monitor", str(a), str(b), "--json"], catch_exceptions=False)
     out = json.loads(result.stdout)
     assert "expected_revenue" not in out["psi"]  # NaN on both sides: absent, not a 0
-    assert out["psi"]["drop_off_risk"] >= drift.PSI_MAJOR and out["flagged"] == []  # 60 rows: too few to flag
+    assert out["psi"]["drop_off_risk"] >= psi.PSI_MAJOR and out["flagged"] == []  # 60 rows: too few to flag
     assert "drop_off_risk" in out["watch"] and out["notes"]
     missing = CliRunner().invoke(app, ["monitor", str(a), str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2 and "not found" in missing.output

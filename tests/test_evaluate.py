@@ -17,6 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from journey_ml.evaluation.metrics import log_loss as journey_log_loss
 from journey_ml.evaluation.metrics import (
     compare,
     drop_off_metrics,
@@ -75,6 +76,20 @@ def test_next_stage_metrics_with_unsorted_labels() -> None:
     m = next_stage_metrics([5, 2], [[0.9, 0.1], [0.2, 0.8]], labels=[5, 2])
     assert m["accuracy"] == 1.0
     assert m["log_loss"] == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2)
+
+
+def test_the_one_log_loss_is_sklearns_with_every_class_named() -> None:
+    assert journey_log_loss(Y3, P3) == log_loss(Y3, P3, labels=[0, 1, 2])
+    # Classes absent from y_true are named by the probability columns, not refused.
+    assert journey_log_loss([1, 1], [[0.2, 0.8, 0.0], [0.5, 0.5, 0.0]]) == pytest.approx(
+        -(np.log(0.8) + np.log(0.5)) / 2
+    )
+    # 1-d: the probability of class 1, one class present or both.
+    assert journey_log_loss([0, 0], [0.1, 0.3]) == pytest.approx(-(np.log(0.9) + np.log(0.7)) / 2)
+    assert journey_log_loss([0, 1], [0.1, 0.3]) == log_loss([0, 1], [0.1, 0.3])
+    assert np.isnan(journey_log_loss([], np.zeros((0, 2))))
+    # A certain wrong answer is large but finite (clipped at float64's epsilon).
+    assert 30 < journey_log_loss([1], [0.0]) < 40
 
 
 def test_drop_off_metrics_against_sklearn() -> None:

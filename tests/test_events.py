@@ -11,8 +11,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from journey_ml.contract.config import JourneyMap
-from journey_ml.ingest.events import (
+from journey_ml.contract import JourneyMap
+from journey_ml.exceptions import EventValidationError
+from journey_ml.ingest import (
     LoadResult,
     load_events,
     read_event_file,
@@ -20,7 +21,6 @@ from journey_ml.ingest.events import (
     validate_events,
     write_rejects,
 )
-from journey_ml.exceptions import EventValidationError
 
 DATA = Path(__file__).parent / "data"
 CANON = ["customer_id", "timestamp", "event_type", "channel", "revenue", "session_id"]
@@ -473,10 +473,10 @@ def test_fixed_width_and_other_ids_share_one_order(journey_map: JourneyMap) -> N
 def test_sorting_accepted_rows_equals_a_stable_lexsort_of_them(
     rows: list[tuple[int, int, bool]], layout: str
 ) -> None:
-    # Each path of _sort_accepted (input already in order, time-ordered counting scatter,
+    # Each path of sort_accepted (input already in order, time-ordered counting scatter,
     # packed-key radix sort, two-pass fallback for keys wider than 62 bits) must equal numpy's stable lexsort of the accepted rows; rejected rows
     # hold junk (code -1, any time) and must neither appear nor disturb the order checks.
-    from journey_ml.ingest.events import _sort_accepted
+    from journey_ml.ingest.order import sort_accepted
 
     codes = np.array([c for c, _, _ in rows], dtype=np.int64)
     ts = np.array([t for _, t, _ in rows], dtype=np.int64)
@@ -492,7 +492,7 @@ def test_sorting_accepted_rows_equals_a_stable_lexsort_of_them(
     junk_ts = np.where(accepted, ts, (np.arange(len(ts)) * 7919) % 1000)
     ok = np.flatnonzero(accepted)
     expected = ok[np.lexsort((ts[ok], codes[ok]))]
-    got_rows, got_codes, got_ts = _sort_accepted(junk_codes, junk_ts, accepted, 70_001)
+    got_rows, got_codes, got_ts = sort_accepted(junk_codes, junk_ts, accepted, 70_001)
     np.testing.assert_array_equal(got_rows, expected)
     np.testing.assert_array_equal(got_codes, codes[expected])
     np.testing.assert_array_equal(got_ts, ts[expected])
@@ -510,12 +510,12 @@ def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], la
     # uniques still distinct after stripping or merged by it), every row decodes to its
     # stripped value, empty and null rows are missing, values are distinct, and sorted
     # factors order codes like their strings.
-    from journey_ml.ingest.events import _Factor
+    from journey_ml.ingest.parse import Factor
 
     if layout == "grouped":
         values = sorted(values, key=lambda v: (v is None, v or ""))
     series = pd.Series(values, dtype="category" if layout == "category" else "str")
-    factor = _Factor.of(series, sort=sort)
+    factor = Factor.of(series, sort=sort)
     decoded = factor.values.to_pylist()
     assert len(set(decoded)) == len(decoded)
     for code, raw in zip(factor.codes, values, strict=True):
@@ -529,7 +529,7 @@ def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], la
 def test_float_columns_gather_bit_for_bit(n_columns: int) -> None:
     # Mostly-fill columns take the flag path, dense ones a plain gather; either way the
     # result equals values[rows] bit for bit, including -0.0 and NaNs with other payloads.
-    from journey_ml.ingest.events import _take_floats
+    from journey_ml.ingest.order import take_floats
 
     rng = np.random.default_rng(n_columns)
     n = 5_000
@@ -546,7 +546,7 @@ def test_float_columns_gather_bit_for_bit(n_columns: int) -> None:
         values[rng.integers(0, n, 5)] = odd_nan
         values[rng.integers(0, n, 5)] = -np.nan
         columns[f"c{j}"] = (values, fill)
-    got = _take_floats(columns, rows)
+    got = take_floats(columns, rows)
     assert list(got) == list(columns)
     for name, (values, _) in columns.items():
         np.testing.assert_array_equal(got[name].view(np.int64), values[rows].view(np.int64))
@@ -609,21 +609,21 @@ def test_large_id_columns_hash_in_two_halves_like_one() -> None:
     # get one code.
     import pyarrow as pa
 
-    from journey_ml.ingest import events as ev
+    from journey_ml.ingest import parse
 
     rng = np.random.default_rng(3)
-    n = ev._PARALLEL_ENCODE_ROWS + 1001
+    n = parse.PARALLEL_ENCODE_ROWS + 1001
     values = np.array([f"{i:07d}" for i in range(5000)], dtype=object)[rng.integers(0, 5000, n)]
     values[rng.choice(n, 50, replace=False)] = None
     arr = pa.array(values, type=pa.string())
-    codes, uniques = ev._encode_generic(arr)
-    ref_codes, ref_uniques = ev._hash_encode(arr)
+    codes, uniques = parse.encode_generic(arr)
+    ref_codes, ref_uniques = parse.hash_encode(arr)
     assert len(uniques) == len(ref_uniques) == 5000
     decoded = np.where(codes >= 0, np.asarray(uniques.to_pylist(), dtype=object)[np.maximum(codes, 0)], None)
     expected = np.where(ref_codes >= 0, np.asarray(ref_uniques.to_pylist(), dtype=object)[np.maximum(ref_codes, 0)], None)
     assert (decoded == expected).all() and (decoded == values).all()
     # Columns read from Parquet arrive in chunks and are hashed without concatenating.
     chunked = pa.chunked_array([arr.slice(0, 1000), arr.slice(1000, 0), arr.slice(1000, 600_000), arr.slice(601_000)])
-    chunked_codes, chunked_uniques = ev._encode_generic(chunked)
+    chunked_codes, chunked_uniques = parse.encode_generic(chunked)
     np.testing.assert_array_equal(chunked_codes, codes)
     assert chunked_uniques.to_pylist() == uniques.to_pylist()

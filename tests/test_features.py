@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.features import FeatureSpec, compute_features, features_at, features_for_customer
 
 from .conftest import canonical
@@ -120,7 +120,7 @@ def test_chunked_threaded_path_matches_one_chunk(
 ) -> None:
     """Tiny chunks (several per customer, on threads, rows in scrambled order, an unknown
     customer) give exactly the single-chunk values."""
-    import journey_ml.features as features_module
+    from journey_ml.features import compute as features_module
     from journey_ml.simulate import SimulationConfig, simulate
 
     events = simulate(SimulationConfig(customers=60, days=120, seed=5)).events
@@ -130,8 +130,8 @@ def test_chunked_threaded_path_matches_one_chunk(
     cut = pd.DataFrame({"customer_id": [c for c in ids for _ in times] + ["nobody"], "cutoff": times * len(ids) + [times[0]]})
     cut = cut.sample(frac=1.0, random_state=1).reset_index(drop=True)
     whole = compute_features(events, spec, cut)
-    monkeypatch.setattr(features_module, "_ROW_CHUNK", 7)
-    monkeypatch.setattr(features_module, "_THREADS", 2)
+    monkeypatch.setattr(features_module, "ROW_CHUNK", 7)
+    monkeypatch.setattr(features_module, "THREADS", 2)
     pd.testing.assert_frame_equal(compute_features(events, spec, cut), whole)
     nobody = whole[whole["customer_id"] == "nobody"].iloc[0]
     assert nobody["events_total"] == 0 and math.isnan(nobody["recency_days"])

@@ -19,10 +19,15 @@ from typer.testing import CliRunner
 
 import journey_ml.cli.validate  # noqa: F401  (registers the command)
 from journey_ml.cli.app import app
-from journey_ml.contract.config import JourneyMap
-from journey_ml.ingest.events import REJECT_REASONS, load_events
+from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import EventValidationError
-from journey_ml.ingest.formats import EXPORT_REJECT_REASONS, SOURCE_RECORD, detect_format, read_export
+from journey_ml.ingest import REJECT_REASONS, load_events
+from journey_ml.ingest.formats import (
+    EXPORT_REJECT_REASONS,
+    SOURCE_RECORD,
+    detect_format,
+    read_export,
+)
 
 from .conftest import ROOT
 

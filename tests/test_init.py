@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 import journey_ml.cli.init  # registers the command (with the one below)
 import journey_ml.cli.validate  # noqa: F401
 from journey_ml.cli.app import app
-from journey_ml.contract.config import JourneyMap
-from journey_ml.ingest.events import load_events
+from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import EventValidationError
+from journey_ml.ingest import load_events
 from journey_ml.ingest.formats import read_export
 from journey_ml.ingest.mapinit import (
     Draft,

@@ -19,9 +19,13 @@ from journey_ml.models.baselines import (
     StageMeanRevenueBaseline,
     load_baseline,
 )
+from journey_ml.contract import ModelConfig, TrainConfig
 from journey_ml.evaluation.metrics import drop_off_metrics, next_stage_metrics, revenue_metrics
 from journey_ml.exceptions import ModelBundleError, NotFittedError
+from journey_ml.labels.shape import PARTS, JourneyShape, Part
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel, load_model
+from journey_ml.models.tasks import PRIMARY, SLOTS, TASKS, task_for, tasks_for
+from journey_ml.models.tuning import tune
 from tests.synthetic_snapshots import N_STAGES, make_snapshots, split
 
 # n_jobs=1: two OpenMP threads spin badly when other test runs share the 2 cores.
@@ -377,3 +381,105 @@ def test_monotone_constraints_hold_against_the_data(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict_proba(grid), tied.predict_proba(grid))
     with pytest.raises(ValueError, match=r"monotone_constraints: 'w' is not a feature column"):
         DropOffModel(monotone_constraints=(("w", 1),), **SMALL).fit(X, y)
+
+
+# ---------------------------------------------------------------------------- task registry
+def test_task_registry_is_the_one_home_of_every_task() -> None:
+    assert SLOTS == ("next_stage", "drop_off", "revenue")
+    assert {t.slot for t in TASKS.values()} == set(SLOTS)
+    assert task_for("revenue").label == "future_revenue"
+    assert task_for("revenue", "conversions").label == "future_conversions"
+    assert task_for("revenue", "conversions").slot == "revenue"
+    with pytest.raises(ValueError, match="unknown task 'drop'"):
+        task_for("drop")
+    with pytest.raises(ValueError, match="no value model for unit 'drop_offs'"):
+        task_for("revenue", "drop_offs")
+    # The gate's metrics are the registry's, and a metric every task reports.
+    assert PRIMARY == {"drop_off": ("roc_auc", "max"), "next_stage": ("log_loss", "min")}
+    frame = pd.DataFrame(
+        {"next_stage": [0, 1], "drop_off": [1, 0], "future_revenue": [3.0, 0.0], "future_conversions": [1, 0]}
+    )
+    np.testing.assert_array_equal(task_for("revenue", "conversions").target(frame), [1.0, 0.0])
+    np.testing.assert_array_equal(task_for("drop_off").target(frame), [1, 0])
+
+
+def _shape(stages: int, unit: str) -> JourneyShape:
+    parts = {name: Part(True, "") for name in PARTS}
+    parts["next_stage"] = Part(stages > 1, "")
+    return JourneyShape(parts=parts, value_unit=unit)
+
+
+@pytest.mark.parametrize(
+    ("stages", "unit", "names"),
+    [
+        (6, "revenue", ["next_stage", "drop_off", "revenue"]),
+        (6, "conversions", ["next_stage", "drop_off", "conversions"]),
+        (1, "drop_offs", ["drop_off"]),
+    ],
+)
+def test_tasks_enabled_by_the_journey_shape(stages: int, unit: str, names: list[str]) -> None:
+    shape = _shape(stages, unit)
+    assert [t.name for t in tasks_for(shape)] == names
+    # The registry's rule and the shape's own list of tasks agree.
+    assert [t.slot for t in tasks_for(shape)] == list(shape.tasks)
+
+
+def test_make_model_takes_the_config_hyperparameters(data: dict[str, Any]) -> None:
+    config = TrainConfig(seed=7, model=ModelConfig(num_leaves=9, lambda_l2=0.5))
+
+    class Spec:  # the three FeatureSpec attributes make_model reads
+        categorical_features = ("channel_code",)
+        friction_risk_direction = {"engagement": 1}
+        journey_map = type("Map", (), {"stages": list(range(N_STAGES))})()
+
+    for slot in SLOTS:
+        model = task_for(slot).make_model(Spec(), config, {"learning_rate": 0.2})  # type: ignore[arg-type]
+        assert isinstance(model, task_for(slot).estimator)
+        params = model.get_params()
+        assert params["num_leaves"] == 9 and params["lambda_l2"] == 0.5 and params["random_state"] == 7
+        assert params["learning_rate"] == 0.2
+    assert task_for("drop_off").make_model(Spec(), config).monotone_constraints == (("engagement", 1),)  # type: ignore[arg-type]
+    assert task_for("revenue").make_model(Spec(), config).monotone_constraints == (("engagement", -1),)  # type: ignore[arg-type]
+
+
+def test_estimator_defaults_are_model_config_defaults() -> None:
+    defaults = ModelConfig()
+    for cls in (NextStageModel, DropOffModel, RevenueModel):
+        params = cls().get_params()
+        for name, value in defaults.estimator_params().items():
+            assert params[name] == value, (cls.__name__, name)
+    assert RevenueModel().tweedie_variance_power == defaults.tweedie_variance_power
+
+
+def test_fit_calibration_refits_only_the_calibrator(data: dict[str, Any]) -> None:
+    # Validation rows with a shifted base rate: calibrating on them moves the mean risk.
+    X, y = split(make_snapshots(1500, seed=10, drop_intercept=-2.5))
+    Xv, yv = split(make_snapshots(800, seed=11, drop_intercept=0.0))
+    model = DropOffModel(**SMALL).fit(X, y["drop_off"], X_valid=X.iloc[:400], y_valid=y["drop_off"][:400])
+    trees = model.booster_.model_to_string()
+    before = model.predict_proba(Xv)[:, 1].mean()
+    assert model.fit_calibration(Xv, yv["drop_off"]) is model
+    assert model.booster_.model_to_string() == trees
+    assert abs(model.predict_proba(Xv)[:, 1].mean() - yv["drop_off"].mean()) < abs(before - yv["drop_off"].mean())
+    assert model.calibration_report_["n_valid"] == len(Xv)
+    with pytest.raises(NotFittedError):
+        DropOffModel().fit_calibration(Xv, yv["drop_off"])
+
+
+def test_tuning_fits_with_the_final_fits_weights(data: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    fit = DropOffModel.fit
+
+    def spy(self: DropOffModel, *args: Any, **kwargs: Any) -> DropOffModel:
+        seen.append(kwargs.get("sample_weight"))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(DropOffModel, "fit", spy)
+    w = np.linspace(1.0, 3.0, len(data["X"]))
+    result = tune(
+        "drop_off", lambda params: DropOffModel(**{**SMALL, **params}), data["X"], data["y"]["drop_off"],
+        data["Xv"], data["yv"]["drop_off"], trials=2, timeout_seconds=None, seed=0, sample_weight=w,
+        log_to_mlflow=False,
+    )
+    assert result.trials == 2 and len(seen) == 2
+    assert all(s is w for s in seen)

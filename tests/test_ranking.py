@@ -11,17 +11,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from journey_ml.models import DropOffModel, RevenueModel
-from journey_ml.explain.ranking import (
+from journey_ml.explain import (
     IMPROVEMENT_COLUMNS,
-    _bootstrap,
     add_reason_codes,
+    anchored_features,
     compare_shap_backends,
+    friction_impacts,
     improvements_for_bundle,
     improvements_to_records,
+    period_cutoffs,
+    period_features,
+    rank_improvements,
     reason_codes,
     tree_shap,
 )
+from journey_ml.explain.impacts import annuity, bootstrap_interval
+from journey_ml.models import DropOffModel, RevenueModel
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +65,7 @@ def test_unknown_backend_is_refused(tiny_models) -> None:  # type: ignore[no-unt
 @given(st.integers(1, 40), st.floats(-50, 50, allow_nan=False), st.integers(0, 2**16))
 def test_bootstrap_of_constant_impacts_is_exact(n: int, c: float, seed: int) -> None:
     """Every resample of n equal impacts sums to n*c, so the interval collapses on it."""
-    lo, hi = _bootstrap(np.full((n, 2), c), 30, seed)
+    lo, hi = bootstrap_interval(np.full((n, 2), c), 30, seed)
     np.testing.assert_allclose(lo, n * c, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(hi, n * c, rtol=1e-9, atol=1e-6)
 
@@ -68,16 +73,13 @@ def test_bootstrap_of_constant_impacts_is_exact(n: int, c: float, seed: int) -> 
 @given(st.lists(st.floats(-100, 100, allow_nan=False), min_size=2, max_size=30), st.integers(0, 1000))
 def test_bootstrap_is_ordered_and_seeded(values: list[float], seed: int) -> None:
     imp = np.asarray(values)[:, None]
-    lo, hi = _bootstrap(imp, 50, seed)
-    lo2, hi2 = _bootstrap(imp, 50, seed)
-    assert lo[0] <= hi[0] + 1e-9
+    lo, hi = bootstrap_interval(imp, 50, seed)
+    lo2, hi2 = bootstrap_interval(imp, 50, seed)
     assert (lo == lo2).all() and (hi == hi2).all()
     assert lo[0] >= len(values) * min(values) - 1e-6 and hi[0] <= len(values) * max(values) + 1e-6
 
 
 def test_period_cutoffs_are_anchored_on_the_last_event(make_events) -> None:  # type: ignore[no-untyped-def]
-    from journey_ml.explain.ranking import period_cutoffs
-
     ev = make_events([("a", "2026-01-01T10:00", "site_visit"), ("b", "2026-01-30T08:00", "site_visit")])
     cut = period_cutoffs(ev, cadence_days=7)
     assert cut[-1] == ev["timestamp"].max()
@@ -92,11 +94,9 @@ def test_period_cutoffs_are_anchored_on_the_last_event(make_events) -> None:  # 
 @given(st.floats(0.01, 0.99), st.floats(0, 400))
 def test_annuity_counts_expected_horizons_left(p: float, remaining: float) -> None:
     """(1-(1-p)^K)/p horizons: between 1 and K, and exactly 1 with at most one horizon left."""
-    from journey_ml.explain.ranking import _annuity
-
     end = pd.Timestamp("2026-06-01", tz="UTC")
     feats = pd.DataFrame({"cutoff": [end - pd.Timedelta(days=remaining)]})
-    a = _annuity(feats, np.array([0]), np.array([p]), 14.0, end)[0]
+    a = annuity(feats, np.array([0]), np.array([p]), 14.0, end)[0]
     k = max(remaining / 14.0, 1.0)
     assert 1.0 - 1e-9 <= a <= k + 1e-9
     if remaining <= 14:
@@ -126,7 +126,8 @@ def _anchor_events(make_events):  # type: ignore[no-untyped-def]
 
 
 def test_anchor_cutoffs_occurrences_controls_and_exits(make_events, journey_map) -> None:  # type: ignore[no-untyped-def]
-    from journey_ml.labels.anchors import anchor_cutoffs, control_event_types, friction_occurrences
+    from journey_ml.contract.frictions import friction_occurrences
+    from journey_ml.labels.anchors import anchor_cutoffs, control_event_types
 
     ev = _anchor_events(make_events)
     occ = friction_occurrences(ev, journey_map)
@@ -164,8 +165,6 @@ def test_anchored_features_undo_only_the_occurrence(make_events, journey_map) ->
     """The 'before' row of a checkout error is the customer at their checkout start; of a
     late delivery, the same row with the delay's features as before it (measure fixed)."""
     from journey_ml.features import FeatureSpec, compute_features
-    from journey_ml.explain.ranking import anchored_features
-
     ev = _anchor_events(make_events)
     spec = FeatureSpec.fit(ev, journey_map)
     af = anchored_features(ev, spec)
@@ -195,50 +194,89 @@ def ranked(trained_bundle):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_ranking_shape_and_records(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
-    frictions = [f.name for f in trained_bundle.bundle.journey_map.friction]
-    assert list(ranked.columns) == list(IMPROVEMENT_COLUMNS)
-    assert sorted(ranked["touchpoint"]) == sorted(frictions)
-    assert ranked["expected_impact"].is_monotonic_decreasing
-    assert (ranked["ci_low"] <= ranked["ci_high"] + 1e-9).all()
-    assert (ranked["customers_affected"] >= 0).all()
-    records = improvements_to_records(ranked)
-    assert [r["touchpoint"] for r in records] == list(ranked["touchpoint"])
-    for r in records:
-        assert {"touchpoint", "expected_impact", "ci_low", "ci_high", "customers_affected"} <= set(r)
+def test_ranking_totals_are_the_sum_of_per_customer_impacts(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Each friction's amount, customers and rows are the per-row impacts summed over
+    customers, recomputed here from :func:`friction_impacts` on the same rows."""
+    tb = trained_bundle
+    assert ranked.attrs["scope"] == "period"  # the fixture's models are weekly-only
+    rows = period_features(tb.events, tb.bundle.spec)
+    imp = friction_impacts(rows, tb.bundle, period_end=tb.events["timestamp"].max())
+    per_row = pd.DataFrame(imp.impact, columns=imp.frictions).assign(customer_id=rows["customer_id"].to_numpy())
+    per_customer = per_row.groupby("customer_id").sum()
+    hit = pd.DataFrame(imp.affected, columns=imp.frictions).groupby(rows["customer_id"].to_numpy()).any()
+    est = ranked.set_index("touchpoint")
+    assert est["expected_impact"].abs().max() > 0
+    for fr in imp.frictions:
+        assert est.loc[fr, "expected_impact"] == pytest.approx(per_customer[fr].sum(), rel=1e-9, abs=1e-9)
+        assert est.loc[fr, "customers_affected"] == int(hit[fr].sum())
+        assert est.loc[fr, "rows_affected"] == int(imp.affected[:, imp.frictions.index(fr)].sum())
+    assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
+    assert list(ranked["touchpoint"]) == sorted(imp.frictions, key=lambda f: -per_customer[f].sum())
 
 
 @pytest.mark.slow
-def test_ranking_is_deterministic(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_interval_contains_the_point_estimate(ranked) -> None:  # type: ignore[no-untyped-def]
+    """The 95% bootstrap over customers brackets the observed total of every friction."""
+    for r in ranked.itertuples(index=False):
+        assert r.ci_low <= r.expected_impact <= r.ci_high, r
+    # Customers are resampled, not rows: a friction seen by one customer cannot have a
+    # narrow interval that excludes zero unless its amount is that customer's alone.
+    assert (ranked["ci_high"] > ranked["ci_low"]).any()
+
+
+@pytest.mark.slow
+def test_records_keep_the_ranking(ranked) -> None:  # type: ignore[no-untyped-def]
+    records = improvements_to_records(ranked)
+    assert [r["touchpoint"] for r in records] == list(ranked["touchpoint"])
+    assert [r["expected_impact"] for r in records] == [round(v, 4) for v in ranked["expected_impact"]]
+    assert set(records[0]) == set(IMPROVEMENT_COLUMNS)
+
+
+@pytest.mark.slow
+def test_ranking_is_deterministic_and_blind_to_later_events(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
     tb = trained_bundle
     again = improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3)
     pd.testing.assert_frame_equal(ranked, again)
+    at = tb.events["timestamp"].quantile(0.8)
+    cut = improvements_for_bundle(tb.bundle, tb.events, at=at, n_bootstrap=20)
+    seen = improvements_for_bundle(tb.bundle, tb.events.loc[tb.events["timestamp"] <= at], at=at, n_bootstrap=20)
+    pd.testing.assert_frame_equal(cut, seen)
+    assert cut.attrs["at"] == pd.Timestamp(at).isoformat()
 
 
 @pytest.mark.slow
-def test_unaffected_customers_have_zero_impact(trained_bundle) -> None:  # type: ignore[no-untyped-def]
-    from journey_ml.features import features_at
-    from journey_ml.explain.ranking import friction_impacts
+def test_a_friction_with_an_injected_effect_ranks_first(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Drop-off labels planted on the weekly rows with a page timeout in the last week:
+    refitted on those labels, the ranking puts page timeouts first, by a wide margin."""
+    from journey_ml.models import DropOffModel
+    from journey_ml.registry.bundle import ModelBundle
 
     tb = trained_bundle
-    feats = features_at(tb.events, tb.bundle.spec, tb.events["timestamp"].max())
-    imp = friction_impacts(feats, tb.bundle)
-    assert (imp.impact[~imp.affected] == 0).all()
-    assert (imp.counterfactual[~imp.affected] == 0).all()
-    with pytest.raises(ValueError, match="scope"):
-        friction_impacts(feats, tb.bundle, scope="forever")
-    with pytest.raises(ValueError, match="reference"):
-        friction_impacts(feats, tb.bundle, reference="zero")
-    with pytest.raises(ValueError, match="'anchor' column"):
-        friction_impacts(feats, tb.bundle, scope="anchored")
+    spec = tb.bundle.spec
+    rows = period_features(tb.events, spec)
+    X = rows[spec.feature_names]
+    rng = np.random.default_rng(0)
+    timeout = rows["friction_page_timeout_count_7d"].to_numpy() > 0
+    assert 100 < timeout.sum() < len(rows) / 2
+    y = (rng.random(len(rows)) < np.where(timeout, 0.6, 0.1)).astype(float)
+    model = DropOffModel(n_estimators=60, min_child_samples=10, calibrate=False, random_state=0).fit(X, y)
+    bundle = ModelBundle(journey_map=spec.journey_map, spec=spec, drop_off=model, metadata={})
+    ranked = rank_improvements(rows, bundle, n_bootstrap=50)
+    assert ranked.attrs["unit"] == "drop_offs"
+    assert ranked["touchpoint"].iloc[0] == "page_timeout", ranked
+    first, second = ranked["expected_impact"].iloc[:2]
+    assert first > 3 * max(second, 0.0)
+    # About 0.5 drop-offs per affected row: the ranking recovers the planted size.
+    per_row = first / ranked["rows_affected"].iloc[0]
+    assert 0.25 < per_row < 0.75, per_row
+    assert ranked["counterfactual_impact"].iloc[0] > 3 * max(ranked["counterfactual_impact"].iloc[1], 0.0)
 
 
 @pytest.mark.slow
-def test_anchored_scope_values_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_anchored_rows_value_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """One row per friction occurrence, affected by that friction only; a row whose
     occurrence is undone without changing any feature gets no impact."""
-    from journey_ml.labels.anchors import friction_occurrences
-    from journey_ml.explain.ranking import anchored_features, friction_impacts
+    from journey_ml.contract.frictions import friction_occurrences
 
     tb = trained_bundle
     af = anchored_features(tb.events, tb.bundle.spec)
@@ -248,38 +286,38 @@ def test_anchored_scope_values_each_occurrence_once(trained_bundle) -> None:  # 
     exit_at = ev.loc[ev["event_type"] == "unsubscribe"].groupby("customer_id")["timestamp"].min()
     gone = (ev["customer_id"].map(exit_at) <= ev["timestamp"]).to_numpy(dtype=bool)
     assert len(af) == int((occ & ~gone).sum())
-    imp = friction_impacts(af, tb.bundle, scope="anchored", value="total_value")
+    imp = friction_impacts(af, tb.bundle)
+    assert imp.scope == "anchored" and imp.value == "total_value"
     assert (imp.affected.sum(axis=1) == 1).all()
     for j, fr in enumerate(imp.frictions):
         np.testing.assert_array_equal(imp.affected[:, j], af["anchor"].to_numpy() == fr)
-    assert (imp.impact[~imp.affected] == 0).all()
+    assert np.abs(imp.impact).sum() > 0
     names = tb.bundle.spec.feature_names
     same = af.copy()
     same[[f"before:{c}" for c in names]] = same[names].to_numpy(dtype=float)
-    assert (friction_impacts(same, tb.bundle, scope="anchored").impact == 0).all()
-    with pytest.raises(ValueError, match="fixed_row"):
-        friction_impacts(af, tb.bundle, scope="anchored", reference="unaffected_mean")
+    undone = friction_impacts(same, tb.bundle)
+    assert (undone.impact == 0).all() and (undone.counterfactual == 0).all()
 
 
 @pytest.mark.slow
-def test_period_scope_values_each_occurrence_once(trained_bundle) -> None:  # type: ignore[no-untyped-def]
-    """Period rows count as affected only when the friction happened in the last 7 days."""
-    from journey_ml.explain.ranking import friction_impacts, period_features
-
+def test_weekly_rows_count_a_friction_in_the_week_it_happened(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Weekly rows count as affected only when the friction happened in the last 7 days."""
     tb = trained_bundle
     spec = tb.bundle.spec
     pf = period_features(tb.events, spec)
     assert pf["cutoff"].nunique() > 10
-    imp = friction_impacts(pf, tb.bundle, scope="period")
+    imp = friction_impacts(pf, tb.bundle)
+    assert imp.scope == "period" and imp.value == "period_value"
     for j, fr in enumerate(imp.frictions):
         recent = next(c for c in spec.friction_features[fr] if c.endswith("_count_7d"))
         np.testing.assert_array_equal(imp.affected[:, j], pf[recent].to_numpy() > 0)
-    assert (imp.impact[~imp.affected] == 0).all()
     # Each friction occurrence falls in exactly one weekly window, so the period's affected
     # rows sum the 7-day counts to at most the number of occurrences in the events.
     occurrences = (tb.events["event_type"] == "checkout_error").sum()
     recent = pf["friction_checkout_error_count_7d"].to_numpy()
     assert recent.sum() <= occurrences
+    with pytest.raises(ValueError, match="cadence_days=3"):
+        friction_impacts(pf, tb.bundle, cadence_days=3)
 
 
 # ---------------------------------------------------------------- truth recovery
@@ -295,9 +333,10 @@ def truth_scale():  # type: ignore[no-untyped-def]
     rows included) and model config (no tuning, 1 thread).
     """
     from journey_ml.registry.bundle import ModelBundle
-    from journey_ml.contract.config import DEFAULT_JOURNEY_MAP, JourneyMap, ModelConfig, TrainConfig
+    from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap, ModelConfig, TrainConfig
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
 
     sim = simulate(
         SimulationConfig(

@@ -27,7 +27,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from typer.testing import CliRunner
 
 from journey_ml.cli import app
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("real_logs")]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from journey_ml.explain.ranking import IMPROVEMENT_COLUMNS
+from journey_ml.explain import IMPROVEMENT_COLUMNS
 from journey_ml.report import build_report, stage_funnel
 
 

@@ -186,7 +186,7 @@ def test_retrain_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:
 def test_retrain_a_one_stage_log_without_revenue(tmp_path: Path) -> None:
     """No next-stage model and no value model: retrain compares, backtests and writes the
     card on drop-off alone, and the drift has no revenue or next-stage score to compare."""
-    from journey_ml.contract.config import (
+    from journey_ml.contract import (
         AnchorConfig,
         JourneyMap,
         ModelConfig,
@@ -196,8 +196,8 @@ def test_retrain_a_one_stage_log_without_revenue(tmp_path: Path) -> None:
         TuningConfig,
     )
     from journey_ml.pipeline.retrain import run_retrain
-    from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.pipeline.train import run_training
+    from journey_ml.simulate import SimulationConfig, simulate
 
     base = yaml.safe_load(DEFAULT_MAP.read_text(encoding="utf-8"))
     raw = {

@@ -30,6 +30,8 @@ from journey_ml.serving import (
     events_payload,
     score_request,
 )
+from journey_ml.serving import app as serving_app
+from journey_ml.serving import holder as serving_holder
 from tests.conftest import load_service_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,11 +107,7 @@ def test_reasons_are_the_ranking_modules_reason_codes(client: Any, small_bundle:
     rows = client.post("/score", json=body).json()["customers"]
     scored = [r for r in rows if r["status"] == "scored"]
     assert scored
-    try:
-        from journey_ml.explain.ranking import reason_codes
-    except ImportError:  # ranking absent in this build: no invented reasons
-        assert all(r["reasons"] == [] for r in rows)
-        return
+    from journey_ml.explain import reason_codes
     from journey_ml.features import compute_features
 
     cut = pd.DataFrame({"customer_id": [r["customer_id"] for r in scored], "cutoff": [AT] * len(scored)})
@@ -130,6 +128,57 @@ def test_inactive_and_exited_customers_are_reported_not_scored(client: Any) -> N
     rows = client.post("/score", json=body).json()["customers"]
     assert [r["status"] for r in rows] == ["inactive", "exited", "no_history"]
     assert all(r["next_stage_probabilities"] is None and r["drop_off_risk"] is None for r in rows)
+
+
+def _population_with_edge_cases(at: list[pd.Timestamp], inactivity_days: float) -> pd.DataFrame:
+    """300 simulated customers, plus exits and events placed exactly on the rule's edges."""
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    events = simulate(SimulationConfig(customers=300, days=120, seed=5), truth=False).events
+    ids = events["customer_id"].drop_duplicates().to_numpy()
+    rng = np.random.default_rng(5)
+    first = events.groupby("customer_id")["timestamp"].min()
+    extra = []
+    for cid in rng.choice(ids, 40, replace=False):  # unsubscribes anywhere in their history
+        when = first[cid] + pd.Timedelta(days=float(rng.uniform(0, 60)))
+        extra.append({"customer_id": cid, "timestamp": when, "event_type": "unsubscribe"})
+    edge = rng.choice(ids, 2 * len(at), replace=False)
+    for k, t in enumerate(at):  # last event exactly inactivity_days before t; an exit exactly at t
+        extra.append({"customer_id": edge[2 * k], "timestamp": t - pd.Timedelta(days=inactivity_days), "event_type": "site_visit"})
+        extra.append({"customer_id": edge[2 * k + 1], "timestamp": t, "event_type": "unsubscribe"})
+    added = pd.DataFrame(extra).astype({"timestamp": events["timestamp"].dtype})
+    added["session_id"] = [f"added-{k}" for k in range(len(added))]  # canonical events always have one
+    return pd.concat([events, added], ignore_index=True).sort_values(["customer_id", "timestamp"], kind="stable")
+
+
+def test_status_equals_the_batch_activity_rule_on_a_simulated_population(client: Any, small_bundle: Any) -> None:
+    """/score's status of every customer equals the batch rule at the same time.
+
+    ``scored`` exactly when :meth:`EventLog.active_at` (whom batch scoring scores) lists the
+    customer, and ``inactive``/``exited`` as a plain reading of the journey map says.
+    """
+    from journey_ml.eventlog import EventLog
+
+    jm = small_bundle.bundle.journey_map
+    at = [pd.Timestamp("2026-02-15T12:00", tz="UTC"), pd.Timestamp("2026-03-20", tz="UTC"), pd.Timestamp("2026-04-30T22:00", tz="UTC")]
+    events = _population_with_edge_cases(at, jm.inactivity_days)
+    batch = EventLog.build(events, jm)
+    seen: set[str] = set()
+    for t in at:
+        past = events[events["timestamp"] <= t]
+        resp = client.post("/score", json=events_payload(past, as_of=t))
+        assert resp.status_code == 200, resp.text
+        status = {r["customer_id"]: r["status"] for r in resp.json()["customers"]}
+        assert len(status) == past["customer_id"].nunique()
+        code, _ = batch.active_at([t])
+        assert {c for c, s in status.items() if s == "scored"} == set(batch.customers[code]), t
+        last = past.groupby("customer_id")["timestamp"].max()
+        exited = set(past.loc[past["event_type"].isin(list(jm.exit_events)), "customer_id"])
+        silent = set(last.index[(t - last) > pd.Timedelta(days=jm.inactivity_days)])
+        expected = {c: "exited" if c in exited else "inactive" if c in silent else "scored" for c in status}
+        assert status == expected, t
+        seen |= set(status.values())
+    assert seen == {"scored", "inactive", "exited"}  # every branch of the rule was exercised
 
 
 def test_metadata_and_improvements(client: Any, small_bundle: Any, make_client: Callable[..., Any], tmp_path: Path) -> None:
@@ -328,7 +377,7 @@ def test_reload_endpoint_switches_model(make_client: Callable[..., Any], small_b
 def test_in_flight_request_finishes_on_the_old_model(small_bundle: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     live = _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "old")
     holder = ModelHolder(str(live))
-    original = serving.score_features
+    original = serving_app.score_features
     swapped = threading.Event()
 
     def swap_midway(features: pd.DataFrame, bundle: Any) -> pd.DataFrame:
@@ -339,7 +388,7 @@ def test_in_flight_request_finishes_on_the_old_model(small_bundle: Any, tmp_path
             swapped.set()
         return original(features, bundle)
 
-    monkeypatch.setattr(serving, "score_features", swap_midway)
+    monkeypatch.setattr(serving_app, "score_features", swap_midway)
     request = ScoreRequest.model_validate(_body(GOOD_EVENTS))
     first = score_request(request, holder, ServiceSettings())
     assert swapped.is_set()
@@ -375,7 +424,7 @@ def test_alias_reference_loads_the_version_the_alias_points_at(small_bundle: Any
         loaded.append(ref)
         return small_bundle.bundle
 
-    monkeypatch.setattr(serving, "load_bundle", fake_load)
+    monkeypatch.setattr(serving_holder, "load_bundle", fake_load)
     holder = ModelHolder("models:/journey-ml@champion")
     assert holder.current.version == "3" and loaded == ["models:/journey-ml/3"]
     assert holder.reload() is False and len(loaded) == 1  # alias unchanged: nothing downloaded

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from journey_ml.labels.anchors import anchor_cutoffs
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.labels.shape import WARN_FACTOR, InsufficientDataError, JourneyShape, check_labels
 
 MAP = {
@@ -137,7 +137,7 @@ def test_anchor_cutoffs_leave_out_events_after_the_first_exit(make_events: Calla
 
 def test_regression_tree_shap_on_zero_rows(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """Was ``ZeroDivisionError`` inside LightGBM's predict."""
-    from journey_ml.explain.ranking import tree_shap
+    from journey_ml.explain import tree_shap
 
     bundle = trained_bundle.bundle
     X = trained_bundle.splits.X("test").iloc[:0]
@@ -148,8 +148,9 @@ def test_regression_tree_shap_on_zero_rows(trained_bundle) -> None:  # type: ign
 def test_regression_revenue_model_without_revenue(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """Was ``LightGBMError: [tweedie]: sum of labels is zero``: the value model now learns
     conversions, and predicts more of them for rows that did convert."""
-    from journey_ml.contract.config import ModelConfig, SplitConfig, TrainConfig
-    from journey_ml.pipeline.train import build_snapshot_splits, fit_models
+    from journey_ml.contract import ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
 
     events = trained_bundle.events.assign(revenue=0.0)
     jm = trained_bundle.bundle.journey_map

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from journey_ml.contract.config import (
+from journey_ml.contract import (
     AnchorConfig,
     JourneyMap,
     ModelConfig,
@@ -31,7 +31,7 @@ from journey_ml.contract.config import (
     TrainConfig,
     TuningConfig,
 )
-from journey_ml.ingest.events import validate_events
+from journey_ml.ingest import validate_events
 from journey_ml.labels.shape import MIN_TEST_LABELS, MIN_TRAIN_LABELS, InsufficientDataError
 from tests.conftest import DEFAULT_MAP
 
@@ -158,7 +158,7 @@ def test_shape_trains_scores_ranks_and_serves(
     import mlflow
 
     from journey_ml.registry.bundle import ModelBundle
-    from journey_ml.explain.ranking import improvements_for_bundle
+    from journey_ml.explain import improvements_for_bundle
     from journey_ml.pipeline.scoring import score
     from journey_ml.serving import events_payload
     from journey_ml.pipeline.train import run_training
@@ -253,7 +253,7 @@ def test_shape_trains_scores_ranks_and_serves(
 
 def test_no_drop_offs_in_the_test_window_is_a_clear_error(make_events: Callable[..., pd.DataFrame]) -> None:
     """Customers active every day to the end: the test window has no drop-off at all."""
-    from journey_ml.pipeline.train import build_snapshot_splits
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
 
     jm = JourneyMap.from_dict(
         {"stages": [{"name": "visit", "events": ["view"]}, {"name": "buy", "events": ["order"]}], "conversion_events": ["order"]}

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
+from journey_ml.contract.stages import (
+    customer_stages,
+    is_conversion,
+    sort_events,
+    stage_reach_counts,
+)
 from journey_ml.exceptions import ConfigError
 from journey_ml.simulate import (
     FRICTION_NAMES,
@@ -23,7 +29,6 @@ from journey_ml.simulate import (
     simulate,
     write_simulation,
 )
-from journey_ml.contract.stages import customer_stages, is_conversion, sort_events, stage_reach_counts
 
 SMALL = SimulationConfig(customers=2000, days=90, seed=7)
 TINY = SimulationConfig(customers=400, days=40, seed=3)

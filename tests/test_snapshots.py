@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec, compute_features
 from journey_ml.labels.snapshots import active_customers, build_snapshots, make_cutoffs, split_by_cutoff

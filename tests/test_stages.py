@@ -7,9 +7,10 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.contract.stages import (
     NO_STAGE,
+    STAGELESS_STAGE,
     customer_stages,
     event_stage_evidence,
     furthest_stage_over_time,
@@ -58,12 +59,13 @@ def test_customer_stages_at_time_and_exit(journey_map: JourneyMap) -> None:
     full = customer_stages(ev, journey_map).set_index("customer_id")
     assert full.loc["a", "stage"] == "decision"
     assert bool(full.loc["b", "exited"]) and not bool(full.loc["a", "exited"])
-    assert pd.isna(full.loc["c", "stage"]) and full.loc["c", "stage_index"] == NO_STAGE
+    # Only stage-less events (an e-mail open): the first stage, as features and labels see it.
+    assert full.loc["c", "stage_index"] == STAGELESS_STAGE and full.loc["c", "stage"] == "awareness"
     early = customer_stages(ev, journey_map, at=pd.Timestamp("2026-01-05")).set_index("customer_id")
     assert early.loc["a", "stage"] == "awareness"
     assert early.loc["a", "events"] == 1
     assert stage_reach_counts(ev, journey_map) == {
-        "awareness": 2, "consideration": 2, "decision": 1, "purchase": 0, "retention": 0, "advocacy": 0
+        "awareness": 3, "consideration": 2, "decision": 1, "purchase": 0, "retention": 0, "advocacy": 0
     }
 
 

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from journey_ml.cli import app
-from journey_ml.pipeline.train import PRIMARY, beats, flatten_metrics
+from journey_ml.evaluation.gate import beats
+from journey_ml.models.tasks import PRIMARY
+from journey_ml.pipeline.steps import flatten_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "pipelines" / "train.yaml"
@@ -244,7 +246,7 @@ def test_worse_second_run_does_not_take_champion(runs: Runs) -> None:
 
 @pytest.mark.slow
 def test_score_with_champion_uri(runs: Runs) -> None:
-    from journey_ml.contract.config import JourneyMap
+    from journey_ml.contract import JourneyMap
     from journey_ml.labels.snapshots import active_customers
 
     at = "2026-04-20T12:00:00Z"
@@ -292,10 +294,10 @@ def test_default_run_is_anchored_and_weekly_is_an_option(runs: Runs) -> None:
 def test_anchored_rows_keep_the_split_and_embargo() -> None:
     """Anchored rows: features at the event, labels inside (t, t + H], train labels end by
     the first validation cutoff, validation labels by the first test cutoff, test weekly."""
-    from journey_ml.contract.config import AnchorConfig, JourneyMap, ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.contract import AnchorConfig, JourneyMap, ModelConfig, SplitConfig, TrainConfig
     from journey_ml.features import compute_features
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.pipeline.train import build_snapshot_splits
 
     events = simulate(SimulationConfig(customers=800, days=120, seed=4)).events
     jm = JourneyMap.from_yaml(JOURNEY_MAP)

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from journey_ml.contract import shipped
 from journey_ml.cli import app
-from journey_ml.contract.config import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig
+from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig
 from journey_ml.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def fresh_venv(where: Path) -> tuple[Path, dict[str, str]]:
 
 
 PROBE = """
-import json, journey_ml, journey_ml.contract.config as c, journey_ml.contract.shipped as s
+import json, journey_ml, journey_ml.contract as c, journey_ml.contract.shipped as s
 print(json.dumps({"package": journey_ml.__file__, "map": str(c.DEFAULT_JOURNEY_MAP),
                   "config": str(s.train_config_path()), "names": list(s.journey_map_names())}))
 """
@@ -218,7 +218,7 @@ def test_editable_install_reads_pipelines_in_place(tree: Tree, tmp_path: Path) -
     try:
         probe = json.loads(run([python, "-c", PROBE], cwd=tmp_path, env=env).stdout)
         assert probe["names"] == [*REPO_MAPS, "zz_added"]
-        loaded = run([python, "-c", "from journey_ml.contract.config import JourneyMap; print(JourneyMap.from_yaml('zz_added').name)"], cwd=tmp_path, env=env)
+        loaded = run([python, "-c", "from journey_ml.contract import JourneyMap; print(JourneyMap.from_yaml('zz_added').name)"], cwd=tmp_path, env=env)
         assert loaded.stdout.strip() == "cdnow"
     finally:
         (tree.root / "pipelines" / "journey_maps" / "zz_added.yaml").unlink()

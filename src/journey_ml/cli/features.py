@@ -11,7 +11,8 @@ import pandas as pd
 import typer
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
+from journey_ml.contract.time import to_utc
 
 
 class Engine(StrEnum):
@@ -44,9 +45,9 @@ def features(
     if engine is Engine.dask:
         _features_dask(events, journey_map, out, at, cadence_days, json_out, scheduler)
         return
-    from journey_ml.contract.config import load_journey_map
-    from journey_ml.ingest.events import load_events
+    from journey_ml.contract import load_journey_map
     from journey_ml.features import FeatureSpec, features_at
+    from journey_ml.ingest import load_events
     from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
 
     suffix = out.suffix.lower()
@@ -64,7 +65,7 @@ def features(
                 except ValueError as exc:
                     raise typer.BadParameter(f"cannot parse time '{at}'", param_hint="--at") from exc
                 bar.update(task, description="fitting the feature spec")
-                spec = FeatureSpec.fit(loaded.loc[loaded["timestamp"] <= _utc(when)], jm)
+                spec = FeatureSpec.fit(loaded.loc[loaded["timestamp"] <= to_utc(when)], jm)
                 bar.update(task, description="computing features")
                 frame = features_at(loaded, spec, when)
                 n_cutoffs = 1
@@ -104,32 +105,32 @@ def _features_dask(
     """``features --engine dask``: the same features, partition by partition, to a Parquet directory."""
     import dask.dataframe as dd
 
-    from journey_ml.pipeline import distributed
-    from journey_ml.contract.config import load_journey_map
+    from journey_ml.contract import load_journey_map
+    from journey_ml.pipeline.engines import dask_frames, dask_io
 
     if out.suffix.lower() == ".csv":
         raise typer.BadParameter("the dask engine writes partitioned Parquet: give a directory", param_hint="--out")
     with user_errors():
         jm = load_journey_map(journey_map)
-        with progress("building features (dask)", quiet=json_out) as bar, distributed.client(scheduler) as _client:
+        with progress("building features (dask)", quiet=json_out) as bar, dask_io.client(scheduler) as _client:
             task = bar.tasks[0].id
-            loaded = distributed.read_events(events, jm, validate=True)
+            loaded = dask_io.read_events(events, jm, validate=True)
             if at is not None:
                 try:
-                    when = _utc(pd.Timestamp(at))
+                    when = to_utc(at)
                 except ValueError as exc:
                     raise typer.BadParameter(f"cannot parse time '{at}'", param_hint="--at") from exc
                 bar.update(task, description="fitting the feature spec")
                 # The pandas engine fits on events <= at; fit_spec keeps events < before.
-                spec = distributed.fit_spec(loaded, jm, before=when + pd.Timedelta(1, "ns"))
-                frame = distributed.features_at(loaded, spec, when)
+                spec = dask_io.fit_spec(loaded, jm, before=when + pd.Timedelta(1, "ns"))
+                frame = dask_frames.features_at(loaded, spec, when)
                 n_cutoffs = 1
             else:
-                cutoffs = distributed.make_cutoffs(loaded, jm, cadence_days=cadence_days)
+                cutoffs = dask_io.make_cutoffs(loaded, jm, cadence_days=cadence_days)
                 _require_cutoffs(cutoffs, jm)
                 bar.update(task, description="fitting the feature spec")
-                spec = distributed.fit_spec(loaded, jm)
-                frame = distributed.build_snapshots(loaded, jm, spec, cutoffs=cutoffs)
+                spec = dask_io.fit_spec(loaded, jm)
+                frame = dask_frames.build_snapshots(loaded, jm, spec, cutoffs=cutoffs)
                 n_cutoffs = len(cutoffs)
             bar.update(task, description=f"computing and writing {out}")
             frame.to_parquet(str(out), write_index=False)
@@ -151,11 +152,6 @@ def _features_dask(
         f"wrote {summary['rows']:,} rows ({summary['customers']:,} customers, {n_cutoffs} cutoff(s), "
         f"{summary['features']} features) to {out}/ in {summary['partitions']} Parquet parts"
     )
-
-
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _require_cutoffs(cutoffs: Sized, jm: JourneyMap) -> None:

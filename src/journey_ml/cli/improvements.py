@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
+from journey_ml.contract import RankingConfig
 
 
 @app.command()
@@ -17,8 +18,8 @@ def improvements(
     model: Annotated[str, typer.Option("--model", help="Bundle directory or MLflow URI, e.g. models:/journey-ml@champion.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write the ranking as CSV here.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML report here.")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="Scoring time (ISO-8601); default: the latest event.")] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the 95% interval.")] = 200,
+    at: Annotated[str | None, typer.Option("--at", help="End of the ranked period (ISO-8601); default: the latest event.")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the 95% interval.")] = RankingConfig().bootstrap,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI for models:/ URIs.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print {at, unit, message, improvements: [...]} (ordered by impact).")] = False,
@@ -26,8 +27,8 @@ def improvements(
     """Rank friction fixes by the revenue they would bring back (SHAP, with a bootstrap
     interval and a counterfactual check), beside last-touch and Markov attribution."""
     from journey_ml.registry.bundle import load_bundle
-    from journey_ml.ingest.events import load_events
-    from journey_ml.explain.ranking import UNIT_WORDS, improvements_for_bundle, improvements_to_records
+    from journey_ml.ingest import load_events
+    from journey_ml.explain import UNIT_WORDS, improvements_for_bundle, improvements_to_records
     from journey_ml.report import report_for_bundle, write_report
 
     with user_errors(), progress("ranking improvements", quiet=json_out):

@@ -9,7 +9,17 @@ import typer
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.cli.train import DEFAULT_CONFIG
+from journey_ml.cli.train import (
+    ConfigOption,
+    JsonOption,
+    NameOption,
+    SeedOption,
+    SetOption,
+    TimeoutOption,
+    TrackingUriOption,
+    TrialsOption,
+    load_train_config,
+)
 
 DEFAULT_MODEL = "models:/journey-ml@champion"
 
@@ -19,44 +29,34 @@ def retrain(
     events: Annotated[Path, typer.Argument(help="The latest event file (CSV/Parquet/JSONL): the challenger trains on all of it.")],
     model: Annotated[str, typer.Option("--model", help="The champion: an MLflow URI or a bundle directory.")] = DEFAULT_MODEL,
     journey_map: Annotated[Path | None, typer.Option("--journey-map", "-m", help="Journey map for the challenger (default: the champion's).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline config YAML (default: the shipped pipelines/train.yaml).")] = None,
-    trials: Annotated[int | None, typer.Option(help="Optuna trials per model (tuning.trials).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Tuning time budget in seconds (tuning.timeout_seconds).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    config: ConfigOption = None,
+    trials: TrialsOption = None,
+    timeout: TimeoutOption = None,
+    seed: SeedOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory the challenger's bundle copy lands in (<out>/<name>).")] = None,
-    name: Annotated[str | None, typer.Option(help="Bundle name under --out.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else ./mlflow.db).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set split.test_cutoffs=3 (repeatable).")] = None,
+    name: NameOption = None,
+    tracking_uri: TrackingUriOption = None,
+    set_: SetOption = None,
     card: Annotated[Path | None, typer.Option("--card", help="Also write the model card (markdown) to this file.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Backtest the champion on the labels matured since its training, measure drift, train a
     challenger on the latest data, compare both on the same newest window and promote the
     challenger only through the promotion gate; every step is logged to MLflow."""
+    from journey_ml.contract import JourneyMap
+    from journey_ml.exceptions import ModelBundleError
+    from journey_ml.ingest import load_events
+    from journey_ml.pipeline.retrain import run_retrain
     from journey_ml.registry import tracking
     from journey_ml.registry.bundle import load_bundle
-    from journey_ml.contract.config import JourneyMap, TrainConfig, parse_override
-    from journey_ml.ingest.events import load_events
-    from journey_ml.exceptions import ModelBundleError
-    from journey_ml.pipeline.retrain import run_retrain
 
     with user_errors():
-        overrides = dict(parse_override(item) for item in set_ or [])
-        overrides.update(
-            {
-                "data": str(events),
-                "journey_map": str(journey_map) if journey_map else None,
-                "tuning.trials": trials,
-                "tuning.timeout_seconds": timeout,
-                "seed": seed,
-                "out": str(out) if out else None,
-                "name": name,
-                "tracking.uri": tracking_uri,
-                # The challenger registers under the champion's registered model.
-                "tracking.registered_model": tracking.registered_model_from_uri(model),
-            }
-        )
-        cfg = TrainConfig.from_yaml(config if config is not None else DEFAULT_CONFIG, overrides)
+        cfg = load_train_config(
+            config, set_, trials=trials, timeout=timeout, seed=seed, out=out, name=name, tracking_uri=tracking_uri,
+            data=str(events), journey_map=str(journey_map) if journey_map else None,
+            # The challenger registers under the champion's registered model.
+            **{"tracking.registered_model": tracking.registered_model_from_uri(model)},
+        )  # fmt: skip
         with progress("retraining", quiet=json_out) as bar:
             task = bar.tasks[0].id
             uri = tracking.configure(cfg.tracking.uri, cfg.tracking.experiment)

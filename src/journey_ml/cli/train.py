@@ -11,59 +11,89 @@ from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
 from journey_ml.cli.features import ENGINE_HELP, SCHEDULER_HELP, Engine
+from journey_ml.contract import JourneyMap, TrainConfig, parse_override
 from journey_ml.contract.shipped import train_config_path
 
 # The shipped pipelines/train.yaml (package data), whatever the working directory.
 DEFAULT_CONFIG = train_config_path()
 
 
+# Options shared by ``train`` and ``retrain`` (cli/retrain.py).
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline config YAML (default: the shipped pipelines/train.yaml).")]
+TrialsOption = Annotated[int | None, typer.Option(help="Optuna trials per model (tuning.trials).")]
+TimeoutOption = Annotated[float | None, typer.Option(help="Tuning time budget in seconds (tuning.timeout_seconds).")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
+NameOption = Annotated[str | None, typer.Option(help="Bundle name under --out.")]
+TrackingUriOption = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else ./mlflow.db).")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set split.test_cutoffs=3 (repeatable).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")]
+
+
+def load_train_config(
+    config: Path | None,
+    set_: list[str] | None,
+    *,
+    trials: int | None,
+    timeout: float | None,
+    seed: int | None,
+    out: Path | None,
+    name: str | None,
+    tracking_uri: str | None,
+    **keys: str | None,
+) -> TrainConfig:
+    """The train config: ``config`` (default: the shipped one), ``--set`` items, then the
+    command's options (``None``: keep the config's value; ``keys``: more dotted keys)."""
+    overrides = dict(parse_override(item) for item in set_ or [])
+    overrides.update(
+        {
+            **keys,
+            "tuning.trials": trials,
+            "tuning.timeout_seconds": timeout,
+            "seed": seed,
+            "out": str(out) if out else None,
+            "name": name,
+            "tracking.uri": tracking_uri,
+        }
+    )
+    return TrainConfig.from_yaml(config if config is not None else DEFAULT_CONFIG, overrides)
+
+
 @app.command()
 def train(
     events: Annotated[Path | None, typer.Argument(help="Event file (CSV/Parquet/JSONL); default: the config's data.")] = None,
     journey_map: Annotated[Path | None, typer.Option("--journey-map", "-m", help="Journey map YAML or a shipped map's name, e.g. cdnow (default: the config's).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline config YAML (default: the shipped pipelines/train.yaml).")] = None,
-    trials: Annotated[int | None, typer.Option(help="Optuna trials per model (tuning.trials).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Tuning time budget in seconds (tuning.timeout_seconds).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    config: ConfigOption = None,
+    trials: TrialsOption = None,
+    timeout: TimeoutOption = None,
+    seed: SeedOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory the bundle copy lands in (<out>/<name>).")] = None,
-    name: Annotated[str | None, typer.Option(help="Bundle name under --out.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else ./mlflow.db).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set split.test_cutoffs=3 (repeatable).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")] = False,
+    name: NameOption = None,
+    tracking_uri: TrackingUriOption = None,
+    set_: SetOption = None,
+    json_out: JsonOption = False,
     engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP)] = Engine.pandas,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Train the next-stage, drop-off and revenue models, log everything to MLflow and
     register the bundle (champion only if it beats the current champion)."""
-    from journey_ml.contract.config import JourneyMap, TrainConfig, parse_override
-    from journey_ml.ingest.events import load_events
+    from journey_ml.ingest import load_events
     from journey_ml.pipeline.train import run_training
 
     with user_errors():
-        overrides = dict(parse_override(item) for item in set_ or [])
-        overrides.update(
-            {
-                "data": str(events) if events else None,
-                "journey_map": str(journey_map) if journey_map else None,
-                "tuning.trials": trials,
-                "tuning.timeout_seconds": timeout,
-                "seed": seed,
-                "out": str(out) if out else None,
-                "name": name,
-                "tracking.uri": tracking_uri,
-            }
-        )
-        cfg = TrainConfig.from_yaml(config if config is not None else DEFAULT_CONFIG, overrides)
+        cfg = load_train_config(
+            config, set_, trials=trials, timeout=timeout, seed=seed, out=out, name=name, tracking_uri=tracking_uri,
+            data=str(events) if events else None, journey_map=str(journey_map) if journey_map else None,
+        )  # fmt: skip
         if cfg.data is None:
             raise typer.BadParameter("give an EVENTS file or set data: in the config", param_hint="EVENTS")
         jm = JourneyMap.from_yaml(cfg.journey_map)
         with progress("training", quiet=json_out) as bar:
             task = bar.tasks[0].id
             if engine is Engine.dask:
-                from journey_ml.pipeline import distributed
+                from journey_ml.pipeline.engines import dask_io
 
-                with distributed.client(scheduler) as client:
-                    dask_events = distributed.read_events(cfg.data, jm, validate=True)
+                with dask_io.client(scheduler) as client:
+                    dask_events = dask_io.read_events(cfg.data, jm, validate=True)
                     result = run_training(
                         dask_events, jm, cfg, on_step=lambda msg: bar.update(task, description=msg), client=client
                     )
@@ -135,10 +165,10 @@ def score(
     if engine is Engine.dask:
         _score_dask(events, model, out, at, tracking_uri, reasons, json_out, scheduler)
         return
-    from journey_ml.registry.bundle import load_bundle
-    from journey_ml.ingest.events import load_events
-    from journey_ml.explain.ranking import add_reason_codes
+    from journey_ml.explain import add_reason_codes
+    from journey_ml.ingest import load_events
     from journey_ml.pipeline.scoring import score as score_events
+    from journey_ml.registry.bundle import load_bundle
 
     with user_errors(), progress("scoring", quiet=json_out):
         bundle = load_bundle(model, tracking_uri=tracking_uri)
@@ -174,17 +204,17 @@ def _score_dask(
     import dask
     import dask.dataframe as dd
 
-    from journey_ml.pipeline import distributed
+    from journey_ml.pipeline.engines import dask_frames, dask_io
     from journey_ml.registry.bundle import load_bundle
 
     if out.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
         raise typer.BadParameter("the dask engine writes partitioned Parquet: give a directory", param_hint="--out")
-    with user_errors(), progress("scoring (dask)", quiet=json_out), distributed.client(scheduler):
+    with user_errors(), progress("scoring (dask)", quiet=json_out), dask_io.client(scheduler):
         bundle = load_bundle(model, tracking_uri=tracking_uri)
-        loaded = distributed.read_events(events, bundle.journey_map, validate=True)
+        loaded = dask_io.read_events(events, bundle.journey_map, validate=True)
         when = pd.Timestamp(at) if at is not None else pd.Timestamp(loaded["timestamp"].max().compute())
-        scores = distributed.score(loaded, bundle, when, reasons=reasons)
-        distributed.write_scores(scores, out)
+        scores = dask_frames.score(loaded, bundle, when, reasons=reasons)
+        dask_frames.write_scores(scores, out)
         written = dd.read_parquet(str(out), columns=["drop_off_risk", "expected_revenue"])
         n, risk, revenue = dask.compute(written.shape[0], written["drop_off_risk"].mean(), written["expected_revenue"].sum())
     summary = {

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.contract.config import DEFAULT_JOURNEY_MAP, load_journey_map
-from journey_ml.ingest.events import load_events, summarize
+from journey_ml.contract import DEFAULT_JOURNEY_MAP, load_journey_map
+from journey_ml.ingest import load_events, summarize
 
 
 @app.command()
@@ -37,6 +37,19 @@ def validate(
     _print_summary(summary, events)
 
 
+def funnel_table(summary: dict[str, Any]) -> Table:
+    """The stage funnel of :func:`journey_ml.ingest.summarize`'s result: customers who
+    reached each stage, and their share of all customers."""
+    funnel = Table(title="Stage funnel (customers who reached each stage)")
+    funnel.add_column("stage")
+    funnel.add_column("customers", justify="right")
+    funnel.add_column("% of customers", justify="right")
+    total = summary["customers"]
+    for stage, count in summary["stages"].items():
+        funnel.add_row(stage, f"{count:,}", f"{count / total:.1%}" if total else "-")
+    return funnel
+
+
 def _print_summary(summary: dict[str, Any], source: Path) -> None:
     rows_in = summary["rows_in"]
     share = summary["rows_rejected"] / rows_in if rows_in else 0.0
@@ -47,19 +60,10 @@ def _print_summary(summary: dict[str, Any], source: Path) -> None:
         f"{summary['time_range']['min']} .. {summary['time_range']['max']}"
     )
     if summary["reasons"]:
-        reasons = Table(title="Rejected rows by reason")
-        reasons.add_column("reason")
-        reasons.add_column("rows", justify="right")
+        reasons = Table("reason", Column("rows", justify="right"), title="Rejected rows by reason")
         for reason, count in summary["reasons"].items():
             reasons.add_row(reason, f"{count:,}")
         console.print(reasons)
-    funnel = Table(title="Stage funnel (customers who reached each stage)")
-    funnel.add_column("stage")
-    funnel.add_column("customers", justify="right")
-    funnel.add_column("% of customers", justify="right")
-    total = summary["customers"]
-    for stage, count in summary["stages"].items():
-        funnel.add_row(stage, f"{count:,}", f"{count / total:.1%}" if total else "-")
-    console.print(funnel)
+    console.print(funnel_table(summary))
     if "rejects_path" in summary:
         console.print(f"rejected rows written to {summary['rejects_path']}")

@@ -11,7 +11,7 @@ Rules (from the journey map):
 * an exit event marks an explicit drop-off.
 
 All functions are vectorised over the whole event frame; events must be in canonical
-form (see :mod:`journey_ml.ingest.events`). Nothing here loops over customers in Python.
+form (see :mod:`journey_ml.ingest.validate`). Nothing here loops over customers in Python.
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ import numba
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract.journey_map import JourneyMap
+from journey_ml.contract.time import to_utc
 
 NO_STAGE = -1
+#: The stage of a customer whose events so far evidence no stage (only e-mail opens,
+#: support contacts, ...): the first stage. They are known to the brand, so at least
+#: aware of it. Features, labels and :func:`customer_stages` all use this.
+STAGELESS_STAGE = 0
 
 
 def sort_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -142,13 +147,13 @@ def customer_stages(
 ) -> pd.DataFrame:
     """One row per customer with events at or before ``at`` (all events when ``None``).
 
-    Columns: ``customer_id``, ``stage_index`` (furthest, -1 if only stage-less events),
-    ``stage`` (name, missing for -1), ``first_event``, ``last_event``, ``events``,
+    Columns: ``customer_id``, ``stage_index`` (furthest; ``STAGELESS_STAGE`` if only
+    stage-less events), ``stage`` (its name), ``first_event``, ``last_event``, ``events``,
     ``conversions``, ``exited`` (fired an exit event), ``exit_time``.
     """
     events = sort_events(events)
     if at is not None:
-        events = events.loc[events["timestamp"] <= _utc(at)]
+        events = events.loc[events["timestamp"] <= to_utc(at)]
     evidence = event_stage_evidence(events, journey_map)
     exits = is_exit(events, journey_map)
     frame = pd.DataFrame(
@@ -169,9 +174,9 @@ def customer_stages(
         conversions=("conversion", "sum"),
         exit_time=("exit_time", "min"),
     ).reset_index()
-    out["stage_index"] = out["stage_index"].astype(np.int8)
-    names = np.array([*journey_map.stage_names, None], dtype=object)
-    out["stage"] = names[out["stage_index"].to_numpy()]  # -1 indexes the trailing None
+    out["stage_index"] = np.maximum(out["stage_index"], STAGELESS_STAGE).astype(np.int8)
+    names = np.array(journey_map.stage_names, dtype=object)
+    out["stage"] = names[out["stage_index"].to_numpy()]
     out["exited"] = out["exit_time"].notna()
     out["conversions"] = out["conversions"].astype(np.int64)
     return out[
@@ -197,8 +202,3 @@ def _customer_codes(events: pd.DataFrame) -> tuple[np.ndarray, int]:
         return col.cat.codes.to_numpy(), len(col.cat.categories)
     codes, uniques = pd.factorize(col, sort=False)
     return codes, len(uniques)
-
-
-def _utc(at: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(at)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -1,7 +1,7 @@
 """Comparator attributions: last-touch and first-order Markov removal effect.
 
 Both are the "simple" methods a product team might otherwise use; the report shows them
-beside the SHAP-based ranking of :mod:`journey_ml.explain.ranking` so the differences are visible.
+beside the SHAP-based ranking of :mod:`journey_ml.explain.impacts` so the differences are visible.
 
 Markov removal effect (first order, closed form, deterministic)
 ---------------------------------------------------------------
@@ -44,13 +44,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
+from journey_ml.contract.frictions import friction_occurrences as occurrence_masks
 from journey_ml.contract.stages import sort_events
 
 __all__ = [
     "MarkovChain",
+    "event_frictions",
     "friction_comparators",
-    "friction_occurrences",
     "last_touch",
     "markov_chain_from_paths",
     "markov_chain_from_sequences",
@@ -298,31 +299,22 @@ def _chain_from_steps(
 
 
 # ============================================================================ frictions
-def friction_occurrences(events: pd.DataFrame, journey_map: JourneyMap) -> pd.Series:
+def event_frictions(events: pd.DataFrame, journey_map: JourneyMap) -> pd.Series:
     """Name of the friction each event is an occurrence of (``""`` when none).
 
-    An event is an occurrence when its ``event_type`` matches (if the friction names one)
-    and its ``column`` is at least ``min`` (``> 0`` without a threshold), as in
-    :class:`journey_ml.contract.config.Friction`. The first matching friction wins.
+    The occurrence rule is :func:`journey_ml.contract.frictions.friction_occurrences`;
+    an event matching several frictions is credited to the first in map order.
     """
     out = np.full(len(events), "", dtype=object)
-    for fr in journey_map.friction:
-        hit = np.ones(len(events), dtype=bool)
-        if fr.event_type is not None:
-            hit &= (events["event_type"] == fr.event_type).to_numpy()
-        if fr.column is not None:
-            if fr.column not in events.columns:
-                raise ValueError(f"friction '{fr.name}' reads column '{fr.column}', which the events lack")
-            v = events[fr.column].to_numpy(dtype=np.float64, na_value=np.nan)
-            hit &= (v >= fr.min) if fr.min is not None else (v > 0)
-        out[hit & (out == "")] = fr.name
+    for name, hit in occurrence_masks(events, journey_map).items():
+        out[hit & (out == "")] = name
     return pd.Series(out, index=events.index, dtype="str")
 
 
 def _journeys(events: pd.DataFrame, journey_map: JourneyMap, end: pd.Timestamp | None) -> tuple[pd.DataFrame, NDArray[np.bool_]]:
     """Sorted events with a ``state`` column and each customer's drop-off flag."""
     ev = sort_events(events)
-    fr = friction_occurrences(ev, journey_map).to_numpy(dtype=object)
+    fr = event_frictions(ev, journey_map).to_numpy(dtype=object)
     state = np.where(fr != "", fr, ev["event_type"].astype("str").to_numpy(dtype=object))
     end_ts = pd.Timestamp(ev["timestamp"].max()) if end is None else pd.Timestamp(end)
     cust = ev["customer_id"].astype("str")

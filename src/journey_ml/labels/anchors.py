@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.config import Friction, JourneyMap
-from journey_ml.contract.stages import sort_events
+from journey_ml.contract.journey_map import JourneyMap
+from journey_ml.contract.time import to_utc
+from journey_ml.eventlog import EventLog
 
 __all__ = [
     "ANCHOR_COLUMNS",
     "anchor_cutoffs",
     "control_event_types",
-    "friction_occurrences",
 ]
 
 #: Columns of :func:`anchor_cutoffs`.
@@ -45,48 +45,23 @@ ANCHOR_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff", "anchor", "is_contro
 _MIN_PRECEDING_SHARE = 0.05
 
 
-def _check_events(events: pd.DataFrame) -> None:
-    missing = [c for c in ("customer_id", "timestamp", "event_type") if c not in events.columns]
-    if missing:
-        raise ValueError(f"events lack the column(s) {missing}; got {list(events.columns)}")
+def _log_of(events: pd.DataFrame | EventLog, journey_map: JourneyMap) -> EventLog:
+    return events if isinstance(events, EventLog) else EventLog.build(events, journey_map)
 
 
-def _measure(events: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in events.columns:
-        return np.full(len(events), np.nan)
-    try:
-        return events[column].to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"friction measure column '{column}' must be numeric, got {events[column].dtype}") from exc
-
-
-def _on_type(events: pd.DataFrame, fr: Friction) -> np.ndarray:
-    if fr.event_type is None:
-        return np.ones(len(events), dtype=bool)
-    return (events["event_type"] == fr.event_type).to_numpy(dtype=bool, na_value=False)
-
-
-def _hit(values: np.ndarray, minimum: float | None) -> np.ndarray:
-    # The rule of Friction and of the feature pipeline: >= min, or > 0 without a min.
-    with np.errstate(invalid="ignore"):
-        return values >= minimum if minimum is not None else values > 0
-
-
-def friction_occurrences(events: pd.DataFrame, journey_map: JourneyMap) -> dict[str, np.ndarray]:
-    """Friction name -> boolean mask over ``events`` rows that are an occurrence of it.
-
-    Same rule as the feature pipeline: the event type matches (if given) and the
-    friction's ``column`` is at least ``min`` (or > 0 without a ``min``).
-    """
-    _check_events(events)
-    out: dict[str, np.ndarray] = {}
-    for fr in journey_map.friction:
-        on = _on_type(events, fr)
-        out[fr.name] = on if fr.column is None else on & _hit(_measure(events, fr.column), fr.min)
+def _mask(log: EventLog, positions: np.ndarray) -> np.ndarray:
+    out = np.zeros(log.n, dtype=bool)
+    out[positions] = True
     return out
 
 
-def control_event_types(events: pd.DataFrame, journey_map: JourneyMap) -> dict[str, tuple[str, ...]]:
+def _occurrences(log: EventLog) -> list[np.ndarray]:
+    """Per friction (map order), the mask of its occurrences (the rule of
+    :mod:`journey_ml.contract.frictions`, applied once when the log was encoded)."""
+    return [_mask(log, log.flags[f"friction:{i}"]) for i in range(len(log.journey_map.friction))]
+
+
+def control_event_types(events: pd.DataFrame | EventLog, journey_map: JourneyMap) -> dict[str, tuple[str, ...]]:
     """Friction name -> the event types whose friction-free events serve as its controls.
 
     A measured friction's controls are events of its own type (below the threshold); a
@@ -96,8 +71,8 @@ def control_event_types(events: pd.DataFrame, journey_map: JourneyMap) -> dict[s
 
     Parameters
     ----------
-    events : DataFrame
-        Canonical events sorted by customer and time.
+    events : DataFrame or EventLog
+        Canonical events (sorted by customer and time when a DataFrame).
     journey_map : JourneyMap
 
     Returns
@@ -105,20 +80,16 @@ def control_event_types(events: pd.DataFrame, journey_map: JourneyMap) -> dict[s
     dict of str to tuple of str
         Empty tuple when a friction never occurred (it then gets no controls).
     """
-    _check_events(events)
-    events = sort_events(events)
-    occ = friction_occurrences(events, journey_map)
-    same = np.zeros(len(events), dtype=bool)
-    if len(events) > 1:
-        cust = events["customer_id"].to_numpy()
-        same[1:] = cust[1:] == cust[:-1]
-    etype = events["event_type"].to_numpy()
+    log = _log_of(events, journey_map)
+    same = np.ones(log.n, dtype=bool)
+    same[log.start[:-1]] = False
+    etype = log.event_types.to_numpy()[log.event_type] if log.n else np.zeros(0, dtype=object)
     out: dict[str, tuple[str, ...]] = {}
-    for fr in journey_map.friction:
+    for fr, occ in zip(journey_map.friction, _occurrences(log), strict=True):
         if fr.column is not None:
             out[fr.name] = (fr.event_type,) if fr.event_type is not None else ()
             continue
-        pos = np.flatnonzero(occ[fr.name] & same)
+        pos = np.flatnonzero(occ & same)
         prev = pd.Series(etype[pos - 1]).value_counts(normalize=True, sort=True)
         prev = prev[(prev >= _MIN_PRECEDING_SHARE) & (prev.index != fr.event_type)]
         out[fr.name] = tuple(sorted(str(t) for t in prev.index))
@@ -126,7 +97,7 @@ def control_event_types(events: pd.DataFrame, journey_map: JourneyMap) -> dict[s
 
 
 def anchor_cutoffs(
-    events: pd.DataFrame,
+    events: pd.DataFrame | EventLog,
     journey_map: JourneyMap,
     *,
     start: Any = None,
@@ -139,8 +110,9 @@ def anchor_cutoffs(
 
     Parameters
     ----------
-    events : DataFrame
-        Canonical events sorted by customer and time.
+    events : DataFrame or EventLog
+        Canonical events (sorted by customer and time when a DataFrame: the control
+        sample is drawn over event positions).
     journey_map : JourneyMap
     start, end : timestamp-like, optional
         Keep anchors with ``start < t <= end`` (open-ended when None).
@@ -161,44 +133,27 @@ def anchor_cutoffs(
         by customer and cutoff. Events at or after a customer's first exit event are
         left out (the customer is gone, as in the weekly snapshots).
     """
-    _check_events(events)
     if controls_per_anchor < 0:
         raise ValueError(f"controls_per_anchor must be >= 0, got {controls_per_anchor}")
+    log = _log_of(events, journey_map)
     if control_types is None:
-        control_types = control_event_types(events, journey_map)
-    ts = pd.DatetimeIndex(events["timestamp"])
-    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    window = np.ones(len(events), dtype=bool)
-    if start is not None:
-        window &= ts > _utc(start)
-    if end is not None:
-        window &= ts <= _utc(end)
-    # Gone after the first exit: drop events at or after it (never, without exit events).
-    exit_mask = events["event_type"].isin(list(journey_map.exit_events)).to_numpy(dtype=bool)
-    cust = events["customer_id"].astype("str")
-    codes, uniques = pd.factorize(cust, sort=False)
-    ns = ts.as_unit("ns").asi8
-    first_exit = np.full(len(uniques), np.iinfo(np.int64).max)
-    np.minimum.at(first_exit, codes[exit_mask], ns[exit_mask])
-    eligible = window & (ns < first_exit[codes])
-
-    occ = friction_occurrences(events, journey_map)
-    any_friction = np.zeros(len(events), dtype=bool)
-    for mask in occ.values():
-        any_friction |= mask
+        control_types = control_event_types(log, journey_map)
+    eligible = _eligible(log, start, end)
+    occ = _occurrences(log)
+    any_friction = np.logical_or.reduce(occ) if occ else np.zeros(log.n, dtype=bool)
     rng = np.random.default_rng(seed)
     parts: list[pd.DataFrame] = []
-    etype = events["event_type"]
     for j, fr in enumerate(journey_map.friction):
-        hits = np.flatnonzero(occ[fr.name] & eligible)
-        parts.append(_rows(cust, ts, hits, fr.name, False, 0, j))
+        hits = np.flatnonzero(occ[j] & eligible)
+        parts.append(_rows(log, hits, fr.name, False, 0, j))
         types = control_types.get(fr.name, ())
         if not types or controls_per_anchor == 0 or not len(hits):
             continue
-        pool = np.flatnonzero(etype.isin(list(types)).to_numpy(dtype=bool) & ~any_friction & eligible)
+        of_type = np.isin(log.event_type, np.flatnonzero(log.event_types.isin(list(types))))
+        pool = np.flatnonzero(of_type & ~any_friction & eligible)
         k = min(len(pool), round(controls_per_anchor * len(hits)))
         pick = np.sort(rng.choice(pool, size=k, replace=False)) if k else pool[:0]
-        parts.append(_rows(cust, ts, pick, fr.name, True, 1, j))
+        parts.append(_rows(log, pick, fr.name, True, 1, j))
     if not parts:  # a map without frictions has no anchors
         return pd.DataFrame({
             "customer_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[ns, UTC]"),
@@ -212,19 +167,35 @@ def anchor_cutoffs(
     return out[list(ANCHOR_COLUMNS)]
 
 
-def _rows(cust: pd.Series, ts: pd.DatetimeIndex, pos: np.ndarray, name: str, control: bool, kind: int, order: int) -> pd.DataFrame:
+def _eligible(log: EventLog, start: Any, end: Any) -> np.ndarray:
+    """Events in ``(start, end]`` before their customer's first exit event."""
+    ts = log.ts
+    window = np.ones(log.n, dtype=bool)
+    if start is not None:
+        window &= ts > to_utc(start).value
+    if end is not None:
+        window &= ts <= to_utc(end).value
+    # Gone after the first exit: drop events at or after it (never, without exit events).
+    exits = log.flags["exit"]
+    first_exit = np.full(len(log.customers), np.iinfo(np.int64).max)
+    np.minimum.at(first_exit, _customer_of(log, exits), ts[exits])
+    customer = np.repeat(np.arange(len(log.customers)), np.diff(log.start))
+    return window & (ts < first_exit[customer])
+
+
+def _customer_of(log: EventLog, positions: np.ndarray) -> np.ndarray:
+    """Customer code of each event position."""
+    return np.searchsorted(log.start, positions, side="right") - 1
+
+
+def _rows(log: EventLog, pos: np.ndarray, name: str, control: bool, kind: int, order: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "customer_id": cust.to_numpy()[pos],
-            "cutoff": ts[pos].as_unit("ns"),
+            "customer_id": log.customers.to_numpy()[_customer_of(log, pos)],
+            "cutoff": pd.to_datetime(log.ts[pos], utc=True),
             "anchor": name,
             "is_control": control,
             "_kind": kind,
             "_order": order,
         }
     )
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    t = pd.Timestamp(value)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).as_unit("ns")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import JourneyMLError
 
 __all__ = [

@@ -37,22 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
+from journey_ml.contract.time import to_utc, utc_ns
+from journey_ml.eventlog import EventLog, rank_right, release_freed_memory, segment_reduce
 from journey_ml.exceptions import ConfigError
-from journey_ml.features import (
-    FeatureSpec,
-    _active_rows,
-    _encode,
-    _features_frame,
-    _locate,
-    _ns,
-    _rank_right,
-    _release_freed_memory,
-    _row_codes,
-    _running_stage,
-    _segment_reduce,
-    current_stage_codes,
-)
+from journey_ml.features import FeatureSpec
+from journey_ml.features.compute import features_frame
 
 LABELS: tuple[str, ...] = ("current_stage", "next_stage", "drop_off", "future_revenue", "future_conversions")
 
@@ -98,11 +88,11 @@ def make_cutoffs(
     first = (
         (ts.min() + pd.Timedelta(days=min_history_days)).ceil("D")
         if start is None
-        else _utc(start)
+        else to_utc(start)
     )
     last = ts.max() - horizon
     if end is not None:
-        last = min(last, _utc(end))
+        last = min(last, to_utc(end))
     if first > last:
         return pd.DatetimeIndex([], tz="UTC")
     step = pd.Timedelta(days=cadence_days)
@@ -110,20 +100,14 @@ def make_cutoffs(
     return pd.DatetimeIndex([first + i * step for i in range(count)]).as_unit("ns")
 
 
-def active_customers(events: pd.DataFrame, journey_map: JourneyMap, at: Any) -> pd.DataFrame:
-    """Customers active at ``at``: columns ``customer_id``, ``cutoff`` (= ``at``).
-
-    Active means: an event at or before ``at``, the last one at most
-    ``inactivity_days`` before ``at``, and no exit event at or before ``at``.
-    """
-    spec = _bare_spec(journey_map)
-    enc = _encode(events, spec)
-    code, t = _active_rows(enc, journey_map, _ns([at]))
-    return pd.DataFrame({"customer_id": enc.customers[code], "cutoff": pd.to_datetime(t, utc=True)})
+def active_customers(events: pd.DataFrame | EventLog, journey_map: JourneyMap, at: Any) -> pd.DataFrame:
+    """Customers active at ``at`` (:meth:`EventLog.activity`): columns ``customer_id``, ``cutoff`` (= ``at``)."""
+    log = events if isinstance(events, EventLog) else EventLog.build(events, journey_map)
+    return log.active_frame([at])
 
 
 def build_snapshots(
-    events: pd.DataFrame,
+    events: pd.DataFrame | EventLog,
     journey_map: JourneyMap,
     spec: FeatureSpec,
     *,
@@ -133,7 +117,7 @@ def build_snapshots(
 
     Parameters
     ----------
-    events : DataFrame
+    events : DataFrame or EventLog
         Canonical events covering the features' history and the label windows.
     journey_map : JourneyMap
         Gives the horizon, the inactivity limit and exit/conversion events.
@@ -161,47 +145,47 @@ def build_snapshots(
             f"not {list(journey_map.stage_names)}",
             key="stages",
         )
-    enc = _encode(events, spec)
+    log = events if isinstance(events, EventLog) else EventLog.build(events, spec)
     if isinstance(cutoffs, pd.DataFrame):
-        code = _row_codes(enc, cutoffs["customer_id"])
-        t = _ns(cutoffs["cutoff"])
+        code = log.codes_of(cutoffs["customer_id"])
+        t = utc_ns(cutoffs["cutoff"])
     else:
-        code, t = _active_rows(enc, journey_map, _ns(list(cutoffs)))
+        code, t = log.active_at(utc_ns(list(cutoffs)))
     horizon = -float(journey_map.horizon_days)
-    rows = _locate(enc, code, t, (0, horizon))
+    rows = log.locate(code, t, (0, horizon))
 
     # Labels and ids before the features: their temporaries are freed before the big
     # feature block is allocated, which sets the peak memory.
     now, later = rows.last[0], rows.last[horizon]
-    current = current_stage_codes(enc, rows, 0)
-    reached = np.where(later >= rows.first, _running_stage(enc)[np.maximum(later, 0)], -1)
+    current = log.current_stage(rows, 0)
+    reached = np.where(later >= rows.first, log.running_stage()[np.maximum(later, 0)], -1)
     # Compact dtypes until the feature block is built; widened when inserted.
     next_stage = np.maximum(current, reached)
     progressed = next_stage > current
     del current, reached
     active_in_window = later > now
-    exits = enc.flags["exit"]
-    exit_in_window = _rank_right(exits, later) > _rank_right(exits, now)
+    exits = log.flags["exit"]
+    exit_in_window = rank_right(exits, later) > rank_right(exits, now)
     drop_off = ~progressed & (exit_in_window | ~active_in_window)
     del progressed, active_in_window, exit_in_window
     # Revenue in (t, t + H]: the conversions between the two boundaries, summed in order,
     # so the value depends only on the events in the window (no global float prefix sum).
-    conv = enc.flags["conversion"]
-    lo = _rank_right(conv, np.maximum(now, rows.first - 1))
-    hi = _rank_right(conv, np.maximum(later, rows.first - 1))
-    future_revenue = _segment_reduce(np.add, enc.conv_value, lo, np.maximum(hi, lo), 0.0)
+    conv = log.flags["conversion"]
+    lo = rank_right(conv, np.maximum(now, rows.first - 1))
+    hi = rank_right(conv, np.maximum(later, rows.first - 1))
+    future_revenue = segment_reduce(np.add, log.conv_value, lo, np.maximum(hi, lo), 0.0)
     # Summed directly over the window (never a difference of prefix sums), so it cannot
     # come out slightly negative; the clamp only guards against negative source revenue.
     np.maximum(future_revenue, 0.0, out=future_revenue)
     future_conversions = np.maximum(hi - lo, 0)
     del lo, hi, later
     n_events = now + 1 - rows.first
-    customers = enc.customers
+    customers = log.customers
 
     del rows, now
-    out = _features_frame(enc, code, t, spec)
-    del enc
-    _release_freed_memory()  # the encoded events: room for the id and label columns
+    out = features_frame(log, code, t, spec)
+    del log
+    release_freed_memory()  # the encoded events (unless the caller keeps the log)
     # Arrow-backed string arrays throughout: an object array of Python strings would
     # cost ~60 bytes per row at the moment memory peaks.
     if isinstance(cutoffs, pd.DataFrame):
@@ -337,17 +321,6 @@ def split_by_cutoff(
         test=snapshots.loc[cut.isin(test_t)],
         embargoed=embargoed,
     )
-
-
-def _bare_spec(journey_map: JourneyMap) -> FeatureSpec:
-    # Activity only needs customers, times and exit events: an empty vocabulary will do.
-    return FeatureSpec(journey_map=journey_map, event_types=(), channels=(), touchpoints=())
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.as_unit("ns")
 
 
 __all__ = [

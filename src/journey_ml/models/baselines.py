@@ -31,19 +31,20 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_array, check_consistent_length
 
 from journey_ml.exceptions import ModelBundleError, NotFittedError, did_you_mean
+from journey_ml.models.calibration import PROBA_EPS
 
 __all__ = [
     "ClassPriorBaseline",
     "MarkovChainBaseline",
     "RecencyBaseline",
     "StageMeanRevenueBaseline",
+    "check_weights",
     "load_baseline",
     "transition_matrix",
     "transition_rows",
 ]
 
 BASELINE_FILE = "baseline.json"
-_EPS = 1e-7
 
 
 class _Baseline(BaseEstimator):
@@ -81,25 +82,24 @@ class _Baseline(BaseEstimator):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{param}: column '{column}' must be numeric ({exc})") from exc
 
-    @staticmethod
-    def _weights(sample_weight: ArrayLike | None, n: int) -> NDArray[np.float64]:
-        if sample_weight is None:
-            return np.ones(n)
-        w = check_array(
-            sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
-        )
-        if w.ndim != 1 or w.shape[0] != n:
-            raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-        if np.any(w < 0):
-            raise ValueError(f"sample_weight must be >= 0; got {w[w < 0][0].item()!r}")
-        return w
-
-    @staticmethod
-    def _labels(y: ArrayLike) -> NDArray[np.float64]:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        X_valid: ArrayLike | None = None,
+        y_valid: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
+        """Fit on the (weighted) training rows; the validation rows are accepted and ignored."""
         ya = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         if ya.ndim != 1:
             raise ValueError(f"y must be 1-d, got shape {ya.shape}")
-        return ya
+        self._fit(X, ya, check_weights(sample_weight, ya.size))
+        return self
+
+    def _fit(self, X: Any, y: NDArray[np.float64], w: NDArray[np.float64]) -> None:
+        raise NotImplementedError
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +136,18 @@ class _Baseline(BaseEstimator):
     def load(cls, directory: str | Path) -> Self:
         """Load a baseline written by :meth:`save` (plain JSON, never pickle)."""
         return cls.from_dict(_read_json(Path(directory)))
+
+
+def check_weights(sample_weight: ArrayLike | None, n: int) -> NDArray[np.float64]:
+    """Per-row weights: 1-d, one per row, non-negative; all 1 when ``sample_weight`` is None."""
+    if sample_weight is None:
+        return np.ones(n)
+    w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if np.any(w < 0):
+        raise ValueError(f"sample_weight must be >= 0; got {w[w < 0][0].item()!r}")
+    return w
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -256,28 +268,17 @@ class ClassPriorBaseline(ClassifierMixin, _Baseline):
         self.n_classes = n_classes
         self.smoothing = smoothing
 
-    def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        *,
-        X_valid: ArrayLike | None = None,
-        y_valid: ArrayLike | None = None,
-        sample_weight: ArrayLike | None = None,
-    ) -> Self:
+    def _fit(self, X: Any, y: NDArray[np.float64], w: NDArray[np.float64]) -> None:
         """Count (weighted) class frequencies. ``X`` only fixes the row count."""
-        ya = self._labels(y)
         Xa = np.asarray(X)
-        check_consistent_length(Xa, ya)
-        yi, k = _class_labels(ya, self.n_classes)
-        w = self._weights(sample_weight, ya.size)
+        check_consistent_length(Xa, y)
+        yi, k = _class_labels(y, self.n_classes)
         counts = np.bincount(yi, weights=w, minlength=k) + self.smoothing
         if counts.sum() <= 0:
             raise ValueError("no training rows and smoothing=0: the class prior is undefined")
         self.prior_ = counts / counts.sum()
         self.classes_ = np.arange(k, dtype=np.int64)
         self.n_features_in_ = int(Xa.shape[1]) if Xa.ndim == 2 else 1
-        return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """The prior for every row, shape ``(n_samples, K)``."""
@@ -336,30 +337,19 @@ class MarkovChainBaseline(ClassifierMixin, _Baseline):
         self.stage_column = stage_column
         self.smoothing = smoothing
 
-    def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        *,
-        X_valid: ArrayLike | None = None,
-        y_valid: ArrayLike | None = None,
-        sample_weight: ArrayLike | None = None,
-    ) -> Self:
+    def _fit(self, X: Any, ya: NDArray[np.float64], w: NDArray[np.float64]) -> None:
         """Count current-stage -> next-stage transitions in the training rows."""
         current = self._column(X, self.stage_column, "stage_column")
-        ya = self._labels(y)
         check_consistent_length(current, ya)
         n_classes = self.n_classes
         if n_classes is None:
             seen = current[np.isfinite(current)]
             n_classes = max(int(ya.max(initial=0)), int(seen.max(initial=0))) + 1
         yi, k = _class_labels(ya, max(n_classes, 2))
-        w = self._weights(sample_weight, ya.size)
         self.counts_, self.transition_, self.prior_ = transition_matrix(
             current, yi, k, smoothing=self.smoothing, sample_weight=w
         )
         self.classes_ = np.arange(k, dtype=np.int64)
-        return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Transition row of each row's current stage, shape ``(n_samples, K)``."""
@@ -419,30 +409,20 @@ class RecencyBaseline(ClassifierMixin, _Baseline):
         self.recency_column = recency_column
         self.increasing = increasing
 
-    def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        *,
-        X_valid: ArrayLike | None = None,
-        y_valid: ArrayLike | None = None,
-        sample_weight: ArrayLike | None = None,
-    ) -> Self:
+    def _fit(self, X: Any, ya: NDArray[np.float64], w: NDArray[np.float64]) -> None:
         """Fit the isotonic drop-off curve on training rows with a known recency."""
         recency = self._column(X, self.recency_column, "recency_column")
-        ya = self._labels(y)
         check_consistent_length(recency, ya)
         bad = ~np.isin(ya, (0.0, 1.0))
         if bad.any():
             raise ValueError(f"y must hold only 0/1 drop-off labels; got {ya[bad][0].item()!r}")
-        w = self._weights(sample_weight, ya.size)
         if w.sum() <= 0:
             raise ValueError("RecencyBaseline needs at least one training row with weight > 0")
         self.base_rate_ = float(np.average(ya, weights=w))
         known = np.isfinite(recency)
         if known.any():
             iso = IsotonicRegression(
-                increasing=self.increasing, out_of_bounds="clip", y_min=_EPS, y_max=1 - _EPS
+                increasing=self.increasing, out_of_bounds="clip", y_min=PROBA_EPS, y_max=1 - PROBA_EPS
             )
             iso.fit(recency[known], ya[known], sample_weight=w[known])
             self.thresholds_x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
@@ -451,7 +431,6 @@ class RecencyBaseline(ClassifierMixin, _Baseline):
             self.thresholds_x_ = np.array([0.0])
             self.thresholds_y_ = np.array([self.base_rate_])
         self.classes_ = np.array([0, 1], dtype=np.int64)
-        return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """``[P(stay), P(drop-off)]``, shape ``(n_samples, 2)``."""
@@ -459,7 +438,7 @@ class RecencyBaseline(ClassifierMixin, _Baseline):
         recency = self._column(X, self.recency_column, "recency_column")
         p = np.interp(recency, self.thresholds_x_, self.thresholds_y_)
         p = np.where(np.isfinite(recency), p, self.base_rate_)
-        p = np.clip(p, _EPS, 1 - _EPS)
+        p = np.clip(p, PROBA_EPS, 1 - PROBA_EPS)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: ArrayLike, threshold: float = 0.5) -> NDArray[np.int64]:
@@ -501,22 +480,12 @@ class StageMeanRevenueBaseline(RegressorMixin, _Baseline):
         self.stage_column = stage_column
         self.prior_weight = prior_weight
 
-    def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        *,
-        X_valid: ArrayLike | None = None,
-        y_valid: ArrayLike | None = None,
-        sample_weight: ArrayLike | None = None,
-    ) -> Self:
+    def _fit(self, X: Any, ya: NDArray[np.float64], w: NDArray[np.float64]) -> None:
         """Weighted mean of ``y`` per current stage."""
         current = self._column(X, self.stage_column, "stage_column")
-        ya = self._labels(y)
         check_consistent_length(current, ya)
         if np.any(ya < 0):
             raise ValueError(f"y must be >= 0 (future revenue); got {ya[ya < 0][0].item()!r}")
-        w = self._weights(sample_weight, ya.size)
         if w.sum() <= 0:
             raise ValueError("StageMeanRevenueBaseline needs at least one training row")
         self.global_mean_ = float(np.average(ya, weights=w))
@@ -528,7 +497,6 @@ class StageMeanRevenueBaseline(RegressorMixin, _Baseline):
         with np.errstate(invalid="ignore", divide="ignore"):
             means = (total + self.prior_weight * self.global_mean_) / (count + self.prior_weight)
         self.stage_means_ = np.where(count > 0, means, np.nan)
-        return self
 
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Stage mean per row, shape ``(n_samples,)``, ``>= 0``."""

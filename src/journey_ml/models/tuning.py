@@ -11,19 +11,17 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
-from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+from journey_ml.models.lightgbm import LightGBMEstimator
+from journey_ml.models.tasks import task_for
 
-Model = NextStageModel | DropOffModel | RevenueModel
-
-# Name of the validation metric each objective reports (LightGBM's own metric names).
-VALID_METRIC = {"next_stage": "multi_logloss", "drop_off": "binary_logloss", "revenue": "tweedie"}
+__all__ = ["TuningResult", "suggest_params", "tune"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +35,7 @@ class TuningResult:
     pruned: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "best_params": self.best_params,
-            "best_value": self.best_value,
-            "trials": self.trials,
-            "pruned": self.pruned,
-        }
+        return asdict(self)
 
 
 def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
@@ -60,7 +52,7 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
 
 def tune(
     task: str,
-    make_model: Callable[[dict[str, Any]], Model],
+    make_model: Callable[[dict[str, Any]], LightGBMEstimator],
     X_train: pd.DataFrame,
     y_train: np.ndarray,
     X_valid: pd.DataFrame,
@@ -69,23 +61,23 @@ def tune(
     trials: int,
     timeout_seconds: float | None,
     seed: int,
+    sample_weight: np.ndarray | None = None,
     log_to_mlflow: bool = True,
 ) -> TuningResult:
-    """Search hyperparameters for one task; returns the best (or ``{}`` with 0 trials).
+    """Search hyperparameters for one task (a slot name); the best, or ``{}`` with 0 trials.
 
     ``make_model(params)`` builds an unfitted model with the given overrides; the
-    objective fits it on the training period with early stopping on the validation
-    period and returns the best validation loss.
+    objective fits it on the training rows, weighted by ``sample_weight`` exactly as the
+    final fit is, early-stopped on the validation rows, and returns the task's LightGBM
+    validation loss.
     """
-    if task not in VALID_METRIC:
-        raise ValueError(f"task must be one of {sorted(VALID_METRIC)}, got {task!r}")
+    metric = task_for(task).lgb_metric
     if trials <= 0:
         return TuningResult(task, {}, math.nan, 0, 0)
     from optuna_integration import LightGBMPruningCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    metric = VALID_METRIC[task]
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial)
@@ -93,7 +85,10 @@ def tune(
         pruning = LightGBMPruningCallback(trial, metric, valid_name="valid")
         with _trial_run(task, trial, params, enabled=log_to_mlflow) as log_metrics:
             try:
-                model.fit(X_train, y_train, X_valid=X_valid, y_valid=y_valid, callbacks=[pruning])
+                model.fit(
+                    X_train, y_train, X_valid=X_valid, y_valid=y_valid, sample_weight=sample_weight,
+                    callbacks=[pruning],
+                )
             except optuna.TrialPruned:
                 log_metrics({"pruned": 1.0})
                 raise

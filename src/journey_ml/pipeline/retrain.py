@@ -32,12 +32,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from journey_ml.contract import JourneyMap, TrainConfig
 from journey_ml.evaluation import drift as drift_mod
-from journey_ml.registry.bundle import ModelBundle
-from journey_ml.contract.config import JourneyMap, TrainConfig
+from journey_ml.evaluation.drift_report import drift_figures, drift_report_html
+from journey_ml.evaluation.gate import primary_change
 from journey_ml.exceptions import ModelBundleError
-from journey_ml.labels.shape import value_target
-from journey_ml.pipeline.train import PRIMARY, headline, predict_task, run_training, task_metrics
+from journey_ml.models.tasks import predict_task, target, task_metrics
+from journey_ml.pipeline.steps import headline
+from journey_ml.pipeline.train import TrainResult, run_training
+from journey_ml.registry import tracking
+from journey_ml.registry.bundle import ModelBundle
 
 __all__ = ["RetrainResult", "backtest_champion", "compare_on_window", "evaluate_bundle", "run_retrain"]
 
@@ -99,29 +103,9 @@ def evaluate_bundle(bundle: ModelBundle, rows: pd.DataFrame) -> dict[str, dict[s
     for task, model in models.items():
         if model is None:
             continue
-        y = value_target(rows, bundle.value_unit) if task == "revenue" else rows[task].to_numpy()
+        y = target(task, rows, bundle.value_unit)
         report[task] = task_metrics(task, y, predict_task(task, model, X), k)
     return headline(report)
-
-
-def _window(rows: pd.DataFrame) -> dict[str, Any]:
-    cut = rows["cutoff"]
-    return {
-        "first_cutoff": cut.min().isoformat() if len(rows) else None,
-        "last_cutoff": cut.max().isoformat() if len(rows) else None,
-        "cutoffs": int(cut.nunique()),
-        "rows": len(rows),
-    }
-
-
-def primary_change(now: dict[str, dict[str, float]], then: dict[str, dict[str, float]]) -> dict[str, float]:
-    """``task.metric`` -> now minus then, for the gate's primary metrics both have."""
-    out: dict[str, float] = {}
-    for task, (name, _) in PRIMARY.items():
-        a, b = (now.get(task) or {}).get(name), (then.get(task) or {}).get(name)
-        if a is not None and b is not None:
-            out[f"{task}.{name}"] = float(a) - float(b)
-    return out
 
 
 def backtest_champion(champion: ModelBundle, current: pd.DataFrame, last_event: pd.Timestamp) -> dict[str, Any]:
@@ -134,7 +118,7 @@ def backtest_champion(champion: ModelBundle, current: pd.DataFrame, last_event: 
     horizon = pd.Timedelta(days=champion.journey_map.horizon_days)
     matured = current.loc[(current["cutoff"] + horizon <= last_event).to_numpy()] if len(current) else current
     at_training = (champion.metadata.get("metrics") or {}).get("test") or {}
-    out: dict[str, Any] = {"window": _window(matured), "at_training": at_training}
+    out: dict[str, Any] = {"window": drift_mod.window_summary(matured), "at_training": at_training}
     if matured.empty:
         out.update(champion={}, change={}, message="no labels have matured since the champion's training window "
                    f"(a cutoff needs {champion.journey_map.horizon_days:g} days of events after it)")  # fmt: skip
@@ -162,7 +146,7 @@ def compare_on_window(
     champion_rows = build_snapshots(events, champion.journey_map, champion.spec, cutoffs=cutoffs)
     challenger_rows = build_snapshots(events, challenger.journey_map, challenger.spec, cutoffs=cutoffs)
     return {
-        "window": _window(challenger_rows),
+        "window": drift_mod.window_summary(challenger_rows),
         "champion_version": champion.metadata.get("model_version"),
         "challenger_version": challenger.metadata.get("model_version"),
         "champion": evaluate_bundle(champion, champion_rows),
@@ -203,6 +187,20 @@ def _flat(prefix: str, metrics: dict[str, dict[str, float]]) -> dict[str, float]
     return {f"{prefix}.{task}.{name}": v for task, values in metrics.items() for name, v in values.items()}
 
 
+def _log_backtest(client: Any, experiment_id: str, parent_id: str, backtest: dict[str, Any]) -> str:
+    """A nested ``backtest`` run with the champion's metrics and their change; its id."""
+    run = client.create_run(
+        experiment_id, run_name="backtest",
+        tags={"mlflow.parentRunId": parent_id, "journey_ml.step": "backtest"},
+    )  # fmt: skip
+    run_id = run.info.run_id
+    _log_metrics(client, run_id, _flat("backtest", backtest["champion"]))
+    _log_metrics(client, run_id, {f"change.{k}": v for k, v in backtest["change"].items()})
+    client.log_dict(run_id, _json_safe(backtest), "backtest.json")
+    client.set_terminated(run_id)
+    return run_id
+
+
 def _log_drift(client: Any, experiment_id: str, parent_id: str, report: drift_mod.DriftReport) -> str:
     """A nested ``drift`` run with PSI metrics, ``drift.json``, the plots and ``report.html``."""
     flagged = ", ".join(report.flagged) or "none"
@@ -219,10 +217,10 @@ def _log_drift(client: Any, experiment_id: str, parent_id: str, report: drift_mo
     metrics["flagged"] = float(len(report.flagged))
     _log_metrics(client, run_id, metrics)
     client.log_dict(run_id, _json_safe(report.to_dict()), "drift.json")
-    figures = drift_mod.drift_figures(report)
+    figures = drift_figures(report)
     for name, fig in figures.items():
         client.log_figure(run_id, fig, f"plots/{name}")
-    html = drift_mod.drift_report_html(report, figures)
+    html = drift_report_html(report, figures)
     client.log_text(run_id, html, "report.html")
     client.log_text(parent_id, html, "drift_report.html")
     client.set_terminated(run_id)
@@ -260,35 +258,76 @@ def run_retrain(
     import mlflow
     from mlflow import MlflowClient
 
-    from journey_ml.registry import tracking
     from journey_ml.registry.bundle import load_bundle
-    from journey_ml.registry.modelcard import render_model_card
 
     step = on_step or (lambda _msg: None)
     started = time.perf_counter()
     uri = tracking.configure(config.tracking.uri, config.tracking.experiment)
-    name = config.tracking.registered_model
     if champion is None:
         step("loading the champion")
         champion = load_bundle(champion_ref, tracking_uri=uri)
     champion_version = tracking.registry_version_for_uri(champion_ref, uri) or champion.metadata.get("model_version")
     champion.metadata.setdefault("model_version", champion_version)
+    start, boundary = champion_window(champion, champion_ref)
+    jm = journey_map if journey_map is not None else champion.journey_map
+    experiment_id = mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id
+    client = MlflowClient()
+    parent_id = open_parent_run(client, experiment_id, champion_ref, champion_version, boundary, events)
+    try:
+        step("measuring drift against the champion's training window")
+        report, current, drift = measure_and_log_drift(
+            client, experiment_id, parent_id, events, champion, jm, rejects,
+            start=start, boundary=boundary, cadence_days=config.snapshots.cadence_days,
+        )  # fmt: skip
+        step("backtesting the champion on the labels matured since its training")
+        backtest = backtest_champion(champion, current, pd.Timestamp(events["timestamp"].max()))
+        backtest["run_id"] = _log_backtest(client, experiment_id, parent_id, backtest)
+        step("training the challenger")
+        result = run_training(events, jm, config, on_step=step)
+        notes = adopt_challenger_run(client, result, parent_id, champion_ref, champion_version)
+        step("comparing champion and challenger on the same window")
+        challenger = ModelBundle.load(result.bundle_path)
+        comparison = compare_on_window(champion, challenger, events, result.splits["test"], config.snapshots.cadence_days)
+        comparison["what"] = "the challenger's test window: the newest matured cutoffs, held out from its training"
+        card = log_decision(
+            client, parent_id, result, challenger, report, {"comparison": comparison, "backtest": backtest, "drift": drift},
+            champion_version=champion_version, registered_model=config.tracking.registered_model,
+        )  # fmt: skip
+        out = RetrainResult(
+            run_id=parent_id, promoted=result.promoted, alias=result.alias,
+            champion_version=None if champion_version is None else str(champion_version),
+            challenger_version=result.model_version, metrics=comparison, backtest=backtest, drift=drift,
+            gate=result.gate, challenger_run_id=result.run_id, model_uri=result.model_uri,
+            bundle_path=str(result.bundle_path), tracking_uri=uri, seconds=round(time.perf_counter() - started, 2),
+            model_card=card, notes=notes,
+        )  # fmt: skip
+        client.log_dict(parent_id, _json_safe(out.to_dict()), "retrain.json")
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    client.set_terminated(parent_id)
+    return out
+
+
+# ---------------------------------------------------------------------------- wired steps
+def champion_window(champion: ModelBundle, champion_ref: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The champion's training window ``(start, end)``: its end is the boundary between the
+    reference (drift) and the newer data."""
     window = champion.metadata.get("training_window") or {}
     if not window.get("start") or not window.get("end"):
         raise ModelBundleError(
             f"{champion_ref} has no training window in its metadata (training_window.start/end): "
             "retrain needs it to tell the champion's data from the newer data"
         )
-    jm = journey_map if journey_map is not None else champion.journey_map
-    start, boundary = pd.Timestamp(window["start"]), pd.Timestamp(window["end"])
-    cadence = config.snapshots.cadence_days
-    last_event = pd.Timestamp(events["timestamp"].max())
-    notes: list[str] = []
+    return pd.Timestamp(window["start"]), pd.Timestamp(window["end"])
 
-    experiment = mlflow.get_experiment_by_name(config.tracking.experiment)
-    client = MlflowClient()
+
+def open_parent_run(
+    client: Any, experiment_id: str, champion_ref: str, champion_version: Any, boundary: pd.Timestamp, events: pd.DataFrame
+) -> str:
+    """The parent ``retrain-<time>`` run, with the champion and the data fingerprint; its id."""
     parent = client.create_run(
-        experiment.experiment_id,
+        experiment_id,
         run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}",
         tags={"journey_ml.kind": "retrain", "journey_ml.champion_ref": champion_ref,
               "journey_ml.champion_version": str(champion_version)},
@@ -298,95 +337,96 @@ def run_retrain(
         client.log_param(parent_id, "champion_ref", champion_ref)
         client.log_param(parent_id, "boundary", boundary.isoformat())
         client.log_dict(parent_id, tracking.data_fingerprint(events), "data_fingerprint.json")
-
-        step("measuring drift against the champion's training window")
-        reference, current = drift_mod.window_rows(
-            events, champion.journey_map, champion.spec, start=start, boundary=boundary, cadence_days=cadence
-        )
-        in_ref = (events["timestamp"] <= boundary).to_numpy()
-        reject_shares = drift_mod.window_rejects(
-            rejects, jm.source_column("timestamp"), boundary, int(in_ref.sum()), int((~in_ref).sum())
-        )
-        report = drift_mod.measure_drift(
-            reference, current, champion, reference_events=events.loc[in_ref], current_events=events.loc[~in_ref],
-            reject_shares=reject_shares,
-        )  # fmt: skip
-        drift_run_id = _log_drift(client, experiment.experiment_id, parent_id, report)
-        drift = {**report.to_dict(), "run_id": drift_run_id}
-
-        step("backtesting the champion on the labels matured since its training")
-        backtest = backtest_champion(champion, current, last_event)
-        run = client.create_run(
-            experiment.experiment_id, run_name="backtest",
-            tags={"mlflow.parentRunId": parent_id, "journey_ml.step": "backtest"},
-        )  # fmt: skip
-        _log_metrics(client, run.info.run_id, _flat("backtest", backtest["champion"]))
-        _log_metrics(client, run.info.run_id, {f"change.{k}": v for k, v in backtest["change"].items()})
-        client.log_dict(run.info.run_id, _json_safe(backtest), "backtest.json")
-        client.set_terminated(run.info.run_id)
-        backtest["run_id"] = run.info.run_id
-
-        step("training the challenger")
-        result = run_training(events, jm, config, on_step=step)
-        client.set_tag(result.run_id, "mlflow.parentRunId", parent_id)
-        client.set_tag(result.run_id, "journey_ml.retrain.run_id", parent_id)
-        gate_champion = result.gate.get("champion_version")
-        if champion_version is not None and gate_champion is not None and str(gate_champion) != str(champion_version):
-            notes.append(
-                f"the gate judged the challenger against the registry's champion v{gate_champion}, "
-                f"not {champion_ref} (v{champion_version}) used for drift and the backtest"
-            )
-
-        step("comparing champion and challenger on the same window")
-        challenger = ModelBundle.load(result.bundle_path)
-        comparison = compare_on_window(champion, challenger, events, result.splits["test"], cadence)
-        comparison["what"] = "the challenger's test window: the newest matured cutoffs, held out from its training"
-        tracking.tag_version(
-            result.model_version,
-            {"journey_ml.retrain.run_id": parent_id, "journey_ml.retrain.drift_flagged": ", ".join(report.flagged) or "none",
-             "journey_ml.retrain.champion_version": str(champion_version)},
-            name,
-        )  # fmt: skip
-
-        card = render_model_card(
-            challenger.metadata, gate=result.gate, comparison=comparison, backtest=backtest, drift=drift
-        )
-        client.log_text(parent_id, card, "model_card.md")
-        client.log_text(result.run_id, card, "model_card.md")
-        _log_metrics(client, parent_id, {
-            **_flat("compare.champion", comparison["champion"]), **_flat("compare.challenger", comparison["challenger"]),
-            "promoted": float(result.promoted), "drift.flagged": float(len(report.flagged)),
-        })  # fmt: skip
-        for key, value in {
-            "journey_ml.challenger_version": result.model_version,
-            "journey_ml.challenger_run_id": result.run_id,
-            "journey_ml.promoted": str(result.promoted).lower(),
-            "journey_ml.alias": result.alias,
-            "journey_ml.gate.reason": str(result.gate.get("reason")),
-            "journey_ml.drift.flagged": (", ".join(report.flagged) or "none")[:5000],
-        }.items():
-            client.set_tag(parent_id, key, value)
-        out = RetrainResult(
-            run_id=parent_id,
-            promoted=result.promoted,
-            alias=result.alias,
-            champion_version=None if champion_version is None else str(champion_version),
-            challenger_version=result.model_version,
-            metrics=comparison,
-            backtest=backtest,
-            drift=drift,
-            gate=result.gate,
-            challenger_run_id=result.run_id,
-            model_uri=result.model_uri,
-            bundle_path=str(result.bundle_path),
-            tracking_uri=uri,
-            seconds=round(time.perf_counter() - started, 2),
-            model_card=card,
-            notes=notes,
-        )
-        client.log_dict(parent_id, _json_safe(out.to_dict()), "retrain.json")
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
-    client.set_terminated(parent_id)
-    return out
+    return parent_id
+
+
+def measure_and_log_drift(
+    client: Any,
+    experiment_id: str,
+    parent_id: str,
+    events: pd.DataFrame,
+    champion: ModelBundle,
+    journey_map: JourneyMap,
+    rejects: pd.DataFrame | None,
+    *,
+    start: pd.Timestamp,
+    boundary: pd.Timestamp,
+    cadence_days: float,
+) -> tuple[drift_mod.DriftReport, pd.DataFrame, dict[str, Any]]:
+    """Drift of the newer data against the champion's window, logged as the nested ``drift``
+    run; returns the report, the newer snapshot rows (champion's spec) and the drift summary."""
+    reference, current = drift_mod.window_rows(
+        events, champion.journey_map, champion.spec, start=start, boundary=boundary, cadence_days=cadence_days
+    )
+    in_ref = (events["timestamp"] <= boundary).to_numpy()
+    reject_shares = drift_mod.window_rejects(
+        rejects, journey_map.source_column("timestamp"), boundary, int(in_ref.sum()), int((~in_ref).sum())
+    )
+    report = drift_mod.measure_drift(
+        reference, current, champion, reference_events=events.loc[in_ref], current_events=events.loc[~in_ref],
+        reject_shares=reject_shares,
+    )  # fmt: skip
+    drift_run_id = _log_drift(client, experiment_id, parent_id, report)
+    return report, current, {**report.to_dict(), "run_id": drift_run_id}
+
+
+def adopt_challenger_run(
+    client: Any, result: TrainResult, parent_id: str, champion_ref: str, champion_version: Any
+) -> list[str]:
+    """Make the challenger's training run a child of the retrain run; notes for the result."""
+    client.set_tag(result.run_id, "mlflow.parentRunId", parent_id)
+    client.set_tag(result.run_id, "journey_ml.retrain.run_id", parent_id)
+    gate_champion = result.gate.get("champion_version")
+    if champion_version is not None and gate_champion is not None and str(gate_champion) != str(champion_version):
+        return [
+            f"the gate judged the challenger against the registry's champion v{gate_champion}, "
+            f"not {champion_ref} (v{champion_version}) used for drift and the backtest"
+        ]
+    return []
+
+
+def log_decision(
+    client: Any,
+    parent_id: str,
+    result: TrainResult,
+    challenger: ModelBundle,
+    report: drift_mod.DriftReport,
+    evidence: dict[str, dict[str, Any]],
+    *,
+    champion_version: Any,
+    registered_model: str,
+) -> str:
+    """Tag the challenger's version, log the model card, comparison metrics and decision
+    tags on the parent run; returns the model card. ``evidence``: comparison, backtest, drift."""
+    from journey_ml.registry.modelcard import render_model_card
+
+    flagged = ", ".join(report.flagged) or "none"
+    tracking.tag_version(
+        result.model_version,
+        {"journey_ml.retrain.run_id": parent_id, "journey_ml.retrain.drift_flagged": flagged,
+         "journey_ml.retrain.champion_version": str(champion_version)},
+        registered_model,
+    )  # fmt: skip
+    comparison = evidence["comparison"]
+    card = render_model_card(
+        challenger.metadata, gate=result.gate, comparison=comparison, backtest=evidence["backtest"], drift=evidence["drift"]
+    )
+    client.log_text(parent_id, card, "model_card.md")
+    client.log_text(result.run_id, card, "model_card.md")
+    _log_metrics(client, parent_id, {
+        **_flat("compare.champion", comparison["champion"]), **_flat("compare.challenger", comparison["challenger"]),
+        "promoted": float(result.promoted), "drift.flagged": float(len(report.flagged)),
+    })  # fmt: skip
+    for key, value in {
+        "journey_ml.challenger_version": result.model_version,
+        "journey_ml.challenger_run_id": result.run_id,
+        "journey_ml.promoted": str(result.promoted).lower(),
+        "journey_ml.alias": result.alias,
+        "journey_ml.gate.reason": str(result.gate.get("reason")),
+        "journey_ml.drift.flagged": flagged[:5000],
+    }.items():
+        client.set_tag(parent_id, key, value)
+    return card

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from journey_ml.registry.bundle import ModelBundle
+from journey_ml.contract.time import to_utc
 from journey_ml.features import features_at
+from journey_ml.registry.bundle import ModelBundle
 
 
 def _as_utc(at: pd.Timestamp | str | None, events: pd.DataFrame) -> pd.Timestamp:
@@ -22,8 +23,7 @@ def _as_utc(at: pd.Timestamp | str | None, events: pd.DataFrame) -> pd.Timestamp
         if events.empty:
             raise ValueError("cannot pick a scoring time: there are no events (pass --at)")
         return pd.Timestamp(events["timestamp"].max())
-    ts = pd.Timestamp(at)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return to_utc(at)
 
 
 def score_features(features: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:

@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import ModelBundleError
 from journey_ml.features import FeatureSpec
-from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 from journey_ml.labels.shape import JourneyShape
+from journey_ml.models import SLOTS, DropOffModel, NextStageModel, RevenueModel
 
 BUNDLE_FORMAT = 1
-_MODEL_DIRS = {"next_stage": NextStageModel, "drop_off": DropOffModel, "revenue": RevenueModel}
 
 
 @dataclass
@@ -79,7 +78,7 @@ class ModelBundle:
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)
-        for name in _MODEL_DIRS:
+        for name in SLOTS:
             model = getattr(self, name)
             if model is not None:
                 model.save(path / name)
@@ -104,7 +103,7 @@ class ModelBundle:
             optional.add("next_stage")
         if shape.get("value_unit") == "drop_offs":
             optional.add("revenue")
-        required = [n for n in _MODEL_DIRS if n not in optional]
+        required = [n for n in SLOTS if n not in optional]
         missing = [n for n in (*required, "journey_map.yaml", "feature_spec.json") if not (path / n).exists()]
         if missing:
             raise ModelBundleError(f"model bundle {path} is incomplete: missing {missing}")

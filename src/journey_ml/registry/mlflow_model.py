@@ -24,7 +24,7 @@ class JourneyBundleModel(PythonModel):
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from journey_ml.ingest.events import validate_events
+        from journey_ml.ingest import validate_events
         from journey_ml.pipeline.scoring import score
 
         events = validate_events(model_input, self.bundle.journey_map).events

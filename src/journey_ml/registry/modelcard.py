@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from journey_ml.models.tasks import PRIMARY
+
 __all__ = ["METRIC_COLUMNS", "SECTIONS", "auc_standard_error", "render_model_card"]
 
 #: The section headings, in order (tests and readers rely on them).
@@ -25,7 +27,6 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "drop_off": ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10"),
     "revenue": ("mae", "spearman", "gini"),
 }
-_PRIMARY = {"drop_off": "roc_auc", "next_stage": "log_loss"}
 
 
 def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
@@ -213,7 +214,7 @@ def _backtest_lines(backtest: Mapping[str, Any]) -> list[str]:
         lines += [backtest.get("message", "no matured labels since the champion's training window."), ""]
         return lines
     rows = []
-    for task, name in _PRIMARY.items():
+    for task, (name, _) in PRIMARY.items():
         key = f"{task}.{name}"
         now = (backtest["champion"].get(task) or {}).get(name)
         then = ((backtest.get("at_training") or {}).get(task) or {}).get(name)

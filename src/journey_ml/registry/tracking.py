@@ -16,8 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from journey_ml.contract.time import to_utc
 from journey_ml.exceptions import ModelBundleError
 
 DEFAULT_EXPERIMENT = "journey-ml"
@@ -53,19 +55,51 @@ def configure(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
     return uri
 
 
-def data_fingerprint(events: pd.DataFrame) -> dict[str, Any]:
-    """Content hash, size and time range of a canonical event frame."""
-    core = events[["customer_id", "timestamp", "event_type", "revenue"]]
-    row_hashes = pd.util.hash_pandas_object(core, index=False).to_numpy()
-    digest = hashlib.sha256(row_hashes.tobytes()).hexdigest()
+#: The event columns the data fingerprint covers.
+FINGERPRINT_COLUMNS = ("customer_id", "timestamp", "event_type", "revenue")
+# Two independently keyed 64-bit row hashes, each summed modulo 2**64.
+_HASH_KEYS = ("journey-ml-fp-01", "journey-ml-fp-02")
+
+
+def fingerprint_part(events: pd.DataFrame) -> dict[str, Any]:
+    """The fingerprint's sufficient statistics of one frame of events (see :func:`combine_fingerprints`).
+
+    Row hashes are summed, not concatenated, so the digest does not depend on row order
+    or on how the events are partitioned: both engines give the same fingerprint.
+    """
+    core = events[list(FINGERPRINT_COLUMNS)]
+    sums = [
+        int(pd.util.hash_pandas_object(core, index=False, hash_key=key).to_numpy().sum(dtype=np.uint64))
+        for key in _HASH_KEYS
+    ]
     ts = events["timestamp"]
     return {
-        "sha256": digest,
+        "sums": sums,
         "rows": len(events),
         "customers": int(events["customer_id"].nunique()),
-        "start": ts.min().isoformat() if len(events) else None,
-        "end": ts.max().isoformat() if len(events) else None,
+        "start": ts.min() if len(events) else None,
+        "end": ts.max() if len(events) else None,
     }
+
+
+def combine_fingerprints(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One fingerprint from the parts of frames that hold disjoint customers."""
+    sums = [sum(p["sums"][i] for p in parts) % 2**64 for i in range(len(_HASH_KEYS))]
+    starts = [p["start"] for p in parts if p["start"] is not None]
+    ends = [p["end"] for p in parts if p["end"] is not None]
+    rows = sum(p["rows"] for p in parts)
+    return {
+        "sha256": hashlib.sha256(b"".join(s.to_bytes(8, "little") for s in [rows, *sums])).hexdigest(),
+        "rows": rows,
+        "customers": sum(p["customers"] for p in parts),
+        "start": to_utc(min(starts)).isoformat() if starts else None,
+        "end": to_utc(max(ends)).isoformat() if ends else None,
+    }
+
+
+def data_fingerprint(events: pd.DataFrame) -> dict[str, Any]:
+    """Content hash (independent of row order), size and time range of canonical events."""
+    return combine_fingerprints([fingerprint_part(events)])
 
 
 def log_bundle(bundle_dir: Path, registered_model: str = DEFAULT_REGISTERED_MODEL) -> tuple[str, str]:

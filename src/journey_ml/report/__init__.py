@@ -8,16 +8,15 @@ touchpoint, the stage funnel with drop-off between stages, and the comparators' 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
+from journey_ml.evaluation.figures import figure_to_data_uri
 
 if TYPE_CHECKING:
     from journey_ml.registry.bundle import ModelBundle
@@ -33,19 +32,6 @@ td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eef;margin:.4rem 
 """
 
 
-def figure_to_data_uri(fig: Any, *, dpi: int = 110) -> str:
-    """``data:image/png;base64,...`` of a matplotlib figure (the figure is closed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def impact_bar_chart(improvements: pd.DataFrame) -> Any:
     """Horizontal bars of ``expected_impact`` with the bootstrap interval."""
     import matplotlib
@@ -53,7 +39,7 @@ def impact_bar_chart(improvements: pd.DataFrame) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from journey_ml.explain.ranking import UNIT_WORDS
+    from journey_ml.explain import UNIT_WORDS
 
     words = UNIT_WORDS[improvements.attrs.get("unit", "revenue")]
     df = improvements.sort_values("expected_impact", kind="stable")
@@ -155,13 +141,13 @@ def build_report(
     Parameters
     ----------
     improvements : DataFrame
-        :func:`journey_ml.explain.ranking.rank_improvements` output.
+        :func:`journey_ml.explain.rank_improvements` output.
     comparators : DataFrame, optional
         :func:`journey_ml.explain.attribution.friction_comparators` output.
     funnel : DataFrame, optional
         :func:`stage_funnel` output.
     shap_summary_figures : mapping of str to matplotlib Figure or data URI, optional
-        E.g. :func:`journey_ml.explain.ranking.shap_summary_figures`.
+        E.g. :func:`journey_ml.explain.shap_summary_figures`.
     metadata : mapping, optional
         Shown in the header (model version, scoring time, customers...).
 
@@ -238,7 +224,7 @@ def report_for_bundle(
     events : DataFrame
         Canonical events (those after ``at`` are ignored).
     improvements : DataFrame
-        :func:`journey_ml.explain.ranking.improvements_for_bundle` output.
+        :func:`journey_ml.explain.improvements_for_bundle` output.
     at : timestamp-like, optional
         Scoring time (default: the latest event).
 
@@ -247,11 +233,10 @@ def report_for_bundle(
     str
         The HTML document (see :func:`build_report`).
     """
-    from journey_ml.explain.attribution import friction_comparators
+    from journey_ml.explain import friction_comparators, scoring_time, shap_summary_figures
     from journey_ml.features import features_at
-    from journey_ml.explain.ranking import _scoring_time, shap_summary_figures
 
-    ts = _scoring_time(events, at)
+    ts = scoring_time(events, at)
     seen = events.loc[events["timestamp"] <= ts]
     features = features_at(events, bundle.spec, ts)
     figures = shap_summary_figures(features, bundle) if len(features) else {}

@@ -18,7 +18,7 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling). See ``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",
-"field": "<field>"}`` with a 4xx status; the rules live in :mod:`journey_ml.serving`.
+"field": "<field>"}`` with a 4xx status; the rules live in :mod:`journey_ml.serving.app`.
 """
 
 from __future__ import annotations
@@ -32,22 +32,17 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from journey_ml.serving import (
-    HEALTH_PATHS,
+from journey_ml.serving.app import check_token, improvements, metadata, score_request, warm_up
+from journey_ml.serving.holder import ModelHolder
+from journey_ml.serving.schemas import (
     ImprovementsResponse,
     MetadataResponse,
-    ModelHolder,
     RequestError,
     ScoreRequest,
     ScoreResponse,
-    ServiceSettings,
-    check_token,
     error_field,
-    improvements,
-    metadata,
-    score_request,
-    warm_up,
 )
+from journey_ml.serving.settings import HEALTH_PATHS, ServiceSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

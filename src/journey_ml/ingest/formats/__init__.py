@@ -4,7 +4,7 @@
 (``customer_id``, ``timestamp``, ``event_type``, ``channel``, ``revenue``, ``session_id``)
 plus the event's properties as further columns, and sets aside the rows that cannot even
 be flattened. The flattened frame then goes through the same validation as any event
-file (:func:`journey_ml.ingest.events.load_events` does this when the journey map says
+file (:func:`journey_ml.ingest.load_events` does this when the journey map says
 ``format: ga4`` or ``format: segment``), so every input row ends up either accepted or
 rejected with exactly one reason.
 

@@ -1,5 +1,5 @@
-"""What every export reader shares: reject reasons, the :class:`ExportFrame` result, file
-access (gzip, Parquet, numbered lines, source records) and JSON value checks.
+"""What every export reader shares: reject reasons, the :class:`ExportFrame` result and
+file access (gzip, Parquet, numbered and parsed JSON lines, source records).
 """
 
 from __future__ import annotations
@@ -8,19 +8,20 @@ import contextlib
 import gzip
 import io
 import json
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from journey_ml.contract.config import CANONICAL_COLUMNS
+from journey_ml.contract import CANONICAL_COLUMNS
 from journey_ml.exceptions import EventValidationError, did_you_mean
+
+T = TypeVar("T")
 
 #: Journey-map ``format`` values read by :func:`read_export`.
 EXPORT_FORMATS: tuple[str, ...] = ("ga4", "segment")
@@ -64,7 +65,7 @@ class ExportFrame:
     frame : pandas.DataFrame
         One row per flattened input row, in input order: the canonical columns (values as
         the export holds them, GA4 times as UTC datetimes, or as text when some are not
-        integer microseconds; :func:`journey_ml.ingest.events.validate_events` parses them) and
+        integer microseconds; :func:`journey_ml.ingest.validate_events` parses them) and
         the flattened properties.
     row_numbers : numpy.ndarray
         Input row number (see :mod:`journey_ml.ingest.formats`) of each ``frame`` row.
@@ -186,6 +187,26 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield i, line
 
 
+def parsed_lines(
+    path: Path, parse: Callable[[dict[str, Any]], T | str], early: list[tuple[int, str]]
+) -> Iterator[tuple[int, T]]:
+    """(line number, ``parse(record)``) of the JSON lines ``parse`` accepts.
+
+    ``parse`` returns a reject reason (a string) for a record it sets aside; those lines,
+    and lines that are not a JSON object (``bad_json``), go to ``early`` as (line, reason).
+    """
+    for i, line in numbered_lines(path):
+        try:
+            record = json.loads(line)
+            got = parse(record) if isinstance(record, dict) else BAD_JSON
+        except (ValueError, RecursionError):
+            got = BAD_JSON
+        if isinstance(got, str):
+            early.append((i, got))
+            continue
+        yield i, got
+
+
 def _source_records(path: Path, wanted: np.ndarray) -> list[str]:
     """The source line (JSON lines) or the row as JSON (Parquet) of each row number; the
     file is read again, so the load never holds every source line in memory."""
@@ -218,41 +239,6 @@ def _parquet_rows(path: Path, wanted: np.ndarray) -> dict[int, str]:
                 found[start + offset] = json.dumps(row, default=str, ensure_ascii=False)
         start += size
     return found
-
-
-# ------------------------------------------------------------------------------ JSON values
-class ShapeError(Exception):
-    """A field has the wrong JSON shape (an object or array where a scalar belongs)."""
-
-
-def json_text(value: Any) -> str | None:
-    """A JSON scalar as text (numbers as written, ``true``/``false``); None stays None."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else json.dumps(value)
-    raise ShapeError
-
-
-def json_scalar(value: Any) -> Any:
-    """``value`` when it is a JSON scalar."""
-    if isinstance(value, (dict, list)):
-        raise ShapeError
-    return value
-
-
-def json_record(parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """A nested record; absent or null is empty."""
-    value = parent.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ShapeError
-    return value
 
 
 # ------------------------------------------------------------------------------ assembly

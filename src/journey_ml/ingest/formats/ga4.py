@@ -5,7 +5,6 @@ Parquet alike, then flattened (:mod:`journey_ml.ingest.formats.ga4_flatten`) int
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -18,18 +17,14 @@ import pyarrow.parquet as pq
 from journey_ml.exceptions import EventValidationError, did_you_mean
 from journey_ml.ingest.formats.common import (
     BAD_EVENT_PARAMS,
-    BAD_JSON,
     BAD_STRUCTURE,
     INT64_MAX,
     ExportFrame,
-    ShapeError,
-    json_record,
-    json_scalar,
-    json_text,
     make_export,
-    numbered_lines,
+    parsed_lines,
 )
 from journey_ml.ingest.formats.ga4_flatten import flatten_ga4
+from journey_ml.ingest.formats.jsonvalues import ShapeError, json_record, json_scalar, json_text
 from journey_ml.runtime import gc_paused
 
 _CHUNK_ROWS = 50_000
@@ -144,11 +139,9 @@ _Ga4Params = list[tuple[str, str | None, int | None, float | None, float | None]
 _GA4_SCALARS = [f.name for f in _GA4_TABLE if f.name != "event_params"]
 
 
-def _ga4_row(record: Any) -> tuple[tuple[Any, ...], _Ga4Params] | str:
+def _ga4_row(record: dict[str, Any]) -> tuple[tuple[Any, ...], _Ga4Params] | str:
     """One JSON record as (the scalar fields of ``_GA4_TABLE``, its parameters), or the
     reason it cannot be one."""
-    if type(record) is not dict:
-        return BAD_JSON
     try:
         stamp = json_scalar(record.get("event_timestamp"))
         row = (
@@ -206,14 +199,7 @@ def ga4_json_lines(path: Path) -> tuple[pa.Table, np.ndarray, list[tuple[int, st
     early: list[tuple[int, str]] = []
     batch = _Ga4Batch()
     with gc_paused():
-        for i, line in numbered_lines(path):
-            try:
-                got = _ga4_row(json.loads(line))
-            except (ValueError, RecursionError):
-                got = BAD_JSON
-            if isinstance(got, str):
-                early.append((i, got))
-                continue
+        for i, got in parsed_lines(path, _ga4_row, early):
             batch.add(*got)
             numbers.append(i)
             if len(batch) >= _CHUNK_ROWS:

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from journey_ml.ingest.formats.common import (
-    BAD_JSON,
     BAD_STRUCTURE,
     DUPLICATE_EVENT_ID,
     EVENT_ID,
@@ -20,22 +19,17 @@ from journey_ml.ingest.formats.common import (
     NOT_AN_EVENT,
     RESERVED,
     ExportFrame,
-    ShapeError,
-    json_record,
-    json_scalar,
-    json_text,
     make_export,
-    numbered_lines,
+    parsed_lines,
 )
+from journey_ml.ingest.formats.jsonvalues import ShapeError, json_record, json_scalar, json_text
 from journey_ml.runtime import gc_paused
 
 _SEGMENT_VIEW_EVENTS = {"page": "Page Viewed", "screen": "Screen Viewed"}
 
 
-def _segment_row(record: Any) -> dict[str, Any] | str:
+def _segment_row(record: dict[str, Any]) -> dict[str, Any] | str:
     """One Segment call as a flat row, or the reason it cannot be one."""
-    if not isinstance(record, dict):
-        return BAD_JSON
     kind = record.get("type")
     if kind is None and "event" in record:
         kind = "track"  # the HTTP tracking API's /track body carries no type
@@ -95,14 +89,7 @@ def read_segment(path: Path) -> ExportFrame:
     early: list[tuple[int, str]] = []
     seen_ids: set[str] = set()
     with gc_paused():
-        for i, line in numbered_lines(path):
-            try:
-                row = _segment_row(json.loads(line))
-            except (ValueError, RecursionError):
-                row = BAD_JSON
-            if isinstance(row, str):
-                early.append((i, row))
-                continue
+        for i, row in parsed_lines(path, _segment_row, early):
             event_id = row[EVENT_ID]
             if not _blank(event_id):
                 event_id = event_id.strip()

@@ -57,7 +57,9 @@ Examples
 
 from __future__ import annotations
 
-from journey_ml.ingest.mapinit.draft import DEFAULT_MAX_SAMPLE_CUSTOMERS as DEFAULT_MAX_SAMPLE_CUSTOMERS
+from journey_ml.ingest.mapinit.draft import (
+    DEFAULT_MAX_SAMPLE_CUSTOMERS as DEFAULT_MAX_SAMPLE_CUSTOMERS,
+)
 from journey_ml.ingest.mapinit.draft import DEFAULT_MAX_SAMPLE_ROWS as DEFAULT_MAX_SAMPLE_ROWS
 from journey_ml.ingest.mapinit.draft import draft_from_frame, draft_journey_map, read_for_init
 from journey_ml.ingest.mapinit.names import name_tokens

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from journey_ml.contract.config import JourneyMap
-from journey_ml.ingest.events import read_event_file, validate_events
+from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import EventValidationError
 from journey_ml.ingest.formats import detect_format, read_export
 from journey_ml.ingest.mapinit.analysis import analyse_events, sample_customers
@@ -31,6 +30,8 @@ from journey_ml.ingest.mapinit.proposals import (
 from journey_ml.ingest.mapinit.render import journey_map_dict, render_yaml
 from journey_ml.ingest.mapinit.results import Draft
 from journey_ml.ingest.mapinit.roles import canonical_frame, guess_roles, measure_columns, role_list
+from journey_ml.ingest.readers import read_event_file
+from journey_ml.ingest.validate import validate_events
 
 DEFAULT_MAX_SAMPLE_ROWS = 200_000
 DEFAULT_MAX_SAMPLE_CUSTOMERS = 20_000

@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.config import JourneyMap
-from journey_ml.ingest.events import validate_events
+from journey_ml.contract import JourneyMap
 from journey_ml.ingest.mapinit.results import ColumnProfile
+from journey_ml.ingest.validate import validate_events
 
 #: Values sampled per column for the type checks.
 _TYPE_SAMPLE = 2000
@@ -112,7 +112,7 @@ def _numbers(texts: pd.Series, blank: np.ndarray, rng: np.random.Generator) -> n
 def _date_share(values: pd.Series) -> float:
     """Share of ``values`` (none blank) the loader accepts as timestamps.
 
-    Uses :func:`journey_ml.ingest.events.validate_events` itself, so the draft's timestamp
+    Uses :func:`journey_ml.ingest.validate_events` itself, so the draft's timestamp
     column parses by exactly the rules ``journey-ml validate`` applies. Each distinct
     value is parsed once (event names repeat; unparseable text is the slow path).
     """

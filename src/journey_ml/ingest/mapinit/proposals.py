@@ -12,7 +12,12 @@ import numpy as np
 import pandas as pd
 
 from journey_ml.ingest.mapinit.analysis import Analysis
-from journey_ml.ingest.mapinit.results import EventTypeProfile, FrictionProposal, RoleGuess, StageProposal
+from journey_ml.ingest.mapinit.results import (
+    EventTypeProfile,
+    FrictionProposal,
+    RoleGuess,
+    StageProposal,
+)
 
 #: A repeat-conversion stage is proposed above this share of converters converting again.
 REPEAT_SHARE = 0.05

@@ -10,7 +10,12 @@ from typing import Any
 
 import yaml
 
-from journey_ml.ingest.mapinit.results import EventTypeProfile, FrictionProposal, RoleGuess, StageProposal
+from journey_ml.ingest.mapinit.results import (
+    EventTypeProfile,
+    FrictionProposal,
+    RoleGuess,
+    StageProposal,
+)
 from journey_ml.ingest.mapinit.roles import ROLES
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from journey_ml.contract.config import Friction, JourneyMap
+from journey_ml.contract import Friction, JourneyMap
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from journey_ml.contract.config import CANONICAL_COLUMNS, REQUIRED_COLUMNS
+from journey_ml.contract import CANONICAL_COLUMNS, REQUIRED_COLUMNS
 from journey_ml.exceptions import EventValidationError, did_you_mean
 from journey_ml.ingest.mapinit.names import (
     ENTITY_WORDS,
@@ -281,7 +281,7 @@ def measure_columns(profiles: Sequence[ColumnProfile], roles: Mapping[str, RoleG
 
 def canonical_frame(frame: pd.DataFrame, roles: Mapping[str, RoleGuess], by_name: Mapping[str, ColumnProfile]) -> pd.DataFrame:
     """The raw frame renamed to canonical names, integer ids as their decimal strings
-    (what :func:`journey_ml.ingest.events.load_events` does for Parquet)."""
+    (what :func:`journey_ml.ingest.load_events` does for Parquet)."""
     out = frame.rename(columns={g.column: role for role, g in roles.items() if g.column != role})
     for role in ("customer_id", "session_id"):
         if role in roles and by_name[roles[role].column].kind == "integer":

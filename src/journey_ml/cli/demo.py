@@ -11,12 +11,14 @@ import argparse
 import time
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from journey_ml.contract.config import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig
+from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig
 from journey_ml.contract.shipped import train_config_path
+from journey_ml.pipeline.train import TrainResult
 
 console = Console()
 
@@ -34,16 +36,26 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, call_api: bool = True) -> dict[str, Path]:
-    from journey_ml.cli.train import comparison_table, write_table
-    from journey_ml.ingest.events import load_events, summarize, write_rejects
-    from journey_ml.pipeline.scoring import score
-    from journey_ml.simulate import SimulationConfig, simulate, write_simulation
-    from journey_ml.pipeline.train import run_training
-
+    """Run every step of the main job on simulated data; returns where each output landed."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     jm = JourneyMap.from_yaml(DEFAULT_JOURNEY_MAP)
     paths: dict[str, Path] = {}
+    simulate_events(customers, days, seed, out, paths)
+    events = validate_events(jm, out, paths)
+    tracking_uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    result = train_models(events, jm, trials, seed, out, tracking_uri, paths)
+    scores = score_customers(events, result.bundle_path, out, paths)
+    print_ranking(result, paths)
+    if call_api:
+        call_the_api(result.bundle_path, events, scores)
+    print_summary(paths, tracking_uri, time.perf_counter() - started)
+    return paths
+
+
+def simulate_events(customers: int, days: int, seed: int, out: Path, paths: dict[str, Path]) -> None:
+    """1. Simulate customers with their counterfactual truth into ``out/events.parquet``."""
+    from journey_ml.simulate import SimulationConfig, simulate, write_simulation
 
     with console.status(f"simulating {customers:,} customers over {days} days (with counterfactual truth)"):
         sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed), truth=True)
@@ -51,6 +63,12 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
         if truth_path is not None:
             paths["truth"] = truth_path
     console.print(f"[bold]1. simulated[/] {len(sim.events):,} events -> {paths['events']}")
+
+
+def validate_events(jm: JourneyMap, out: Path, paths: dict[str, Path]) -> pd.DataFrame:
+    """2. Load and validate the events, write the rejects, print the stage funnel."""
+    from journey_ml.cli.validate import funnel_table
+    from journey_ml.ingest import load_events, summarize, write_rejects
 
     with console.status("validating events"):
         loaded = load_events(paths["events"], jm)
@@ -61,14 +79,17 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
         f"[bold]2. validated[/] rows_in={summary['rows_in']:,} ok={summary['rows_ok']:,} "
         f"rejected={summary['rows_rejected']:,} customers={summary['customers']:,}"
     )
-    funnel = Table(title="Stage funnel (customers who reached each stage)")
-    funnel.add_column("stage")
-    funnel.add_column("customers", justify="right")
-    for stage, n in summary["stages"].items():
-        funnel.add_row(stage, f"{n:,}")
-    console.print(funnel)
+    console.print(funnel_table(summary))
+    return loaded.events
 
-    tracking_uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+
+def train_models(
+    events: pd.DataFrame, jm: JourneyMap, trials: int, seed: int, out: Path, tracking_uri: str, paths: dict[str, Path]
+) -> TrainResult:
+    """3. The training pipeline with the shipped config (Optuna, MLflow, registry)."""
+    from journey_ml.cli.train import comparison_table
+    from journey_ml.pipeline.train import run_training
+
     config = TrainConfig.from_yaml(
         train_config_path(),  # the shipped pipelines/train.yaml, from any directory
         {
@@ -86,25 +107,35 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
         status.update(f"training: {msg}")
 
     with console.status(f"training: snapshots, {trials} Optuna trials per model, MLflow, registry") as status:
-        result = run_training(loaded.events, jm, config, on_step=on_step)
+        result = run_training(events, jm, config, on_step=on_step)
     paths["bundle"] = result.bundle_path
     console.print(
         f"[bold]3. trained[/] in {result.seconds:.0f}s: {result.model_uri} "
         f"({'champion' if result.promoted else 'challenger'}; {result.gate.get('reason')})"
     )
     console.print(comparison_table(result.metrics, result.baselines))
+    return result
+
+
+def score_customers(events: pd.DataFrame, bundle_path: Path, out: Path, paths: dict[str, Path]) -> pd.DataFrame:
+    """4. Score every active customer with the new bundle; print the five most at risk."""
+    from journey_ml.cli.train import write_table
+    from journey_ml.pipeline.scoring import score
+    from journey_ml.registry.bundle import ModelBundle
 
     with console.status("scoring active customers"):
-        from journey_ml.registry.bundle import ModelBundle
-
-        bundle = ModelBundle.load(result.bundle_path)
-        scores = score(loaded.events, bundle)
+        scores = score(events, ModelBundle.load(bundle_path))
         paths["scores"] = out / "scores.parquet"
         write_table(scores, paths["scores"])
     at_risk = scores.sort_values("drop_off_risk", ascending=False).head(5)
     console.print(f"[bold]4. scored[/] {len(scores):,} active customers -> {paths['scores']}")
     console.print(at_risk[["customer_id", "current_stage", "next_stage", "drop_off_risk", "expected_revenue"]].to_string(index=False))
 
+    return scores
+
+
+def print_ranking(result: TrainResult, paths: dict[str, Path]) -> None:
+    """5. The top five friction fixes of the run's ranking, and its report page."""
     top = Table(title="Top five friction fixes by revenue impact over the evaluation window")
     for col in ("touchpoint", "expected revenue impact", "95% interval", "customers"):
         top.add_column(col, justify="left" if col == "touchpoint" else "right")
@@ -119,18 +150,22 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
     console.print(f"[bold]5. ranked improvements[/] -> report {paths['report']}")
     console.print(top)
 
-    if call_api:
-        from journey_ml.serving import demo_request
 
-        with console.status("starting the scoring API on 127.0.0.1 and scoring one customer over HTTP"):
-            customer = str(scores.sort_values("drop_off_risk", ascending=False)["customer_id"].iloc[0])
-            # Same scoring time as the batch table above, so the numbers match it.
-            at = loaded.events["timestamp"].max()
-            reply = demo_request(result.bundle_path, loaded.events, customer_id=customer, as_of=at)
-        console.print(f"[bold]6. API[/] POST {reply['url']} -> HTTP {reply['status']}")
-        console.print_json(data=reply["response"])
+def call_the_api(bundle_path: Path, events: pd.DataFrame, scores: pd.DataFrame) -> None:
+    """6. Start the scoring API on 127.0.0.1 and score the most at-risk customer over HTTP."""
+    from journey_ml.serving import demo_request
 
-    elapsed = time.perf_counter() - started
+    with console.status("starting the scoring API on 127.0.0.1 and scoring one customer over HTTP"):
+        customer = str(scores.sort_values("drop_off_risk", ascending=False)["customer_id"].iloc[0])
+        # Same scoring time as the batch table above, so the numbers match it.
+        at = events["timestamp"].max()
+        reply = demo_request(bundle_path, events, customer_id=customer, as_of=at)
+    console.print(f"[bold]6. API[/] POST {reply['url']} -> HTTP {reply['status']}")
+    console.print_json(data=reply["response"])
+
+
+def print_summary(paths: dict[str, Path], tracking_uri: str, elapsed: float) -> None:
+    """Where everything landed and what to run next."""
     console.print(
         Panel.fit(
             "\n".join(
@@ -154,7 +189,6 @@ def run_demo(customers: int, days: int, seed: int, trials: int, out: Path, *, ca
             title=f"journey_ml demo finished in {elapsed:.0f}s",
         )
     )
-    return paths
 
 
 if __name__ == "__main__":

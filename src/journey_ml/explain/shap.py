@@ -1,0 +1,250 @@
+"""Exact TreeSHAP of the trained models, feature groups, and SHAP summary plots.
+
+LightGBM's native ``pred_contrib`` and ``shap.TreeExplainer`` compute the same exact
+TreeSHAP values (:func:`compare_shap_backends` checks they agree); the native one is the
+faster, so bulk work uses it and the ``shap`` package is kept for the plots.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from journey_ml.features import FeatureSpec
+from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+from journey_ml.registry.bundle import ModelBundle
+
+__all__ = [
+    "Model",
+    "ShapComparison",
+    "compare_shap_backends",
+    "drop_probability",
+    "expected_revenue",
+    "group_shap",
+    "reason_groups",
+    "shap_summary_figures",
+    "tree_shap",
+]
+
+Model = NextStageModel | DropOffModel | RevenueModel
+
+
+def _matrix(X: pd.DataFrame | NDArray[Any], model: Model) -> NDArray[np.float64]:
+    if isinstance(X, pd.DataFrame):
+        names = model._feature_names()
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature frame lacks the model's columns {missing[:5]} (of {len(missing)})")
+        return X[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(X, dtype=np.float64)
+
+
+def _trimmed_booster(model: Model) -> Any:
+    """The booster cut at ``best_iteration_`` (``shap`` always walks every stored tree)."""
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=model.booster_.model_to_string(num_iteration=model.best_iteration_))
+
+
+def tree_shap(model: Model, X: pd.DataFrame | NDArray[Any], *, backend: str = "native") -> NDArray[np.float64]:
+    """Exact TreeSHAP values in the model's raw (margin) space.
+
+    Parameters
+    ----------
+    model : NextStageModel, DropOffModel or RevenueModel
+        A fitted model; its trees up to ``best_iteration_`` are explained.
+    X : DataFrame or array of shape (n, p)
+        Feature rows (a frame is reordered to the model's feature names).
+    backend : {"native", "shap"}
+        ``"native"``: LightGBM ``pred_contrib`` (fast, used for bulk work);
+        ``"shap"``: ``shap.TreeExplainer`` (same numbers, slower).
+
+    Returns
+    -------
+    ndarray
+        ``(n, p + 1)`` for drop-off (log-odds) and revenue (log revenue), ``(n, K, p + 1)``
+        for next stage (softmax logits); the last column is the expected value, so each
+        row sums to ``predict_raw``.
+    """
+    model._check_fitted()
+    Xa = _matrix(X, model)
+    k = model.booster_.num_model_per_iteration()
+    p = Xa.shape[1]
+    if not len(Xa):  # LightGBM cannot predict zero rows
+        return np.zeros((0, k, p + 1)) if k > 1 else np.zeros((0, p + 1))
+    if backend == "native":
+        out = np.asarray(
+            model.booster_.predict(Xa, pred_contrib=True, num_iteration=model.best_iteration_),
+            dtype=np.float64,
+        )
+        return out.reshape(len(Xa), k, p + 1) if k > 1 else out
+    if backend == "shap":
+        import shap
+
+        explainer = shap.TreeExplainer(_trimmed_booster(model))
+        values = np.asarray(explainer.shap_values(Xa, check_additivity=False), dtype=np.float64)
+        base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
+        if k > 1:
+            # shap returns (n, p, K) for multiclass LightGBM.
+            values = values if values.shape[1] == k and values.shape[2] == p else np.moveaxis(values, 2, 1)
+            base_col = np.broadcast_to(base[None, :, None], (len(Xa), k, 1))
+            return np.concatenate([values, base_col], axis=2)
+        return np.concatenate([values.reshape(len(Xa), p), np.full((len(Xa), 1), base[0])], axis=1)
+    raise ValueError(f"backend must be 'native' or 'shap', got {backend!r}")
+
+
+def drop_probability(model: DropOffModel, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Calibrated drop-off probability of raw log-odds (the model's own calibration)."""
+    p = np.asarray(model._calibrated(raw), dtype=np.float64)
+    return p[:, 1] if p.ndim == 2 else p
+
+
+def expected_revenue(model: RevenueModel, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Calibrated expected horizon revenue of raw log-revenue."""
+    return np.asarray(model._calibrated(raw), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ShapComparison:
+    """Native ``pred_contrib`` against ``shap.TreeExplainer`` on the same rows."""
+
+    model: str
+    rows: int
+    max_abs_diff: float
+    native_seconds: float
+    shap_seconds: float
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the native backend was (``shap_seconds / native_seconds``)."""
+        return self.shap_seconds / max(self.native_seconds, 1e-12)
+
+    @property
+    def faster(self) -> str:
+        """The backend that took less time."""
+        return "native" if self.native_seconds <= self.shap_seconds else "shap"
+
+
+def compare_shap_backends(model: Model, X: pd.DataFrame | NDArray[Any], *, name: str = "") -> ShapComparison:
+    """Time both TreeSHAP backends on ``X`` and report the largest absolute difference.
+
+    ``name`` labels the report (e.g. ``"drop_off"``; default: the model's class name).
+    """
+    Xa = _matrix(X, model)
+    t0 = time.perf_counter()
+    native = tree_shap(model, Xa, backend="native")
+    t1 = time.perf_counter()
+    ref = tree_shap(model, Xa, backend="shap")
+    t2 = time.perf_counter()
+    return ShapComparison(
+        model=name or type(model).__name__,
+        rows=len(Xa),
+        max_abs_diff=float(np.max(np.abs(native - ref))) if native.size else 0.0,
+        native_seconds=t1 - t0,
+        shap_seconds=t2 - t1,
+    )
+
+
+# Feature families outside the journey map's touchpoints and frictions, by column prefix.
+_FAMILIES: dict[str, tuple[str, ...]] = {
+    "recent activity": ("recency_days", "events_total", "tenure_days", "trend", "rfm", "recency", "frequency", "monetary"),
+    "journey stage": ("stage", "current_stage"),
+    "sessions": ("sessions", "events_per_session", "mean_gap", "last_gap", "max_gap"),
+    "channel mix": ("channel_", "last_channel", "first_channel"),
+    "journey path": ("trans_", "last_event_type"),
+}
+
+
+def reason_groups(spec: FeatureSpec) -> dict[str, list[str]]:
+    """Non-overlapping feature groups: frictions, touchpoints, then feature families.
+
+    Touchpoint groups drop the friction columns ``feature_groups`` adds to them, so every
+    feature is counted in exactly one group (group SHAP then sums to the row's SHAP).
+    """
+    fr_cols = {c for cols in spec.friction_features.values() for c in cols}
+    groups: dict[str, list[str]] = {name: list(cols) for name, cols in spec.friction_features.items()}
+    for name, cols in spec.feature_groups.items():
+        if name in groups:
+            continue
+        own = [c for c in cols if c not in fr_cols]
+        if own:
+            groups[name] = own
+    used = {c for cols in groups.values() for c in cols}
+    for c in spec.feature_names:
+        if c in used:
+            continue
+        family = next((f for f, prefixes in _FAMILIES.items() if c.startswith(prefixes)), "other behaviour")
+        groups.setdefault(family, []).append(c)
+    return groups
+
+
+def group_shap(phi: NDArray[np.float64], groups: dict[str, list[str]], names: list[str]) -> NDArray[np.float64]:
+    """(n, G) SHAP summed per group (one matrix product with a 0/1 membership matrix)."""
+    member = np.zeros((len(names), len(groups)))
+    pos = {c: i for i, c in enumerate(names)}
+    for g, cols in enumerate(groups.values()):
+        member[[pos[c] for c in cols], g] = 1.0
+    return phi[:, : len(names)] @ member
+
+
+def shap_summary_figures(
+    features: pd.DataFrame, bundle: ModelBundle, *, max_rows: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """SHAP summary plots (``shap`` package) of the drop-off model per friction group.
+
+    Parameters
+    ----------
+    features : DataFrame
+        Feature rows built with ``bundle.spec``.
+    bundle : ModelBundle
+    max_rows : int, default 2000
+        Rows sampled (seeded) for the plots.
+    seed : int, default 0
+
+    Returns
+    -------
+    dict of str to matplotlib Figure
+        ``"drop_off_groups"``: beeswarm of SHAP summed per friction/touchpoint group;
+        ``"drop_off_friction_features"``: beeswarm of the individual friction features.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    spec = bundle.spec
+    names = spec.feature_names
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(features), size=min(max_rows, len(features)), replace=False))
+    Xa = features[names].to_numpy(dtype=np.float64, na_value=np.nan)[idx]
+    phi = tree_shap(bundle.drop_off, Xa)
+    groups = reason_groups(spec)
+    gphi = group_shap(phi, groups, names)
+    figures: dict[str, Any] = {}
+    # Group "value" for colouring: the group's count-like intensity (sum of its features).
+    gval = group_shap(np.nan_to_num(Xa), groups, names)
+    top = np.argsort(-np.abs(gphi).mean(axis=0))[:12]
+    # An explicit rng: shap's default seeds NumPy's global RNG (and warns about it).
+    shap.summary_plot(
+        gphi[:, top], gval[:, top], feature_names=[list(groups)[i] for i in top], show=False, max_display=12,
+        rng=np.random.default_rng(seed),
+    )
+    fig = plt.gcf()
+    fig.suptitle("Drop-off risk: SHAP per touchpoint / friction group (log-odds)", fontsize=11)
+    figures["drop_off_groups"] = fig
+    fr_cols = [c for cols in spec.friction_features.values() for c in cols]
+    fidx = [names.index(c) for c in fr_cols]
+    plt.figure()
+    shap.summary_plot(
+        phi[:, fidx], Xa[:, fidx], feature_names=fr_cols, show=False, max_display=15, rng=np.random.default_rng(seed)
+    )
+    fig2 = plt.gcf()
+    fig2.suptitle("Drop-off risk: SHAP of the friction features (log-odds)", fontsize=11)
+    figures["drop_off_friction_features"] = fig2
+    return figures

@@ -1,0 +1,108 @@
+"""Per-row reductions for one chunk of feature rows: what every feature function reads.
+
+A :class:`Context` wraps the event log, the rows' positions in it and the vocabulary
+codes, and computes each shared reduction (window counts of a code family, flag ranks)
+once per chunk, however many features use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from journey_ml.eventlog import EventLog, Rows, VocabCodes, rank_right
+from journey_ml.features.kernels import days_since, window_counts
+from journey_ml.features.vocabulary import Vocabulary
+
+__all__ = ["Context", "Family", "f32", "ratio"]
+
+
+@dataclass
+class Family:
+    """Per-row counts of an event code family: ``count[window]`` is (codes x rows) for
+    events in ``(t - window days, t]`` (all history for ``None``); ``last`` (codes x rows)
+    the index of the last event of each code at or before ``t`` (-1 if none)."""
+
+    count: dict[float | None, np.ndarray]
+    last: np.ndarray | None
+
+
+class Context:
+    """Per-row reductions for one chunk of rows (see the module docstring)."""
+
+    def __init__(self, log: EventLog, codes: VocabCodes, rows: Rows, spec: Vocabulary) -> None:
+        self.log = log
+        self.vocab = codes
+        self.rows = rows
+        self.spec = spec
+        self.n_rows = len(rows.t)
+        self.some = rows.last[0] >= rows.first  # the row has at least one event
+        self._families: dict[str, Family] = {}
+        self._ranks: dict[tuple[str, float | None], np.ndarray] = {}
+
+    def boundary(self, days: float | None) -> np.ndarray:
+        """Each row's last event index at or before ``t - days`` (``first - 1`` for None)."""
+        return self.rows.first - 1 if days is None else self.rows.last[days]
+
+    def codes(
+        self, name: str, codes: np.ndarray, k: int, windows: Sequence[float | None], *, last: bool
+    ) -> Family:
+        """Counts per window (and last positions) of an event code column (``-1`` = none)."""
+        if name not in self._families:
+            rows = self.rows
+            tails = np.stack([self.boundary(w) for w in windows]) if windows else np.zeros((0, self.n_rows), np.int32)
+            safe = codes if len(codes) else np.full(1, -1, dtype=codes.dtype)
+            counts, lastm = window_counts(safe, k, rows.first, rows.last[0], tails, last)
+            self._families[name] = Family(dict(zip(windows, counts, strict=True)), lastm if last else None)
+        return self._families[name]
+
+    def flag_rank(self, name: str, days: float | None) -> np.ndarray:
+        """Number of ``name``-flagged events up to each row's boundary ``t - days``."""
+        key = (name, days)
+        if key not in self._ranks:
+            self._ranks[key] = rank_right(self.log.flags[name], self.boundary(days))
+        return self._ranks[key]
+
+    def flag_window(self, name: str, days: float | None) -> np.ndarray:
+        """Flagged events in ``(t - days, t]`` (all history when None)."""
+        return self.flag_rank(name, 0) - self.flag_rank(name, days)
+
+    def flag_last(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Index of the last flagged event at or before ``t`` and whether there is one."""
+        hi = self.flag_rank(name, 0)
+        has = hi > self.flag_rank(name, None)
+        p = self.log.flags[name]
+        idx = p[np.maximum(hi - 1, 0)] if len(p) else np.zeros(self.n_rows, dtype=np.int64)
+        return np.where(has, idx, -1), has
+
+    def flag_range(self, name: str, days: float | None, upper: float = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``[a, b)`` into ``log.flags[name]`` of the flagged events in
+        ``(t - days, t - upper]`` (``days=None``: from the customer's first event)."""
+        return self.flag_rank(name, days), self.flag_rank(name, upper)
+
+    def last_index(self, lastm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Last-event indices (-1 = none) and whether there is one."""
+        return lastm, lastm >= 0
+
+    def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Days from event ``idx`` to the cutoff (NaN where not ``valid``); any shape."""
+        one = idx.ndim == 1
+        idx2, valid2 = (idx[None, :], valid[None, :]) if one else (idx, valid)
+        valid2 = np.broadcast_to(valid2, idx2.shape)
+        out = days_since(self.rows.t, self.log.ts_safe, idx2, valid2)
+        return out[0] if one else out
+
+
+def f32(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 (the feature block's type)."""
+    return np.asarray(x, dtype=np.float32)
+
+
+def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b`` as float32 (computed in float64), NaN where ``b <= 0``."""
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.full(np.broadcast_shapes(a.shape, b.shape), np.nan, dtype=np.float32)
+    np.true_divide(a, b, out=out, where=b > 0, casting="unsafe")
+    return out

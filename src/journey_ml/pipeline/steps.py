@@ -1,0 +1,183 @@
+"""The training pipeline's pure steps: tune, fit, fit baselines, evaluate, gate.
+
+Each takes a :class:`~journey_ml.pipeline.splits.SnapshotSplits` (whatever engine built
+it) and the config, and returns plain results; :mod:`journey_ml.pipeline.train` wires them.
+Every model is reported beside every baseline on the same test rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from journey_ml.contract import TrainConfig
+from journey_ml.evaluation.metrics import journey_length_bucket, metrics_by_group
+from journey_ml.features import compute_features
+from journey_ml.models.tasks import (
+    PRIMARY,
+    make_model,
+    predict_task,
+    target,
+    task_for,
+    task_metrics,
+)
+from journey_ml.models.tuning import TuningResult, tune
+from journey_ml.pipeline.splits import SnapshotSplits
+from journey_ml.registry.bundle import ModelBundle
+
+__all__ = [
+    "champion_primary_metrics",
+    "evaluate_models",
+    "fit_baselines",
+    "fit_models",
+    "flatten_metrics",
+    "headline",
+    "tune_models",
+]
+
+
+def tune_models(splits: SnapshotSplits, config: TrainConfig, *, log_to_mlflow: bool = True) -> dict[str, TuningResult]:
+    """One seeded Optuna study per task; the time budget is shared equally.
+
+    Trials fit on the training rows with the final fit's weights (a seeded sample of
+    ``tuning.max_rows`` rows, and their weights, when there are more).
+    """
+    tasks = splits.tasks
+    budget = config.tuning.timeout_seconds / len(tasks) if config.tuning.timeout_seconds else None
+    train, weight = splits.train, splits.train_weight
+    if 0 < config.tuning.max_rows < len(train):
+        train = train.sample(n=config.tuning.max_rows, random_state=config.seed).sort_index()
+        weight = None if weight is None else weight[train.index.to_numpy()]
+    return {
+        task: tune(
+            task,
+            lambda params, task=task: make_model(task, splits.spec, config, params, unit=splits.value_unit),
+            train[splits.spec.feature_names],
+            target(task, train, splits.value_unit),
+            splits.X("valid"),
+            splits.y(task, "valid"),
+            trials=config.tuning.trials,
+            timeout_seconds=budget,
+            seed=config.seed,
+            sample_weight=weight,
+            log_to_mlflow=log_to_mlflow,
+        )
+        for task in tasks
+    }
+
+
+def fit_models(
+    splits: SnapshotSplits, config: TrainConfig, tuned: dict[str, TuningResult] | None = None
+) -> dict[str, Any]:
+    """Fit the shape's models on the weighted train rows, early-stopped on validation.
+
+    Calibration is refitted on the weekly validation rows when event-anchored rows were
+    appended to validation: the weekly rows are drawn like the rows scoring sees.
+    """
+    tuned = tuned or {}
+    models = {}
+    weekly = splits.valid.iloc[: splits.valid_weekly] if splits.valid_weekly is not None else None
+    for task in splits.tasks:
+        params = tuned[task].best_params if task in tuned else {}
+        model = make_model(task, splits.spec, config, params, unit=splits.value_unit)
+        model.fit(
+            splits.X("train"),
+            splits.y(task, "train"),
+            X_valid=splits.X("valid"),
+            y_valid=splits.y(task, "valid"),
+            sample_weight=splits.train_weight,
+        )
+        if weekly is not None:
+            model.fit_calibration(weekly[splits.spec.feature_names], target(task, weekly, splits.value_unit))
+        models[task] = model
+    return models
+
+
+def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
+    """Every baseline of every task the run fits, on the model's training rows and weights."""
+    X = splits.X("train")
+    k = len(splits.spec.journey_map.stages)
+    return {
+        task: {
+            name: baseline.fit(X, splits.y(task, "train"), sample_weight=splits.train_weight)
+            for name, baseline in task_for(task, splits.value_unit).baselines(k).items()
+        }
+        for task in splits.tasks
+    }
+
+
+def evaluate_models(
+    splits: SnapshotSplits, models: dict[str, Any], baselines: dict[str, dict[str, Any]], part: str = "test"
+) -> dict[str, Any]:
+    """Metrics of every model and baseline on the same rows, overall and by group."""
+    frame = getattr(splits, part)
+    X = splits.X(part)
+    k = len(splits.spec.journey_map.stages)
+    stage_names = np.asarray(splits.spec.journey_map.stage_names, dtype=object)
+    groups = {
+        "by_stage": stage_names[np.clip(frame["current_stage"].to_numpy(), 0, k - 1)],
+        "by_journey_length": journey_length_bucket(frame["n_events"].to_numpy()),
+    }
+    report: dict[str, Any] = {"model": {}, "baselines": {}, "groups": {}}
+    for task in splits.tasks:
+        y = splits.y(task, part)
+        pred = predict_task(task, models[task], X)
+        report["model"][task] = task_metrics(task, y, pred, k)
+        report["groups"][task] = {
+            name: metrics_by_group(lambda y, p, task=task: task_metrics(task, y, p, k), y, pred, values)
+            for name, values in groups.items()
+        }
+        report["baselines"][task] = {
+            name: task_metrics(task, y, predict_task(task, baseline, X), k)
+            for name, baseline in baselines[task].items()
+        }
+    return report
+
+
+def champion_primary_metrics(
+    champion: ModelBundle, events: pd.DataFrame | None, test: pd.DataFrame, *, features: pd.DataFrame | None = None
+) -> dict[str, float]:
+    """The champion's primary metrics on the new run's test rows (its own feature spec).
+
+    ``features`` (the champion spec's features of ``test``'s rows, in order) replaces the
+    computation from ``events``, e.g. when the Dask engine computed them.
+    """
+    if features is None:
+        if events is None:
+            raise ValueError("champion_primary_metrics needs events or features")
+        features = compute_features(events, champion.spec, test[["customer_id", "cutoff"]])
+    X = features[champion.spec.feature_names]
+    k = len(champion.journey_map.stages)
+    out = {}
+    for task, (name, _) in PRIMARY.items():
+        model = getattr(champion, task)
+        if model is not None:
+            metrics = task_metrics(task, target(task, test), predict_task(task, model, X), k)
+            out[f"{task}.{name}"] = float(metrics[name])
+    return out
+
+
+def flatten_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
+    """``{"a": {"b": 1.0}}`` -> ``{"prefix.a.b": 1.0}`` keeping finite scalars only."""
+    out: dict[str, float] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, (int, float, np.floating, np.integer)) and not isinstance(node, bool) and np.isfinite(node):
+            out[path] = float(node)
+
+    walk(report, prefix)
+    return out
+
+
+def headline(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Scalar metrics per task (drops confusion matrices and per-class dicts)."""
+    return {
+        task: {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
+        for task, metrics in report.items()
+    }
+
