@@ -121,7 +121,8 @@ def ours(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, cadence_
 
     from journey_ml.contract import JourneyMap, TrainConfig
     from journey_ml.features import FeatureSpec
-    from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
+    from journey_ml.labels.cutoffs import make_cutoffs
+    from journey_ml.labels.snapshots import build_snapshots
     from journey_ml.models.tasks import make_model
     from journey_ml.pipeline.splits import SnapshotSplits
 

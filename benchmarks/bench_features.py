@@ -81,7 +81,8 @@ def child(path: Path, repeats: int) -> dict:
     from journey_ml.contract import load_journey_map
     from journey_ml.eventlog import THREADS
     from journey_ml.features import FeatureSpec
-    from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
+    from journey_ml.labels.cutoffs import make_cutoffs
+    from journey_ml.labels.snapshots import build_snapshots
 
     events = pd.read_parquet(path)
     for col in ("customer_id", "event_type", "channel", "session_id"):

@@ -61,8 +61,6 @@ def main() -> None:
     ap.add_argument("--shap-rows", type=int, default=2000)
     args = ap.parse_args()
 
-    from journey_ml.explain.attribution import friction_comparators
-    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.contract import (
         DEFAULT_JOURNEY_MAP,
         JourneyMap,
@@ -71,7 +69,6 @@ def main() -> None:
         parse_override,
     )
     from journey_ml.evaluation.metrics import drop_off_metrics
-    from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
     from journey_ml.explain import (
         anchored_features,
         compare_shap_backends,
@@ -79,13 +76,17 @@ def main() -> None:
         period_features,
         rank_improvements,
     )
+    from journey_ml.explain.attribution import friction_comparators
+    from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
+    from journey_ml.registry.bundle import ModelBundle
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ranking_variants import VALUE_DEFINITIONS, variant_impacts
-    from journey_ml.simulate import SimulationConfig, simulate
-    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+
     from journey_ml.models.tasks import predict_task
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.steps import fit_baselines, fit_models
+    from journey_ml.simulate import SimulationConfig, simulate
 
     t0 = time.perf_counter()
     sim = simulate(

@@ -154,9 +154,9 @@ class TreeMemory:
 
 # ---------------------------------------------------------------------------- engines
 def run_dask(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    from journey_ml.models.tasks import target
     from journey_ml.pipeline.engines import dask as dask_engine
     from journey_ml.pipeline.engines import dask_frames, dask_io
-    from journey_ml.models.tasks import target
 
     jm = load_journey_map()
     cfg = _config(args)

@@ -33,12 +33,21 @@ from journey_ml.features import FeatureSpec
 from journey_ml.registry.bundle import ModelBundle
 
 VALUE_DEFINITIONS: tuple[str, ...] = (
-    "period_value", "total_value", "drop_only", "retained_value", "revenue_shap", "horizon_value",
+    "period_value",
+    "total_value",
+    "drop_only",
+    "retained_value",
+    "revenue_shap",
+    "horizon_value",
 )
 SCOPES: tuple[str, ...] = ("period", "at", "anchored")
 REFERENCES: tuple[str, ...] = ("fixed_row", "unaffected_mean")
 #: The value definition production uses on each scope's rows.
-DEFAULT_VALUE: dict[str, str] = {"period": "period_value", "at": "period_value", "anchored": "total_value"}
+DEFAULT_VALUE: dict[str, str] = {
+    "period": "period_value",
+    "at": "period_value",
+    "anchored": "total_value",
+}
 
 
 @dataclass
@@ -66,7 +75,9 @@ def ever_affected(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str) -> 
     return out
 
 
-def value_of_change(value: str, dp: Any, rev_gain: Any, rev: Any, retained: Any, p_drop: Any, ann: Any) -> Any:
+def value_of_change(
+    value: str, dp: Any, rev_gain: Any, rev: Any, retained: Any, p_drop: Any, ann: Any
+) -> Any:
     """Value of a fall ``dp`` in drop-off risk and a rise ``rev_gain`` in E[rev], per definition."""
     table = {
         "period_value": lambda: dp * retained * ann,
@@ -80,10 +91,18 @@ def value_of_change(value: str, dp: Any, rev_gain: Any, rev: Any, retained: Any,
 
 
 def _raw(model: Any, X: NDArray[np.float64], names: list[str]) -> NDArray[np.float64]:
-    return np.asarray(model.predict_raw(pd.DataFrame(X, columns=pd.Index(names, dtype=object))), dtype=np.float64)
+    return np.asarray(
+        model.predict_raw(pd.DataFrame(X, columns=pd.Index(names, dtype=object))), dtype=np.float64
+    )
 
 
-def _affected(features: pd.DataFrame, Xa: NDArray[np.float64], spec: FeatureSpec, scope: str, cadence_days: float) -> NDArray[np.bool_]:
+def _affected(
+    features: pd.DataFrame,
+    Xa: NDArray[np.float64],
+    spec: FeatureSpec,
+    scope: str,
+    cadence_days: float,
+) -> NDArray[np.bool_]:
     frictions = [f.name for f in spec.journey_map.friction]
     if not frictions:
         return np.zeros((len(Xa), 0), dtype=bool)
@@ -91,7 +110,9 @@ def _affected(features: pd.DataFrame, Xa: NDArray[np.float64], spec: FeatureSpec
         anchor = features[ANCHOR_COLUMN].astype("str").to_numpy()
         return np.stack([anchor == fr for fr in frictions], axis=1)
     if scope == "period":
-        return np.stack([weekly_occurrences(Xa, spec, fr, cadence_days) for fr in frictions], axis=1)
+        return np.stack(
+            [weekly_occurrences(Xa, spec, fr, cadence_days) for fr in frictions], axis=1
+        )
     return np.stack([ever_affected(Xa, spec, fr) for fr in frictions], axis=1)
 
 
@@ -115,7 +136,9 @@ def variant_impacts(
     if scope not in SCOPES or reference not in REFERENCES:
         raise ValueError(f"scope must be one of {SCOPES} and reference one of {REFERENCES}")
     if scope == "anchored" and reference != "fixed_row":
-        raise ValueError("scope='anchored' measures against the row just before the anchor: reference='fixed_row'")
+        raise ValueError(
+            "scope='anchored' measures against the row just before the anchor: reference='fixed_row'"
+        )
     value = value or DEFAULT_VALUE[scope]
     spec, names = bundle.spec, bundle.spec.feature_names
     p = len(names)
@@ -138,10 +161,18 @@ def variant_impacts(
     retained = rev / (1.0 - p_drop)
     ann = annuity(features, rows, p_drop, bundle.journey_map.horizon_days, period_end)
     if reference == "unaffected_mean" and F:
-        sample = np.sort(np.random.default_rng(seed).choice(n, size=min(reference_rows, n), replace=False))
+        sample = np.sort(
+            np.random.default_rng(seed).choice(n, size=min(reference_rows, n), replace=False)
+        )
         ref_d = tree_shap(bundle.drop_off, Xa[sample])
-        ref_r = tree_shap(bundle.revenue, Xa[sample]) if has_value else np.zeros((len(sample), p + 1))
-    before = features[[BEFORE_PREFIX + c for c in names]].to_numpy(dtype=np.float64, na_value=np.nan) if scope == "anchored" else None
+        ref_r = (
+            tree_shap(bundle.revenue, Xa[sample]) if has_value else np.zeros((len(sample), p + 1))
+        )
+    before = (
+        features[[BEFORE_PREFIX + c for c in names]].to_numpy(dtype=np.float64, na_value=np.nan)
+        if scope == "anchored"
+        else None
+    )
     for j, fr in enumerate(frictions):
         idx = [names.index(c) for c in spec.friction_features[fr]]
         a = affected[rows, j]
@@ -175,6 +206,8 @@ def variant_impacts(
         for v in wanted:
             variants[v][out, j] = value_of_change(v, dp, rev_gain, rev_a, ret_a, pd_a, ann_a)
         dp_cf = pd_a - np.clip(drop_probability(bundle.drop_off, mf_d), 0.0, 1.0 - 1e-6)
-        rg_cf = expected_revenue(bundle.revenue, mf_r) - rev_a if has_value else np.zeros_like(rev_a)
+        rg_cf = (
+            expected_revenue(bundle.revenue, mf_r) - rev_a if has_value else np.zeros_like(rev_a)
+        )
         cf[out, j] = value_of_change(value, dp_cf, rg_cf, rev_a, ret_a, pd_a, ann_a)
     return Variants(frictions, affected, variants, cf)

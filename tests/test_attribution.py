@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from journey_ml.explain.attribution import (
     MarkovChain,
-    friction_comparators,
     event_frictions,
+    friction_comparators,
     last_touch,
     markov_chain_from_paths,
     markov_chain_from_sequences,

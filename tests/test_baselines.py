@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from journey_ml.exceptions import ModelBundleError
 from journey_ml.models.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
@@ -20,7 +21,6 @@ from journey_ml.models.baselines import (
     StageMeanRevenueBaseline,
     load_baseline,
 )
-from journey_ml.exceptions import ModelBundleError
 
 
 def _stages(values: list[float]) -> pd.DataFrame:

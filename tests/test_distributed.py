@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from journey_ml.contract import JourneyMap, ModelConfig, TrackingConfig, TrainConfig
 from journey_ml.features import FeatureSpec, compute_features, features_at
-from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
+from journey_ml.labels.cutoffs import make_cutoffs
+from journey_ml.labels.snapshots import build_snapshots
 from journey_ml.models.tasks import SLOTS
 from journey_ml.pipeline import steps
 from journey_ml.pipeline.engines import dask as dask_engine

@@ -176,6 +176,19 @@ def inject(events: pd.DataFrame, after: pd.Timestamp, seed: int = 0) -> pd.DataF
     return out.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
+def test_window_summary_with_and_without_events() -> None:
+    cut = pd.to_datetime(["2026-01-05", "2026-01-12", "2026-01-12"], utc=True)
+    rows = pd.DataFrame({"customer_id": ["a", "b", "a"], "cutoff": cut})
+    events = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01", "2026-01-11"], utc=True)})
+    assert drift.window_summary(rows) == {
+        "first_cutoff": "2026-01-05T00:00:00+00:00", "last_cutoff": "2026-01-12T00:00:00+00:00", "cutoffs": 2, "rows": 3,
+    }  # fmt: skip
+    full = drift.window_summary(rows, events)
+    assert full["events"] == 2 and full["first_event"] == "2026-01-01T00:00:00+00:00" and full["last_event"].startswith("2026-01-11")
+    empty = drift.window_summary(rows.iloc[:0], events.iloc[:0])
+    assert empty == {"first_cutoff": None, "last_cutoff": None, "cutoffs": 0, "rows": 0, "events": 0, "first_event": None, "last_event": None}
+
+
 @pytest.mark.slow
 def test_every_feature_is_in_a_group(drift_case: DriftCase) -> None:
     spec = drift_case.bundle.spec

@@ -17,7 +17,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from journey_ml.evaluation.metrics import log_loss as journey_log_loss
 from journey_ml.evaluation.metrics import (
     compare,
     drop_off_metrics,
@@ -32,6 +31,7 @@ from journey_ml.evaluation.metrics import (
     plot_feature_importance,
     revenue_metrics,
 )
+from journey_ml.evaluation.metrics import log_loss as journey_log_loss
 
 Y3 = np.array([0, 1, 2, 2])
 P3 = np.array(

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from journey_ml.contract.config import JourneyMap
+from journey_ml.contract import JourneyMap
 from journey_ml.contract.frictions import friction_occurrences, friction_occurs
 from journey_ml.contract.stages import STAGELESS_STAGE, customer_stages
 from journey_ml.eventlog import EventLog
@@ -132,6 +132,11 @@ def test_one_log_serves_every_consumer(journey_map: JourneyMap) -> None:
         build_snapshots(log, journey_map, spec, cutoffs=cutoffs), build_snapshots(ev, journey_map, spec, cutoffs=cutoffs)
     )
     assert control_event_types(log, journey_map) == control_event_types(ev, journey_map)
+    for until in cutoffs:
+        early = ev.loc[ev["timestamp"] <= until]
+        assert control_event_types(log, journey_map, until=until) == control_event_types(early, journey_map)
     pd.testing.assert_frame_equal(anchor_cutoffs(log, journey_map, seed=1), anchor_cutoffs(ev, journey_map, seed=1))
-    with pytest.raises(ValueError, match="another feature spec"):
-        log.codes(FeatureSpec.fit(ev.iloc[: len(ev) // 2], journey_map))
+    # A second spec reuses the same log (its codes are built on first use).
+    other = FeatureSpec.fit(ev.iloc[: len(ev) // 2], journey_map, max_touchpoints=3)
+    rows = pd.DataFrame({"customer_id": ev["customer_id"].iloc[::50].to_numpy(), "cutoff": cutoffs[1]})
+    pd.testing.assert_frame_equal(compute_features(log, other, rows), compute_features(ev, other, rows))

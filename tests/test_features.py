@@ -175,6 +175,34 @@ def test_rare_touchpoints_pooled(journey_map: JourneyMap, events: pd.DataFrame) 
         FeatureSpec.fit(events, journey_map, max_touchpoints=0)
 
 
+def test_max_touchpoints_comes_from_the_train_config(journey_map: JourneyMap) -> None:
+    from journey_ml.contract.train_config import TrainConfig
+    from journey_ml.features import MAX_TOUCHPOINTS
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    assert TrainConfig().features.max_touchpoints == MAX_TOUCHPOINTS
+    events = simulate(SimulationConfig(customers=300, days=150, seed=2)).events
+    overrides = {"features.max_touchpoints": 6, "anchors.enabled": False, "split.min_train_labels": 1, "split.min_test_labels": 1}
+    config = TrainConfig.from_yaml(None, overrides)
+    spec = build_snapshot_splits(events, journey_map, config).spec
+    forced = {f.event_type for f in journey_map.friction if f.event_type}
+    assert len(spec.touchpoints) == max(6, len(forced & set(events["event_type"])))
+
+
+def test_fit_on_an_event_log_until_a_time(journey_map: JourneyMap) -> None:
+    """Fitting on an encoded log up to ``until`` learns what fitting on those events does."""
+    from journey_ml.eventlog import EventLog
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    events = simulate(SimulationConfig(customers=200, days=120, seed=6)).events
+    log = EventLog.build(events, journey_map)
+    for days in (20, 60, 119):
+        until = pd.Timestamp(events["timestamp"].min()) + pd.Timedelta(days=days)
+        direct = FeatureSpec.fit(events.loc[events["timestamp"] <= until], journey_map, max_touchpoints=5)
+        assert FeatureSpec.fit(log, journey_map, until=until, max_touchpoints=5) == direct
+
+
 def test_cli_features(tmp_path, journey_map: JourneyMap) -> None:
     import journey_ml.cli.features  # noqa: F401  registers the command
     from journey_ml.cli.app import app

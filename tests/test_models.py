@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,11 @@ import pandas as pd
 import pytest
 from sklearn.base import clone, is_classifier, is_regressor
 
+from journey_ml.contract import ModelConfig, TrainConfig
+from journey_ml.evaluation.metrics import drop_off_metrics, next_stage_metrics, revenue_metrics
+from journey_ml.exceptions import ModelBundleError, NotFittedError
+from journey_ml.labels.shape import PARTS, JourneyShape, Part
+from journey_ml.models import DropOffModel, NextStageModel, RevenueModel, load_model
 from journey_ml.models.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
@@ -19,11 +25,6 @@ from journey_ml.models.baselines import (
     StageMeanRevenueBaseline,
     load_baseline,
 )
-from journey_ml.contract import ModelConfig, TrainConfig
-from journey_ml.evaluation.metrics import drop_off_metrics, next_stage_metrics, revenue_metrics
-from journey_ml.exceptions import ModelBundleError, NotFittedError
-from journey_ml.labels.shape import PARTS, JourneyShape, Part
-from journey_ml.models import DropOffModel, NextStageModel, RevenueModel, load_model
 from journey_ml.models.tasks import PRIMARY, SLOTS, TASKS, task_for, tasks_for
 from journey_ml.models.tuning import tune
 from tests.synthetic_snapshots import N_STAGES, make_snapshots, split
@@ -427,19 +428,19 @@ def test_tasks_enabled_by_the_journey_shape(stages: int, unit: str, names: list[
 def test_make_model_takes_the_config_hyperparameters(data: dict[str, Any]) -> None:
     config = TrainConfig(seed=7, model=ModelConfig(num_leaves=9, lambda_l2=0.5))
 
-    class Spec:  # the three FeatureSpec attributes make_model reads
-        categorical_features = ("channel_code",)
-        friction_risk_direction = {"engagement": 1}
-        journey_map = type("Map", (), {"stages": list(range(N_STAGES))})()
-
+    spec = SimpleNamespace(  # the three FeatureSpec attributes make_model reads
+        categorical_features=("channel_code",),
+        friction_risk_direction={"engagement": 1},
+        journey_map=SimpleNamespace(stages=list(range(N_STAGES))),
+    )
     for slot in SLOTS:
-        model = task_for(slot).make_model(Spec(), config, {"learning_rate": 0.2})  # type: ignore[arg-type]
+        model = task_for(slot).make_model(spec, config, {"learning_rate": 0.2})  # type: ignore[arg-type]
         assert isinstance(model, task_for(slot).estimator)
         params = model.get_params()
         assert params["num_leaves"] == 9 and params["lambda_l2"] == 0.5 and params["random_state"] == 7
         assert params["learning_rate"] == 0.2
-    assert task_for("drop_off").make_model(Spec(), config).monotone_constraints == (("engagement", 1),)  # type: ignore[arg-type]
-    assert task_for("revenue").make_model(Spec(), config).monotone_constraints == (("engagement", -1),)  # type: ignore[arg-type]
+    assert task_for("drop_off").make_model(spec, config).monotone_constraints == (("engagement", 1),)  # type: ignore[arg-type]
+    assert task_for("revenue").make_model(spec, config).monotone_constraints == (("engagement", -1),)  # type: ignore[arg-type]
 
 
 def test_estimator_defaults_are_model_config_defaults() -> None:

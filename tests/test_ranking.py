@@ -260,7 +260,7 @@ def test_a_friction_with_an_injected_effect_ranks_first(trained_bundle) -> None:
     assert 100 < timeout.sum() < len(rows) / 2
     y = (rng.random(len(rows)) < np.where(timeout, 0.6, 0.1)).astype(float)
     model = DropOffModel(n_estimators=60, min_child_samples=10, calibrate=False, random_state=0).fit(X, y)
-    bundle = ModelBundle(journey_map=spec.journey_map, spec=spec, drop_off=model, metadata={})
+    bundle = ModelBundle(journey_map=spec.journey_map, spec=spec, next_stage=None, drop_off=model, revenue=None, metadata={})
     ranked = rank_improvements(rows, bundle, n_bootstrap=50)
     assert ranked.attrs["unit"] == "drop_offs"
     assert ranked["touchpoint"].iloc[0] == "page_timeout", ranked
@@ -332,11 +332,11 @@ def truth_scale():  # type: ignore[no-untyped-def]
     random-number run; the three models with the default training config (event-anchored
     rows included) and model config (no tuning, 1 thread).
     """
-    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap, ModelConfig, TrainConfig
-    from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.steps import fit_models
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.simulate import SimulationConfig, simulate
 
     sim = simulate(
         SimulationConfig(

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from journey_ml.contract import JourneyMap
+from journey_ml.contract.frictions import friction_occurs
 from journey_ml.contract.stages import (
     customer_stages,
     is_conversion,
@@ -41,15 +42,8 @@ def factual() -> SimulationResult:
 
 
 def friction_mask(events: pd.DataFrame, journey_map: JourneyMap, name: str) -> np.ndarray:
-    """Occurrences of a friction by the journey map's own definition."""
-    spec = next(f for f in journey_map.friction if f.name == name)
-    mask = np.ones(len(events), dtype=bool)
-    if spec.event_type is not None:
-        mask &= (events["event_type"] == spec.event_type).to_numpy()
-    if spec.column is not None:
-        values = events[spec.column].to_numpy()
-        mask &= (values >= spec.min) if spec.min is not None else (values > 0)
-    return mask
+    """Occurrences of a friction by the one production rule (what features and ranking count)."""
+    return friction_occurs(next(f for f in journey_map.friction if f.name == name), events)
 
 
 # ---------------------------------------------------------------------- determinism

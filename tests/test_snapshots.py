@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec, compute_features
-from journey_ml.labels.snapshots import active_customers, build_snapshots, make_cutoffs, split_by_cutoff
+from journey_ml.labels.cutoffs import make_cutoffs, split_by_cutoff
+from journey_ml.labels.snapshots import active_customers, build_snapshots
 
 from .conftest import canonical
 

@@ -7,7 +7,7 @@ of sorting and encoding the events again. It holds:
   of each, event times as int64 nanoseconds UTC, stage evidence per event;
 * sparse indicators (frictions, conversions, exits, session starts) as sorted int32 event
   positions: counts are then rank differences at a handful of boundaries per row;
-* per feature vocabulary (:class:`Vocabulary`: a fitted feature spec), the per-event
+* per feature vocabulary (a fitted feature spec, see :class:`VocabularyLike`), the per-event
   vocabulary codes, built on first use by one compiled pass and kept.
 
 It also owns the two row-level rules every consumer shares: where a (customer, time)
@@ -46,13 +46,10 @@ __all__ = [
     "EventLog",
     "Rows",
     "VocabCodes",
-    "Vocabulary",
-    "channel_column",
-    "check_columns",
+    "VocabularyLike",
     "rank_right",
     "release_freed_memory",
     "segment_reduce",
-    "sorted_events",
 ]
 
 NS_PER_DAY = 86_400 * 10**9
@@ -62,7 +59,7 @@ THREADS = max(1, min(4, os.cpu_count() or 1))
 PARALLEL_MIN_EVENTS = 200_000
 
 
-class Vocabulary(Protocol):
+class VocabularyLike(Protocol):
     """What the per-event vocabulary codes are built from (a fitted feature spec)."""
 
     journey_map: JourneyMap
@@ -117,14 +114,6 @@ class Activity:
 
 
 @dataclass
-class _Channels:
-    """The factorized channel column (kept until the vocabulary codes are built)."""
-
-    codes: np.ndarray
-    uniques: pd.Index
-
-
-@dataclass
 class EventLog:
     """Events sorted by (customer, time), encoded once; build it with :meth:`build`."""
 
@@ -134,28 +123,27 @@ class EventLog:
     ts: np.ndarray  # int64 ns UTC, non-decreasing within a customer (may be a read-only view)
     event_type: np.ndarray  # int16/int32 code into event_types
     event_types: pd.Index  # the distinct event types
+    channel: np.ndarray  # int16/int32 code into channel_names ("unknown" where missing)
+    channel_names: pd.Index  # the distinct channels
     stage: np.ndarray  # int8 stage evidence, -1 for none
     flags: dict[str, np.ndarray]  # flag name -> sorted event positions (int32 below 2**31 events)
     conv_value: np.ndarray  # float64 revenue of each conversion event (aligned with flags["conversion"])
     measure: list[np.ndarray | None]  # per friction: measure values at flags[f"measured:{i}"]
-    channels: _Channels | None  # dropped once the vocabulary codes are built
     cache: dict[Any, Any] = field(default_factory=dict)  # derived per-event arrays, built once
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def build(cls, events: pd.DataFrame, spec_or_map: Vocabulary | JourneyMap) -> EventLog:
+    def build(cls, events: pd.DataFrame, spec_or_map: VocabularyLike | JourneyMap) -> EventLog:
         """Sort and encode ``events`` (canonical columns; any order) for a journey map.
 
-        Given a fitted feature spec, its vocabulary codes are built at once and the
-        factorized channels dropped (less memory); given a map, they are kept so that
-        any later spec (:meth:`codes`) is encoded without reading the events again.
+        Given a fitted feature spec, its vocabulary codes are built at once; any other
+        spec's codes are built on first use (:meth:`codes`), without the events.
         """
         spec = None if isinstance(spec_or_map, JourneyMap) else spec_or_map
         jm = spec_or_map if spec is None else spec.journey_map
         log = _encode(events, jm)
         if spec is not None:
             log.codes(spec)
-            log.channels = None
         return log
 
     @property
@@ -167,14 +155,12 @@ class EventLog:
         """``ts`` with at least one element, so gathers at clamped index 0 never fail."""
         return self.ts if self.n else np.zeros(1, dtype=np.int64)
 
-    def codes(self, vocab: Vocabulary) -> VocabCodes:
+    def codes(self, vocab: VocabularyLike) -> VocabCodes:
         """Per-event codes into ``vocab``, built on first use and kept."""
         key = ("vocab", id(vocab))
         if key not in self.cache:
-            if self.channels is None:
-                raise ValueError("this event log was built for another feature spec; build one for this spec")
             # The spec is kept with its codes so that its id cannot be reused.
-            self.cache[key] = (vocab, _vocab_codes(self, vocab, self.channels))
+            self.cache[key] = (vocab, _vocab_codes(self, vocab))
         return self.cache[key][1]
 
     # ------------------------------------------------------------------ rows
@@ -274,7 +260,8 @@ class EventLog:
             flags={k: (p[runs[k]] - s.start).astype(p.dtype) for k, p in self.flags.items()},
             conv_value=self.conv_value[runs["conversion"]],
             measure=[None if m is None else m[runs[f"measured:{i}"]] for i, m in enumerate(self.measure)],
-            channels=None if self.channels is None else _Channels(self.channels.codes[s], self.channels.uniques),
+            channel=self.channel[s],
+            channel_names=self.channel_names,
         )
         for key, value in self.cache.items():
             if isinstance(key, tuple) and key[0] == "vocab":
@@ -335,7 +322,7 @@ def release_freed_memory() -> None:
 
 
 # ============================================================================ encoding
-def check_columns(events: pd.DataFrame) -> None:
+def _check_columns(events: pd.DataFrame) -> None:
     """Refuse events without the columns every encoding reads."""
     for col in ("customer_id", "timestamp", "event_type"):
         if col not in events.columns:
@@ -345,7 +332,7 @@ def check_columns(events: pd.DataFrame) -> None:
             )
 
 
-def channel_column(events: pd.DataFrame) -> pd.Series:
+def _channel_column(events: pd.DataFrame) -> pd.Series:
     """The channel of each event (``unknown`` where missing or without a channel column)."""
     if "channel" in events.columns:
         return events["channel"].fillna("unknown")
@@ -356,7 +343,7 @@ def _arrow(col: pd.Series) -> pa.Array:
     return pa.array(col.array) if isinstance(col.dtype, pd.StringDtype) else pa.array(col.astype("str").array)
 
 
-def sorted_events(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, bool]:
+def _sorted_events(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, bool]:
     """Events sorted stably by (customer, time), whether each event has the same customer
     as the previous one (False at 0), and whether the rows had to be reordered.
 
@@ -398,7 +385,7 @@ def _session_changes(events: pd.DataFrame) -> np.ndarray | None:
 
 
 def _factorize_channel(events: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
-    return pd.factorize(channel_column(events), sort=False)
+    return pd.factorize(_channel_column(events), sort=False)
 
 
 def _string_columns(events: pd.DataFrame, pool: ThreadPoolExecutor | None) -> list[Any]:
@@ -421,19 +408,19 @@ def _sort_and_factorize(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray,
         # so this is almost never redone).
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             futures = _string_columns(events, pool)
-            events, same, resorted = sorted_events(events)
+            events, same, resorted = _sorted_events(events)
             strings = [f.result() for f in futures]
             if resorted:
                 strings = [f.result() for f in _string_columns(events, pool)]
     else:  # a serving request: threads would cost more than they save
-        events, same, _ = sorted_events(events)
+        events, same, _ = _sorted_events(events)
         strings = _string_columns(events, None)
     return events, same, strings
 
 
 def _encode(events: pd.DataFrame, jm: JourneyMap) -> EventLog:
     """Everything of the log that depends on the journey map only."""
-    check_columns(events)
+    _check_columns(events)
     events, same, strings = _sort_and_factorize(events)
     (et_codes, et_uniques), (ch_codes, ch_uniques), changed = strings
     ts = utc_ns(events["timestamp"])
@@ -477,13 +464,14 @@ def _encode(events: pd.DataFrame, jm: JourneyMap) -> EventLog:
         customers=customers,
         start=start,
         ts=ts,
-        event_type=et_codes.astype(np.int16 if len(et_uniques) < 2**15 else np.int32),
+        event_type=et_codes.astype(_type_dtype(len(et_uniques))),
         event_types=pd.Index(et_uniques),
+        channel=ch_codes.astype(_type_dtype(len(ch_uniques))),
+        channel_names=pd.Index(ch_uniques),
         stage=stage,
         flags=flags,
         conv_value=conv_value,
         measure=measure,
-        channels=_Channels(ch_codes, ch_uniques),
     )
 
 
@@ -520,16 +508,16 @@ def _lookup(uniques: pd.Index, vocab: Sequence[str], other: int) -> np.ndarray:
     return np.array([pos.get(str(u), other) for u in uniques], dtype=np.int16)
 
 
-def _vocab_codes(log: EventLog, spec: Vocabulary, ch: _Channels) -> VocabCodes:
+def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:
     """Vocabulary lookups per distinct string, then one compiled pass over the events."""
     jm = log.journey_map
     et_uniques = log.event_types
     et_map = _lookup(et_uniques, spec.event_types, len(spec.event_types))
-    ch_map = _lookup(ch.uniques, spec.channels, len(spec.channels))
+    ch_map = _lookup(log.channel_names, spec.channels, len(spec.channels))
     if "channel" in jm.touchpoints_by:
-        names = [f"{e}:{c}" for e in et_uniques for c in ch.uniques]
+        names = [f"{e}:{c}" for e in et_uniques for c in log.channel_names]
         tp_map = _lookup(pd.Index(names), spec.touchpoints, len(spec.touchpoints))
-        n_ch = len(ch.uniques)
+        n_ch = len(log.channel_names)
     else:
         tp_map, n_ch = _lookup(et_uniques, spec.touchpoints, len(spec.touchpoints)), 0
     n_e = len(spec.event_types) + 1
@@ -554,7 +542,7 @@ def _vocab_codes(log: EventLog, spec: Vocabulary, ch: _Channels) -> VocabCodes:
         new = np.zeros(n, dtype=bool)
         new[log.start[:-1]] = True
         _encode_codes(
-            log.event_type, ch.codes, new, log.stage, et_map, ch_map, tp_map, n_ch, ev_table, n_e, st_table, n_s,
+            log.event_type, log.channel, new, log.stage, et_map, ch_map, tp_map, n_ch, ev_table, n_e, st_table, n_s,
             out.etype, out.channel, out.touchpoint, out.event_bigram, out.stage_bigram,
         )
     return out
@@ -563,6 +551,11 @@ def _vocab_codes(log: EventLog, spec: Vocabulary, ch: _Channels) -> VocabCodes:
 def _position_dtype(n: int) -> type[np.signedinteger[Any]]:
     """Event positions (and counts of events) fit int32 below 2**31 events."""
     return np.int32 if n < 2**31 - 1 else np.int64
+
+
+def _type_dtype(distinct: int) -> type[np.signedinteger[Any]]:
+    """Codes of a factorized string column: int16 unless it has 2**15 distinct values."""
+    return np.int16 if distinct < 2**15 else np.int32
 
 
 def _code_dtype(largest: int) -> type[np.signedinteger[Any]]:

@@ -37,6 +37,7 @@ def print_json(obj: Any) -> None:
 
 
 def _clean(obj: Any) -> Any:
+    """``obj`` with NaN as None, keys as text and numpy scalars as Python ones (JSON-ready)."""
     if isinstance(obj, float) and obj != obj:  # NaN
         return None
     if isinstance(obj, dict):

@@ -46,9 +46,11 @@ def features(
         _features_dask(events, journey_map, out, at, cadence_days, json_out, scheduler)
         return
     from journey_ml.contract import load_journey_map
+    from journey_ml.eventlog import EventLog
     from journey_ml.features import FeatureSpec, features_at
     from journey_ml.ingest import load_events
-    from journey_ml.labels.snapshots import build_snapshots, make_cutoffs
+    from journey_ml.labels.cutoffs import make_cutoffs
+    from journey_ml.labels.snapshots import build_snapshots
 
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv"):
@@ -65,17 +67,19 @@ def features(
                 except ValueError as exc:
                     raise typer.BadParameter(f"cannot parse time '{at}'", param_hint="--at") from exc
                 bar.update(task, description="fitting the feature spec")
-                spec = FeatureSpec.fit(loaded.loc[loaded["timestamp"] <= to_utc(when)], jm)
+                log = EventLog.build(loaded, jm)  # sorted and encoded once, for the fit and the features
+                spec = FeatureSpec.fit(log, jm, until=when)
                 bar.update(task, description="computing features")
-                frame = features_at(loaded, spec, when)
+                frame = features_at(log, spec, when)
                 n_cutoffs = 1
             else:
                 cutoffs = make_cutoffs(loaded, jm, cadence_days=cadence_days)
                 _require_cutoffs(cutoffs, jm)
                 bar.update(task, description="fitting the feature spec")
-                spec = FeatureSpec.fit(loaded, jm)
+                log = EventLog.build(loaded, jm)
+                spec = FeatureSpec.fit(log, jm)
                 bar.update(task, description=f"building snapshots at {len(cutoffs)} cutoffs")
-                frame = build_snapshots(loaded, jm, spec, cutoffs=cutoffs)
+                frame = build_snapshots(log, jm, spec, cutoffs=cutoffs)
                 n_cutoffs = len(cutoffs)
             bar.update(task, description=f"writing {out}")
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,9 @@ def improvements(
 ) -> None:
     """Rank friction fixes by the revenue they would bring back (SHAP, with a bootstrap
     interval and a counterfactual check), beside last-touch and Markov attribution."""
-    from journey_ml.registry.bundle import load_bundle
-    from journey_ml.ingest import load_events
     from journey_ml.explain import UNIT_WORDS, improvements_for_bundle, improvements_to_records
+    from journey_ml.ingest import load_events
+    from journey_ml.registry.bundle import load_bundle
     from journey_ml.report import report_for_bundle, write_report
 
     with user_errors(), progress("ranking improvements", quiet=json_out):

@@ -248,6 +248,7 @@ class DriftReport:
 
     @property
     def thresholds(self) -> dict[str, Any]:
+        """The rules the report was flagged by (recorded with it, so old reports stay readable)."""
         return {
             "statistic": "psi",
             "moderate": PSI_MODERATE,
@@ -261,6 +262,7 @@ class DriftReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``drift.json``; the score frames are left out)."""
         return {
             "flagged": list(self.flagged),
             "watch": list(self.watch),

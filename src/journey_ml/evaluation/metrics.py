@@ -54,7 +54,7 @@ __all__ = [
     "revenue_metrics",
 ]
 
-Task = Literal["next_stage", "drop_off", "revenue"]
+TaskName = Literal["next_stage", "drop_off", "revenue"]
 #: Lower edges of the journey-length buckets: 1, 2–4, 5–9, 10–24, 25+ events.
 JOURNEY_LENGTH_BINS: tuple[int, ...] = (1, 2, 5, 10, 25)
 
@@ -131,7 +131,7 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 def compare(
     models: Mapping[str, ArrayLike],
     y_true: ArrayLike,
-    task: Task,
+    task: TaskName,
     *,
     groups: Mapping[str, ArrayLike] | None = None,
     **kwargs: Any,

@@ -114,6 +114,7 @@ def psi(reference: Any, current: Any, *, bins: int = BINS, eps: float = EPSILON)
 
 
 def _category_shares(values: Any, categories: Sequence[Any]) -> np.ndarray:
+    """Shares of ``values`` per category (as text), then the share missing."""
     s = pd.Series(np.asarray(values, dtype=object))
     missing = s.isna().to_numpy()
     counts = s[~missing].map(str).value_counts()

@@ -26,6 +26,7 @@ REJECT_SHARE_RISE = 0.01
 
 
 def _shares(values: pd.Series) -> dict[str, float]:
+    """Share of each distinct value (as text)."""
     counts = values.astype(str).value_counts()
     total = max(int(counts.sum()), 1)
     return {str(k): int(v) / total for k, v in counts.items()}

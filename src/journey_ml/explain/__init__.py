@@ -20,8 +20,19 @@ from journey_ml.explain.impacts import (
     ranking_unit,
 )
 from journey_ml.explain.reasons import add_reason_codes, reason_codes
-from journey_ml.explain.rows import ANCHOR_COLUMN, anchored_features, period_cutoffs, period_features, scoring_time
-from journey_ml.explain.shap import ShapComparison, compare_shap_backends, shap_summary_figures, tree_shap
+from journey_ml.explain.rows import (
+    ANCHOR_COLUMN,
+    anchored_features,
+    period_cutoffs,
+    period_features,
+    scoring_time,
+)
+from journey_ml.explain.shap import (
+    ShapComparison,
+    compare_shap_backends,
+    shap_summary_figures,
+    tree_shap,
+)
 
 __all__ = [
     "ANCHOR_COLUMN",

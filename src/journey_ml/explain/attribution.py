@@ -47,6 +47,8 @@ from numpy.typing import NDArray
 from journey_ml.contract import JourneyMap
 from journey_ml.contract.frictions import friction_occurrences as occurrence_masks
 from journey_ml.contract.stages import sort_events
+from journey_ml.contract.time import utc_ns
+from journey_ml.eventlog import EventLog
 
 __all__ = [
     "MarkovChain",
@@ -317,12 +319,12 @@ def _journeys(events: pd.DataFrame, journey_map: JourneyMap, end: pd.Timestamp |
     fr = event_frictions(ev, journey_map).to_numpy(dtype=object)
     state = np.where(fr != "", fr, ev["event_type"].astype("str").to_numpy(dtype=object))
     end_ts = pd.Timestamp(ev["timestamp"].max()) if end is None else pd.Timestamp(end)
-    cust = ev["customer_id"].astype("str")
-    codes, _ = pd.factorize(cust)
-    last_ts = ev.groupby(codes, sort=True)["timestamp"].max()
-    exited = pd.Series(ev["event_type"].isin(list(journey_map.exit_events)).to_numpy()).groupby(codes).any()
-    silent = (end_ts - last_ts) > pd.Timedelta(days=journey_map.inactivity_days)
-    dropped = (exited.to_numpy() | silent.to_numpy()).astype(bool)
+    codes, customers = pd.factorize(ev["customer_id"].astype("str"))
+    # Dropped off by the end: not active then, by the one activity rule (exit or silence).
+    log = EventLog.build(ev, journey_map)
+    known = np.arange(len(log.customers), dtype=np.int64)
+    active = log.activity(known, np.full(len(known), utc_ns([end_ts])[0], dtype=np.int64)).active
+    dropped = ~pd.Series(active, index=log.customers).reindex(customers).to_numpy(dtype=bool)
     frame = pd.DataFrame({"journey": codes, "state": state, "friction": fr})
     return frame, dropped
 
@@ -330,19 +332,9 @@ def _journeys(events: pd.DataFrame, journey_map: JourneyMap, end: pd.Timestamp |
 def last_touch(events: pd.DataFrame, journey_map: JourneyMap, *, end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Drop-offs credited to the last friction each dropped customer met.
 
-    Parameters
-    ----------
-    events : DataFrame
-        Canonical events.
-    journey_map : JourneyMap
-    end : timestamp, optional
-        End of the data (default: the latest event); a customer silent for more than
-        ``inactivity_days`` before it, or who fired an exit event, dropped off.
-
-    Returns
-    -------
-    DataFrame
-        ``touchpoint`` (friction name) and ``drop_offs`` credited, every friction listed.
+    A customer dropped off when they are not active at ``end`` (default: the latest
+    event): they fired an exit event or have been silent for over ``inactivity_days``.
+    Returns ``touchpoint`` (friction name) and ``drop_offs`` credited, every friction listed.
     """
     frame, dropped = _journeys(events, journey_map, end)
     names = [f.name for f in journey_map.friction]

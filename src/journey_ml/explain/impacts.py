@@ -44,10 +44,9 @@ from journey_ml.explain.rows import (
     period_features,
     scoring_time,
 )
-from journey_ml.explain.shap import drop_probability, expected_revenue, tree_shap
+from journey_ml.explain.shap import Bundle, drop_probability, expected_revenue, tree_shap
 from journey_ml.features import FeatureSpec
 from journey_ml.labels.shape import NO_FRICTIONS
-from journey_ml.registry.bundle import ModelBundle
 
 __all__ = [
     "IMPROVEMENT_COLUMNS",
@@ -115,12 +114,16 @@ class FrictionImpacts:
     scope: str
 
 
-def weekly_occurrences(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str, cadence_days: float) -> NDArray[np.bool_]:
+def weekly_occurrences(
+    Xa: NDArray[np.float64], spec: FeatureSpec, friction: str, cadence_days: float
+) -> NDArray[np.bool_]:
     """Weekly rows on which ``friction`` happened since the previous snapshot (valued once)."""
     suffix = f"_count_{cadence_days:g}d"
     col = next((c for c in spec.friction_features[friction] if c.endswith(suffix)), None)
     if col is None:
-        windows = sorted(c.rsplit("_", 1)[-1] for c in spec.friction_features[friction] if "_count_" in c)
+        windows = sorted(
+            c.rsplit("_", 1)[-1] for c in spec.friction_features[friction] if "_count_" in c
+        )
         raise ValueError(
             f"cadence_days={cadence_days:g} needs a '{suffix}' count feature for friction '{friction}'; "
             f"its count windows are {windows}"
@@ -149,10 +152,18 @@ def annuity(
     With the customer's current per-horizon drop-off risk ``p`` held constant and
     ``K = max(remaining days / H, 1)`` horizons left: ``Σ_{k<K} (1 − p)^k = (1 − (1 − p)^K) / p``.
     """
-    cut = pd.DatetimeIndex(features["cutoff"].to_numpy()[rows]) if "cutoff" in features.columns else None
+    cut = (
+        pd.DatetimeIndex(features["cutoff"].to_numpy()[rows])
+        if "cutoff" in features.columns
+        else None
+    )
     if cut is None or not len(rows):
         return np.ones(len(rows))
-    end = pd.Timestamp(period_end) if period_end is not None else pd.Timestamp(features["cutoff"].max())
+    end = (
+        pd.Timestamp(period_end)
+        if period_end is not None
+        else pd.Timestamp(features["cutoff"].max())
+    )
     end = to_utc(end)
     remaining = np.asarray((end - cut) / pd.Timedelta(days=1), dtype=np.float64)
     horizons = np.maximum(remaining / float(horizon_days), 1.0)
@@ -174,13 +185,24 @@ class _Base:
     annuity: NDArray[np.float64]
 
 
-def _base(bundle: ModelBundle, X: NDArray[np.float64], rows: pd.DataFrame, at: NDArray[np.int64], revenue_shap: bool, period_end: Any) -> _Base:
+def _base(
+    bundle: Bundle,
+    X: NDArray[np.float64],
+    rows: pd.DataFrame,
+    at: NDArray[np.int64],
+    revenue_shap: bool,
+    period_end: Any,
+) -> _Base:
     phi_d = tree_shap(bundle.drop_off, X)
     phi_r = tree_shap(bundle.revenue, X) if revenue_shap else None
     m_d = phi_d.sum(axis=1)
     p_drop = np.clip(drop_probability(bundle.drop_off, m_d), 0.0, 1.0 - 1e-6)
     if bundle.revenue is not None:
-        m_r = phi_r.sum(axis=1) if phi_r is not None else _raw(bundle.revenue, X, bundle.spec.feature_names)
+        m_r = (
+            phi_r.sum(axis=1)
+            if phi_r is not None
+            else _raw(bundle.revenue, X, bundle.spec.feature_names)
+        )
         rev = expected_revenue(bundle.revenue, m_r)
     else:
         # Without a value model a friction is worth the drop-offs it causes.
@@ -191,10 +213,18 @@ def _base(bundle: ModelBundle, X: NDArray[np.float64], rows: pd.DataFrame, at: N
 
 
 def _raw(model: Any, X: NDArray[np.float64], names: list[str]) -> NDArray[np.float64]:
-    return np.asarray(model.predict_raw(pd.DataFrame(X, columns=pd.Index(names, dtype=object))), dtype=np.float64)
+    return np.asarray(
+        model.predict_raw(pd.DataFrame(X, columns=pd.Index(names, dtype=object))), dtype=np.float64
+    )
 
 
-def _value(value: str, dp: NDArray[np.float64], rev_gain: NDArray[np.float64], retained: NDArray[np.float64], ann: NDArray[np.float64]) -> NDArray[np.float64]:
+def _value(
+    value: str,
+    dp: NDArray[np.float64],
+    rev_gain: NDArray[np.float64],
+    retained: NDArray[np.float64],
+    ann: NDArray[np.float64],
+) -> NDArray[np.float64]:
     """Value of a fall ``dp`` in drop-off risk and a rise ``rev_gain`` in E[rev] (module docstring)."""
     if value == "total_value":
         return rev_gain + dp * retained * (ann - 1.0)
@@ -204,7 +234,11 @@ def _value(value: str, dp: NDArray[np.float64], rev_gain: NDArray[np.float64], r
 
 
 def _change(
-    bundle: ModelBundle, base: _Base, a: NDArray[np.bool_], Xf: NDArray[np.float64], group: NDArray[np.bool_]
+    bundle: Bundle,
+    base: _Base,
+    a: NDArray[np.bool_],
+    Xf: NDArray[np.float64],
+    group: NDArray[np.bool_],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """``(Δp, ΔE[rev])`` of undoing the friction on rows ``a``: by SHAP, then by re-prediction."""
     p = group.shape[1]
@@ -219,14 +253,17 @@ def _change(
         rev_gain = rev_a * np.expm1(-att_r)
         rev_cf = expected_revenue(bundle.revenue, phi_fr.sum(axis=1)) - rev_a
     elif bundle.revenue is not None:
-        rev_cf = expected_revenue(bundle.revenue, _raw(bundle.revenue, Xf, bundle.spec.feature_names)) - rev_a
+        rev_cf = (
+            expected_revenue(bundle.revenue, _raw(bundle.revenue, Xf, bundle.spec.feature_names))
+            - rev_a
+        )
     dp = pd_a - drop_probability(bundle.drop_off, base.m_d[a] - att_d)
     dp_cf = pd_a - np.clip(drop_probability(bundle.drop_off, phi_fd.sum(axis=1)), 0.0, 1.0 - 1e-6)
     return dp, rev_gain, dp_cf, rev_cf
 
 
 def friction_impacts(
-    rows: pd.DataFrame, bundle: ModelBundle, *, cadence_days: float = 7.0, period_end: Any = None
+    rows: pd.DataFrame, bundle: Bundle, *, cadence_days: float = 7.0, period_end: Any = None
 ) -> FrictionImpacts:
     """Per-row expected value of fixing each friction of the journey map.
 
@@ -235,7 +272,7 @@ def friction_impacts(
     rows : DataFrame
         :func:`~journey_ml.explain.rows.anchored_features` (one row per occurrence) or
         weekly snapshot rows such as :func:`~journey_ml.explain.rows.period_features`.
-    bundle : ModelBundle
+    bundle : Bundle
     cadence_days : float, default 7
         Cadence of weekly rows: a friction counts on a weekly row when it happened in
         the last ``cadence_days``.
@@ -254,18 +291,39 @@ def friction_impacts(
         anchor = rows[ANCHOR_COLUMN].astype("str").to_numpy()
         affected = np.stack([anchor == fr for fr in frictions], axis=1)
     else:
-        affected = np.stack([weekly_occurrences(Xa, spec, fr, cadence_days) for fr in frictions], axis=1)
+        affected = np.stack(
+            [weekly_occurrences(Xa, spec, fr, cadence_days) for fr in frictions], axis=1
+        )
     k = len(spec.journey_map.stages)
-    stage = np.clip(rows["current_stage"].to_numpy(dtype=np.int64), 0, k - 1) if n else np.zeros(0, np.int64)
-    value = "drop_only" if bundle.revenue is None else ("total_value" if anchored else "period_value")
+    stage = (
+        np.clip(rows["current_stage"].to_numpy(dtype=np.int64), 0, k - 1)
+        if n
+        else np.zeros(0, np.int64)
+    )
+    value = (
+        "drop_only" if bundle.revenue is None else ("total_value" if anchored else "period_value")
+    )
     impact, drop_points, cf = np.zeros((n, F)), np.zeros((n, F)), np.zeros((n, F))
-    out = FrictionImpacts(frictions, impact, drop_points, affected, cf, stage, value, "anchored" if anchored else "period")
+    out = FrictionImpacts(
+        frictions,
+        impact,
+        drop_points,
+        affected,
+        cf,
+        stage,
+        value,
+        "anchored" if anchored else "period",
+    )
     # SHAP only where some friction bites: the other rows carry no friction to fix.
     at = np.flatnonzero(affected.any(axis=1))
     if not len(at):
         return out
     base = _base(bundle, Xa[at], rows, at, value == "total_value", period_end)
-    before = rows[[BEFORE_PREFIX + c for c in names]].to_numpy(dtype=np.float64, na_value=np.nan) if anchored else None
+    before = (
+        rows[[BEFORE_PREFIX + c for c in names]].to_numpy(dtype=np.float64, na_value=np.nan)
+        if anchored
+        else None
+    )
     for j, fr in enumerate(frictions):
         a = affected[at, j]
         if not a.any():
@@ -287,7 +345,9 @@ def friction_impacts(
     return out
 
 
-def bootstrap_interval(impact: NDArray[np.float64], n_bootstrap: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def bootstrap_interval(
+    impact: NDArray[np.float64], n_bootstrap: int, seed: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """95% percentile interval of the column sums of ``impact``, resampling its rows.
 
     Multinomial weights times the rows (one row per customer in a ranking), seeded.
@@ -307,14 +367,22 @@ def bootstrap_interval(impact: NDArray[np.float64], n_bootstrap: int, seed: int)
     return np.percentile(totals, 2.5, axis=0), np.percentile(totals, 97.5, axis=0)
 
 
-def _per_group(codes: NDArray[np.int64], n_groups: int, values: NDArray[np.float64]) -> NDArray[np.float64]:
+def _per_group(
+    codes: NDArray[np.int64], n_groups: int, values: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """(groups, F) column sums of ``values`` per group code (one bincount per column)."""
     if not values.shape[1]:
         return np.zeros((n_groups, 0))
-    return np.stack([np.bincount(codes, weights=values[:, j], minlength=n_groups) for j in range(values.shape[1])], axis=1)
+    return np.stack(
+        [
+            np.bincount(codes, weights=values[:, j], minlength=n_groups)
+            for j in range(values.shape[1])
+        ],
+        axis=1,
+    )
 
 
-def ranking_unit(bundle: ModelBundle) -> tuple[str, float]:
+def ranking_unit(bundle: Bundle) -> tuple[str, float]:
     """The unit a bundle's ranking is valued in, and the factor from its value model's unit.
 
     Revenue when the log had revenue; without it, conversions lost, turned into money
@@ -329,7 +397,7 @@ def ranking_unit(bundle: ModelBundle) -> tuple[str, float]:
 
 def rank_improvements(
     rows: pd.DataFrame,
-    bundle: ModelBundle,
+    bundle: Bundle,
     *,
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
@@ -373,29 +441,42 @@ def rank_improvements(
             "rows_affected": rows_aff.astype(np.int64),
             "mean_drop_off_points": 100.0
             * np.where(rows_aff > 0, imp.drop_points.sum(axis=0) / np.maximum(rows_aff, 1), 0.0),
-            "worst_stage": [str(stages[w]) if t > 0 else "" for w, t in zip(worst, total, strict=True)],
-            "worst_stage_share": np.where(worst_amount > 0, worst_amount / np.where(total > 0, total, 1.0), 0.0),
+            "worst_stage": [
+                str(stages[w]) if t > 0 else "" for w, t in zip(worst, total, strict=True)
+            ],
+            "worst_stage_share": np.where(
+                worst_amount > 0, worst_amount / np.where(total > 0, total, 1.0), 0.0
+            ),
             "counterfactual_impact": imp.counterfactual.sum(axis=0),
         }
     )
     df = df.sort_values("expected_impact", ascending=False, kind="stable").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.attrs.update(
-        {"customers": n_cust, "rows": len(rows), "value": imp.value, "scope": imp.scope,
-         "n_bootstrap": n_bootstrap, "seed": seed, "unit": unit}
+        {
+            "customers": n_cust,
+            "rows": len(rows),
+            "value": imp.value,
+            "scope": imp.scope,
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+            "unit": unit,
+        }
     )
     return df[list(IMPROVEMENT_COLUMNS)]
 
 
-def empty_ranking(bundle: ModelBundle, message: str) -> pd.DataFrame:
+def empty_ranking(bundle: Bundle, message: str) -> pd.DataFrame:
     """A ranking with no rows, carrying why (e.g. no frictions are declared) in ``attrs``."""
     df = pd.DataFrame({c: pd.Series(dtype=object) for c in IMPROVEMENT_COLUMNS})
-    df.attrs.update({"unit": ranking_unit(bundle)[0], "message": message, "customers": 0, "rows": 0})
+    df.attrs.update(
+        {"unit": ranking_unit(bundle)[0], "message": message, "customers": 0, "rows": 0}
+    )
     return df
 
 
 def improvements_for_bundle(
-    bundle: ModelBundle,
+    bundle: Bundle,
     events: pd.DataFrame,
     at: Any = None,
     *,
@@ -418,7 +499,12 @@ def improvements_for_bundle(
     else:
         rows = period_features(events, bundle.spec, cadence_days=cadence_days, end=ts)
         df = rank_improvements(
-            rows, bundle, n_bootstrap=n_bootstrap, seed=seed, cadence_days=cadence_days, period_end=ts
+            rows,
+            bundle,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            cadence_days=cadence_days,
+            period_end=ts,
         )
     df.attrs["at"] = ts.isoformat()
     return df

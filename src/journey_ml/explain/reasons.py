@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from journey_ml.explain.impacts import scoring_time
-from journey_ml.explain.shap import drop_probability, group_shap, reason_groups, tree_shap
+from journey_ml.explain.shap import Bundle, drop_probability, group_shap, reason_groups, tree_shap
 from journey_ml.features import FeatureSpec, features_at
-from journey_ml.registry.bundle import ModelBundle
 
 __all__ = ["add_reason_codes", "reason_codes"]
 
@@ -60,14 +59,16 @@ def _phrase(group: str, cols: list[str], row: dict[str, float], spec: FeatureSpe
     return f"{group} pattern"
 
 
-def reason_codes(features: pd.DataFrame, bundle: ModelBundle, top: int = 3) -> list[list[dict[str, Any]]]:
+def reason_codes(
+    features: pd.DataFrame, bundle: Bundle, top: int = 3
+) -> list[list[dict[str, Any]]]:
     """Top reasons for each customer's drop-off risk, in probability points.
 
     Parameters
     ----------
     features : DataFrame
         Feature rows built with ``bundle.spec``.
-    bundle : ModelBundle
+    bundle : Bundle
     top : int, default 3
         At most this many reasons per customer (only groups that *raise* the risk).
 
@@ -94,7 +95,9 @@ def reason_codes(features: pd.DataFrame, bundle: ModelBundle, top: int = 3) -> l
     k = min(top, gphi.shape[1])
     order = np.argsort(-gphi, axis=1, kind="stable")[:, :k]
     top_phi = np.take_along_axis(gphi, order, axis=1)
-    without = drop_probability(bundle.drop_off, (m[:, None] - top_phi).ravel()).reshape(top_phi.shape)
+    without = drop_probability(bundle.drop_off, (m[:, None] - top_phi).ravel()).reshape(
+        top_phi.shape
+    )
     points = 100.0 * (p[:, None] - without)
     keep = (top_phi > 0) & (points >= 0.05)
     gnames = list(groups)
@@ -119,7 +122,7 @@ def reason_codes(features: pd.DataFrame, bundle: ModelBundle, top: int = 3) -> l
 
 
 def add_reason_codes(
-    scores: pd.DataFrame, events: pd.DataFrame, bundle: ModelBundle, at: Any = None, *, top: int = 3
+    scores: pd.DataFrame, events: pd.DataFrame, bundle: Bundle, at: Any = None, *, top: int = 3
 ) -> pd.DataFrame:
     """``scores`` with a ``reasons`` column: each customer's reason texts joined by ``"; "``.
 
@@ -131,7 +134,7 @@ def add_reason_codes(
         Output of :func:`journey_ml.pipeline.scoring.score` (needs ``customer_id``).
     events : DataFrame
         The canonical events the scores came from.
-    bundle : ModelBundle
+    bundle : Bundle
     at : timestamp-like, optional
         The scoring time used for ``scores`` (default: the latest event).
     top : int, default 3
@@ -147,7 +150,9 @@ def add_reason_codes(
         return out
     features = features_at(events, bundle.spec, scoring_time(events, at))
     codes = reason_codes(features, bundle, top=top)
-    texts = pd.Series(["; ".join(r["text"] for r in rs) for rs in codes], index=features["customer_id"].to_numpy())
+    texts = pd.Series(
+        ["; ".join(r["text"] for r in rs) for rs in codes], index=features["customer_id"].to_numpy()
+    )
     texts = texts[~texts.index.duplicated()]
     out["reasons"] = out["customer_id"].astype("str").map(texts).fillna("").astype("str").to_numpy()
     return out

@@ -18,7 +18,14 @@ from journey_ml.eventlog import EventLog
 from journey_ml.features import FeatureSpec, compute_features, compute_rows
 from journey_ml.labels.anchors import anchor_cutoffs
 
-__all__ = ["ANCHOR_COLUMN", "BEFORE_PREFIX", "anchored_features", "period_cutoffs", "period_features", "scoring_time"]
+__all__ = [
+    "ANCHOR_COLUMN",
+    "BEFORE_PREFIX",
+    "anchored_features",
+    "period_cutoffs",
+    "period_features",
+    "scoring_time",
+]
 
 #: Column of :func:`anchored_features` naming the friction a row is anchored on.
 ANCHOR_COLUMN = "anchor"
@@ -35,7 +42,9 @@ def scoring_time(events: pd.DataFrame, at: Any) -> pd.Timestamp:
     return to_utc(at)
 
 
-def period_cutoffs(events: pd.DataFrame, *, cadence_days: float = 7.0, end: Any = None) -> pd.DatetimeIndex:
+def period_cutoffs(
+    events: pd.DataFrame, *, cadence_days: float = 7.0, end: Any = None
+) -> pd.DatetimeIndex:
     """Snapshot times every ``cadence_days`` back from ``end`` (default: the latest event).
 
     The grid is anchored on ``end`` so the last snapshot sees the most recent week; it
@@ -88,14 +97,17 @@ def anchored_features(
     and ``before:<feature>`` for every feature; customers who exited before an
     occurrence are left out.
     """
-    names = spec.feature_names
     log = EventLog.build(events, spec)
     anchors = anchor_cutoffs(log, spec.journey_map, start=start, end=end, controls_per_anchor=0)
     ids = anchors["customer_id"].astype("str").array
     t = utc_ns(anchors["cutoff"])
     feats = compute_rows(log, spec, ids, t)
     anchor = anchors["anchor"].astype("str").to_numpy()
-    pure_names = {fr.name for fr in spec.journey_map.friction if fr.column is None and fr.event_type is not None}
+    pure_names = {
+        fr.name
+        for fr in spec.journey_map.friction
+        if fr.column is None and fr.event_type is not None
+    }
     pure = np.isin(anchor, list(pure_names))
     # Each undone state is computed only for the rows that use it.
     # Measured frictions: 1 ns earlier, the same history without the anchor event.
@@ -137,7 +149,9 @@ def _undone(
             level = float(spec.friction_measure_reference.get(fr.name, 0.0))
             stem = f"friction_{slug}_{fr.column}"
             before.loc[on, f"{stem}_last"] = level
-            before.loc[on, f"{stem}_max"] = np.fmax(before.loc[on, f"{stem}_max"].to_numpy(dtype=np.float64), level)
+            before.loc[on, f"{stem}_max"] = np.fmax(
+                before.loc[on, f"{stem}_max"].to_numpy(dtype=np.float64), level
+            )
             before.loc[on, f"{stem}_mean_90d"] = before.loc[on, f"{stem}_mean_90d"].fillna(level)
     before.columns = pd.Index([BEFORE_PREFIX + c for c in names])
     return before

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from journey_ml.contract import JourneyMap
 from journey_ml.features import FeatureSpec
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
-from journey_ml.registry.bundle import ModelBundle
 
 __all__ = [
+    "Bundle",
     "Model",
     "ShapComparison",
     "compare_shap_backends",
@@ -34,12 +35,32 @@ __all__ = [
 Model = NextStageModel | DropOffModel | RevenueModel
 
 
+class Bundle(Protocol):
+    """What explain reads of a trained :class:`journey_ml.registry.bundle.ModelBundle`.
+
+    A protocol, not the class: the registry comes after explain in the data flow.
+    """
+
+    journey_map: JourneyMap
+    spec: FeatureSpec
+    drop_off: DropOffModel
+    revenue: RevenueModel | None
+    metadata: dict[str, Any]
+
+    @property
+    def value_unit(self) -> str:
+        """``revenue``, ``conversions`` or ``drop_offs``: what the value model predicts."""
+        ...
+
+
 def _matrix(X: pd.DataFrame | NDArray[Any], model: Model) -> NDArray[np.float64]:
     if isinstance(X, pd.DataFrame):
         names = model._feature_names()
         missing = [c for c in names if c not in X.columns]
         if missing:
-            raise ValueError(f"feature frame lacks the model's columns {missing[:5]} (of {len(missing)})")
+            raise ValueError(
+                f"feature frame lacks the model's columns {missing[:5]} (of {len(missing)})"
+            )
         return X[names].to_numpy(dtype=np.float64, na_value=np.nan)
     return np.asarray(X, dtype=np.float64)
 
@@ -48,10 +69,14 @@ def _trimmed_booster(model: Model) -> Any:
     """The booster cut at ``best_iteration_`` (``shap`` always walks every stored tree)."""
     import lightgbm as lgb
 
-    return lgb.Booster(model_str=model.booster_.model_to_string(num_iteration=model.best_iteration_))
+    return lgb.Booster(
+        model_str=model.booster_.model_to_string(num_iteration=model.best_iteration_)
+    )
 
 
-def tree_shap(model: Model, X: pd.DataFrame | NDArray[Any], *, backend: str = "native") -> NDArray[np.float64]:
+def tree_shap(
+    model: Model, X: pd.DataFrame | NDArray[Any], *, backend: str = "native"
+) -> NDArray[np.float64]:
     """Exact TreeSHAP values in the model's raw (margin) space.
 
     Parameters
@@ -91,7 +116,11 @@ def tree_shap(model: Model, X: pd.DataFrame | NDArray[Any], *, backend: str = "n
         base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
         if k > 1:
             # shap returns (n, p, K) for multiclass LightGBM.
-            values = values if values.shape[1] == k and values.shape[2] == p else np.moveaxis(values, 2, 1)
+            values = (
+                values
+                if values.shape[1] == k and values.shape[2] == p
+                else np.moveaxis(values, 2, 1)
+            )
             base_col = np.broadcast_to(base[None, :, None], (len(Xa), k, 1))
             return np.concatenate([values, base_col], axis=2)
         return np.concatenate([values.reshape(len(Xa), p), np.full((len(Xa), 1), base[0])], axis=1)
@@ -100,13 +129,13 @@ def tree_shap(model: Model, X: pd.DataFrame | NDArray[Any], *, backend: str = "n
 
 def drop_probability(model: DropOffModel, raw: NDArray[np.float64]) -> NDArray[np.float64]:
     """Calibrated drop-off probability of raw log-odds (the model's own calibration)."""
-    p = np.asarray(model._calibrated(raw), dtype=np.float64)
+    p = np.asarray(model.calibrated(raw), dtype=np.float64)
     return p[:, 1] if p.ndim == 2 else p
 
 
 def expected_revenue(model: RevenueModel, raw: NDArray[np.float64]) -> NDArray[np.float64]:
     """Calibrated expected horizon revenue of raw log-revenue."""
-    return np.asarray(model._calibrated(raw), dtype=np.float64)
+    return np.asarray(model.calibrated(raw), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -130,7 +159,9 @@ class ShapComparison:
         return "native" if self.native_seconds <= self.shap_seconds else "shap"
 
 
-def compare_shap_backends(model: Model, X: pd.DataFrame | NDArray[Any], *, name: str = "") -> ShapComparison:
+def compare_shap_backends(
+    model: Model, X: pd.DataFrame | NDArray[Any], *, name: str = ""
+) -> ShapComparison:
     """Time both TreeSHAP backends on ``X`` and report the largest absolute difference.
 
     ``name`` labels the report (e.g. ``"drop_off"``; default: the model's class name).
@@ -152,7 +183,16 @@ def compare_shap_backends(model: Model, X: pd.DataFrame | NDArray[Any], *, name:
 
 # Feature families outside the journey map's touchpoints and frictions, by column prefix.
 _FAMILIES: dict[str, tuple[str, ...]] = {
-    "recent activity": ("recency_days", "events_total", "tenure_days", "trend", "rfm", "recency", "frequency", "monetary"),
+    "recent activity": (
+        "recency_days",
+        "events_total",
+        "tenure_days",
+        "trend",
+        "rfm",
+        "recency",
+        "frequency",
+        "monetary",
+    ),
     "journey stage": ("stage", "current_stage"),
     "sessions": ("sessions", "events_per_session", "mean_gap", "last_gap", "max_gap"),
     "channel mix": ("channel_", "last_channel", "first_channel"),
@@ -167,7 +207,9 @@ def reason_groups(spec: FeatureSpec) -> dict[str, list[str]]:
     feature is counted in exactly one group (group SHAP then sums to the row's SHAP).
     """
     fr_cols = {c for cols in spec.friction_features.values() for c in cols}
-    groups: dict[str, list[str]] = {name: list(cols) for name, cols in spec.friction_features.items()}
+    groups: dict[str, list[str]] = {
+        name: list(cols) for name, cols in spec.friction_features.items()
+    }
     for name, cols in spec.feature_groups.items():
         if name in groups:
             continue
@@ -178,12 +220,16 @@ def reason_groups(spec: FeatureSpec) -> dict[str, list[str]]:
     for c in spec.feature_names:
         if c in used:
             continue
-        family = next((f for f, prefixes in _FAMILIES.items() if c.startswith(prefixes)), "other behaviour")
+        family = next(
+            (f for f, prefixes in _FAMILIES.items() if c.startswith(prefixes)), "other behaviour"
+        )
         groups.setdefault(family, []).append(c)
     return groups
 
 
-def group_shap(phi: NDArray[np.float64], groups: dict[str, list[str]], names: list[str]) -> NDArray[np.float64]:
+def group_shap(
+    phi: NDArray[np.float64], groups: dict[str, list[str]], names: list[str]
+) -> NDArray[np.float64]:
     """(n, G) SHAP summed per group (one matrix product with a 0/1 membership matrix)."""
     member = np.zeros((len(names), len(groups)))
     pos = {c: i for i, c in enumerate(names)}
@@ -193,7 +239,7 @@ def group_shap(phi: NDArray[np.float64], groups: dict[str, list[str]], names: li
 
 
 def shap_summary_figures(
-    features: pd.DataFrame, bundle: ModelBundle, *, max_rows: int = 2000, seed: int = 0
+    features: pd.DataFrame, bundle: Bundle, *, max_rows: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
     """SHAP summary plots (``shap`` package) of the drop-off model per friction group.
 
@@ -232,7 +278,11 @@ def shap_summary_figures(
     top = np.argsort(-np.abs(gphi).mean(axis=0))[:12]
     # An explicit rng: shap's default seeds NumPy's global RNG (and warns about it).
     shap.summary_plot(
-        gphi[:, top], gval[:, top], feature_names=[list(groups)[i] for i in top], show=False, max_display=12,
+        gphi[:, top],
+        gval[:, top],
+        feature_names=[list(groups)[i] for i in top],
+        show=False,
+        max_display=12,
         rng=np.random.default_rng(seed),
     )
     fig = plt.gcf()
@@ -242,7 +292,12 @@ def shap_summary_figures(
     fidx = [names.index(c) for c in fr_cols]
     plt.figure()
     shap.summary_plot(
-        phi[:, fidx], Xa[:, fidx], feature_names=fr_cols, show=False, max_display=15, rng=np.random.default_rng(seed)
+        phi[:, fidx],
+        Xa[:, fidx],
+        feature_names=fr_cols,
+        show=False,
+        max_display=15,
+        rng=np.random.default_rng(seed),
     )
     fig2 = plt.gcf()
     fig2.suptitle("Drop-off risk: SHAP of the friction features (log-odds)", fontsize=11)

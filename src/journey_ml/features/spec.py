@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract.frictions import friction_measure, over_threshold
+from journey_ml.contract.frictions import over_threshold
 from journey_ml.contract.journey_map import JourneyMap
-from journey_ml.contract.stages import stage_evidence_codes
+from journey_ml.contract.time import to_utc
 from journey_ml.contract.train_config import FeaturesConfig
-from journey_ml.eventlog import channel_column, check_columns, sorted_events
+from journey_ml.eventlog import EventLog
 from journey_ml.features.families import FEATURE_FAMILIES, friction_names_of, touchpoint_names_of
 from journey_ml.features.vocabulary import OTHER, Vocabulary
 
@@ -86,20 +86,28 @@ class FeatureSpec(Vocabulary):
     # ------------------------------------------------------------------ fit / io
     @classmethod
     def fit(
-        cls, events: pd.DataFrame, journey_map: JourneyMap, *, max_touchpoints: int = MAX_TOUCHPOINTS
+        cls,
+        events: pd.DataFrame | EventLog,
+        journey_map: JourneyMap,
+        *,
+        max_touchpoints: int = MAX_TOUCHPOINTS,
+        until: Any = None,
     ) -> FeatureSpec:
         """Learn the vocabularies from (training) events.
 
         Parameters
         ----------
-        events : DataFrame
-            Canonical events (see :mod:`journey_ml.ingest.validate`) of the training period only.
+        events : DataFrame or EventLog
+            Canonical events (see :mod:`journey_ml.ingest.validate`) of the training
+            period, or an event log of them (not encoded again).
         journey_map : JourneyMap
-            The journey map.
+            The journey map (an event log's own map).
         max_touchpoints : int, default ``features.max_touchpoints`` of the train config (16)
             Keep at most this many touchpoints (most frequent first); rarer ones are
             pooled into ``other``. Each costs five float32 columns per snapshot row,
             which dominate the snapshot table's memory.
+        until : timestamp-like, optional
+            Learn from the events at or before this time only (default: all).
 
         Returns
         -------
@@ -107,15 +115,22 @@ class FeatureSpec(Vocabulary):
         """
         if max_touchpoints < 1:
             raise ValueError(f"max_touchpoints must be >= 1, got {max_touchpoints}")
-        check_columns(events)
-        events, same, _ = sorted_events(events)
-        et_codes, et_uniques = pd.factorize(events["event_type"], sort=True)
+        log = events if isinstance(events, EventLog) else EventLog.build(events, journey_map)
+        if log.journey_map != journey_map:
+            raise ValueError("the event log was encoded for another journey map")
+        keep = np.arange(log.n) if until is None else np.flatnonzero(log.ts <= to_utc(until).value)
+        # Codes into the sorted distinct values present, as pd.factorize(sort=True) gives.
+        et_codes, et_uniques = _sorted_codes(log.event_type[keep], log.event_types)
+        ch_codes, ch_uniques = _sorted_codes(log.channel[keep], log.channel_names)
+        start = np.zeros(log.n, dtype=bool)
+        start[log.start[:-1]] = True
+        # A customer's events up to ``until`` are a prefix of theirs: same stage evidence.
+        same, stage = ~start[keep], log.stage[keep]
         et_freq = np.bincount(et_codes, minlength=len(et_uniques))
         known = [e for e in journey_map.known_event_types]
         seen = [str(et_uniques[i]) for i in np.argsort(-et_freq, kind="stable")]
         event_types = tuple(dict.fromkeys(known + seen))[: max(_MAX_EVENT_TYPES, len(known))]
 
-        ch_codes, ch_uniques = pd.factorize(channel_column(events), sort=True)
         ch_freq = np.bincount(ch_codes, minlength=len(ch_uniques))
         channels = tuple(str(ch_uniques[i]) for i in np.argsort(-ch_freq, kind="stable"))
         channels = tuple(c for c in channels if c != OTHER)[:_MAX_CHANNELS]
@@ -143,7 +158,6 @@ class FeatureSpec(Vocabulary):
         ]
         touchpoints = tuple(dict.fromkeys(forced + ranked))[: max(max_touchpoints, len(forced))]
 
-        stage = stage_evidence_codes(et_codes, et_uniques, ~same, journey_map)
         # Stage transitions between consecutive stage-evidencing events of one customer.
         sub = np.flatnonzero(stage >= 0)
         s_sub = stage[sub].astype(np.int64)
@@ -164,14 +178,13 @@ class FeatureSpec(Vocabulary):
         )
 
         reference: dict[str, float] = {}
-        for fr in journey_map.friction:
-            if fr.column is None:
+        for i, (fr, values) in enumerate(zip(journey_map.friction, log.measure, strict=True)):
+            if values is None:
                 continue
-            values = friction_measure(events, fr.column)
-            on_tp = ~np.isnan(values)
-            if fr.event_type is not None:
-                on_tp &= (events["event_type"] == fr.event_type).to_numpy()
-            calm = values[on_tp & ~over_threshold(values, fr.min)]
+            # The measured events of the friction's type, in event order.
+            if until is not None:
+                values = values[log.ts[log.flags[f"measured:{i}"]] <= to_utc(until).value]
+            calm = values[~over_threshold(values, fr.min)]
             reference[fr.name] = float(np.median(calm)) if calm.size else 0.0
 
         return cls(
@@ -291,6 +304,15 @@ class FeatureSpec(Vocabulary):
             if fr.touchpoint in groups and fr.touchpoint != fr.name:
                 groups[fr.touchpoint] = list(dict.fromkeys([*groups[fr.touchpoint], *names]))
         return groups
+
+
+def _sorted_codes(codes: np.ndarray, names: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    """Re-code ``codes`` (into ``names``) into the sorted distinct names they use."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)) > 0)
+    order = np.array(sorted(present, key=lambda i: str(names[i])), dtype=np.int64)
+    remap = np.full(len(names), -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    return remap[codes], pd.Index(names[order])
 
 
 def _same_customer_pairs(same: np.ndarray, sub: np.ndarray) -> np.ndarray:

@@ -61,7 +61,9 @@ def _occurrences(log: EventLog) -> list[np.ndarray]:
     return [_mask(log, log.flags[f"friction:{i}"]) for i in range(len(log.journey_map.friction))]
 
 
-def control_event_types(events: pd.DataFrame | EventLog, journey_map: JourneyMap) -> dict[str, tuple[str, ...]]:
+def control_event_types(
+    events: pd.DataFrame | EventLog, journey_map: JourneyMap, *, until: Any = None
+) -> dict[str, tuple[str, ...]]:
     """Friction name -> the event types whose friction-free events serve as its controls.
 
     A measured friction's controls are events of its own type (below the threshold); a
@@ -74,6 +76,8 @@ def control_event_types(events: pd.DataFrame | EventLog, journey_map: JourneyMap
     events : DataFrame or EventLog
         Canonical events (sorted by customer and time when a DataFrame).
     journey_map : JourneyMap
+    until : timestamp-like, optional
+        Learn from the events at or before this time only (default: all).
 
     Returns
     -------
@@ -83,6 +87,8 @@ def control_event_types(events: pd.DataFrame | EventLog, journey_map: JourneyMap
     log = _log_of(events, journey_map)
     same = np.ones(log.n, dtype=bool)
     same[log.start[:-1]] = False
+    if until is not None:  # a customer's earlier event is then before ``until`` too
+        same &= log.ts <= to_utc(until).value
     etype = log.event_types.to_numpy()[log.event_type] if log.n else np.zeros(0, dtype=object)
     out: dict[str, tuple[str, ...]] = {}
     for fr, occ in zip(journey_map.friction, _occurrences(log), strict=True):

@@ -1,7 +1,7 @@
 """Simple fitted baselines with the same interface as :mod:`journey_ml.models`.
 
-Every model is reported beside these on the same test window, so a LightGBM model has
-to earn its complexity:
+Every model is reported beside these, fitted on the same (weighted) training rows and
+scored on the same test rows, so a LightGBM model has to earn its complexity:
 
 * :class:`ClassPriorBaseline` — training class frequencies (next stage with
   ``n_classes=K``; drop-off base rate with ``n_classes=2``).
@@ -83,15 +83,16 @@ class _Baseline(BaseEstimator):
             raise ValueError(f"{param}: column '{column}' must be numeric ({exc})") from exc
 
     def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        *,
-        X_valid: ArrayLike | None = None,
-        y_valid: ArrayLike | None = None,
-        sample_weight: ArrayLike | None = None,
+        self, X: ArrayLike, y: ArrayLike, *, sample_weight: ArrayLike | None = None, **valid: ArrayLike | None
     ) -> Self:
-        """Fit on the (weighted) training rows; the validation rows are accepted and ignored."""
+        """Fit on the (weighted) training rows.
+
+        ``X_valid`` and ``y_valid`` are accepted, like the LightGBM models', and ignored:
+        a baseline has nothing to early-stop or calibrate.
+        """
+        unknown = sorted(set(valid) - {"X_valid", "y_valid"})
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.fit() got unexpected keyword arguments {unknown}")
         ya = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         if ya.ndim != 1:
             raise ValueError(f"y must be 1-d, got shape {ya.shape}")

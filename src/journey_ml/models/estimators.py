@@ -167,12 +167,12 @@ class NextStageModel(ClassifierMixin, LightGBMEstimator):
         out["stage_prior_fallback"] = None if fallback is None else fallback.tolist()
         return out
 
-    def _calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    def calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._proba_from_logits(raw, float(self.calibrator_["temperature"]))
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probability of each stage, shape ``(n_samples, n_classes)``."""
-        return self._calibrated(self.predict_raw(X))
+        return self.calibrated(self.predict_raw(X))
 
     def predict(self, X: ArrayLike) -> NDArray[np.int64]:
         """Most probable next stage index per row."""
@@ -228,12 +228,12 @@ class DropOffModel(ClassifierMixin, LightGBMEstimator):
     def _fit_calibrator(self, raw: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         self.calibrator_, self.calibration_report_ = fit_binary(raw, y, self.calibration_method)
 
-    def _calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    def calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return apply_binary(self.calibrator_, raw)
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Calibrated ``[P(stay), P(drop-off)]``, shape ``(n_samples, 2)``."""
-        p = self._calibrated(self.predict_raw(X))
+        p = self.calibrated(self.predict_raw(X))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: ArrayLike, threshold: float = 0.5) -> NDArray[np.int64]:
@@ -285,12 +285,12 @@ class RevenueModel(RegressorMixin, LightGBMEstimator):
     def _fit_calibrator(self, raw: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         self.calibrator_, self.calibration_report_ = fit_scale(raw, y)
 
-    def _calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    def calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.exp(raw) * float(self.calibrator_["scale"])
 
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Calibrated expected value in the horizon, shape ``(n_samples,)``, ``>= 0``."""
-        return self._calibrated(self.predict_raw(X))
+        return self.calibrated(self.predict_raw(X))
 
 
 MODEL_CLASSES: dict[str, type[LightGBMEstimator]] = {

@@ -87,7 +87,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         too confounded to show, e.g. a friction never lowers drop-off risk.
 
     Subclasses set ``_kind`` and implement ``_objective_params``, ``_check_y``,
-    ``_fit_calibrator`` and ``_calibrated`` (raw margin -> calibrated output).
+    ``_fit_calibrator`` and :meth:`calibrated` (raw margin -> calibrated output).
     """
 
     n_estimators: int = DEFAULTS.n_estimators
@@ -128,7 +128,8 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
     def _fit_calibrator(self, raw: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         raise NotImplementedError
 
-    def _calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    def calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The calibrated output (probabilities or expected value) of raw margins ``raw``."""
         raise NotImplementedError
 
     # -- validation ------------------------------------------------------------------

@@ -36,8 +36,10 @@ from journey_ml.contract import JourneyMap, TrainConfig
 from journey_ml.evaluation import drift as drift_mod
 from journey_ml.evaluation.drift_report import drift_figures, drift_report_html
 from journey_ml.evaluation.gate import primary_change
+from journey_ml.evaluation.quality import window_rejects
 from journey_ml.exceptions import ModelBundleError
 from journey_ml.models.tasks import predict_task, target, task_metrics
+from journey_ml.pipeline.scoring import score_features
 from journey_ml.pipeline.steps import headline
 from journey_ml.pipeline.train import TrainResult, run_training
 from journey_ml.registry import tracking
@@ -362,12 +364,12 @@ def measure_and_log_drift(
         events, champion.journey_map, champion.spec, start=start, boundary=boundary, cadence_days=cadence_days
     )
     in_ref = (events["timestamp"] <= boundary).to_numpy()
-    reject_shares = drift_mod.window_rejects(
+    reject_shares = window_rejects(
         rejects, journey_map.source_column("timestamp"), boundary, int(in_ref.sum()), int((~in_ref).sum())
     )
     report = drift_mod.measure_drift(
-        reference, current, champion, reference_events=events.loc[in_ref], current_events=events.loc[~in_ref],
-        reject_shares=reject_shares,
+        reference, current, champion, score=lambda rows: score_features(rows, champion),
+        reference_events=events.loc[in_ref], current_events=events.loc[~in_ref], reject_shares=reject_shares,
     )  # fmt: skip
     drift_run_id = _log_drift(client, experiment_id, parent_id, report)
     return report, current, {**report.to_dict(), "run_id": drift_run_id}

@@ -28,6 +28,7 @@ from journey_ml.pipeline.splits import SnapshotSplits
 from journey_ml.registry.bundle import ModelBundle
 
 __all__ = [
+    "calibrate_on_weekly",
     "champion_primary_metrics",
     "evaluate_models",
     "fit_baselines",
@@ -78,7 +79,6 @@ def fit_models(
     """
     tuned = tuned or {}
     models = {}
-    weekly = splits.valid.iloc[: splits.valid_weekly] if splits.valid_weekly is not None else None
     for task in splits.tasks:
         params = tuned[task].best_params if task in tuned else {}
         model = make_model(task, splits.spec, config, params, unit=splits.value_unit)
@@ -89,10 +89,17 @@ def fit_models(
             y_valid=splits.y(task, "valid"),
             sample_weight=splits.train_weight,
         )
-        if weekly is not None:
-            model.fit_calibration(weekly[splits.spec.feature_names], target(task, weekly, splits.value_unit))
-        models[task] = model
+        models[task] = calibrate_on_weekly(model, task, splits)
     return models
+
+
+def calibrate_on_weekly(model: Any, task: str, splits: SnapshotSplits) -> Any:
+    """Refit ``model``'s calibration on the weekly validation rows when event-anchored rows
+    were appended to validation: the weekly rows are drawn like the rows scoring sees."""
+    if splits.valid_weekly is not None:
+        weekly = splits.valid.iloc[: splits.valid_weekly]
+        model.fit_calibration(weekly[splits.spec.feature_names], target(task, weekly, splits.value_unit))
+    return model
 
 
 def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:

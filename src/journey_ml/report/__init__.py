@@ -168,10 +168,10 @@ def build_report(
     unit = str(improvements.attrs.get("unit", "revenue"))
     parts.append(f"<p class='note'>Amounts are in {html.escape(unit)}.</p>")
     parts.append(
-        "<p class='note'>Expected impact gained if the friction were fixed: over the prediction horizon "
-        "for the customers scored at one time, or, for a period ranking, over the period's weekly "
-        "snapshots with each friction occurrence valued once; interval: 95% bootstrap over customers. "
-        "The counterfactual column re-predicts with the friction set to its fixed reference.</p>"
+        "<p class='note'>Expected impact gained if the friction were fixed, over the ranked period: "
+        "each friction occurrence valued once, on its own event-anchored row (or, for models trained "
+        "on weekly snapshots only, the snapshot after it); interval: 95% bootstrap over customers. "
+        "The counterfactual column re-predicts with the occurrence undone.</p>"
     )
     cols = [c for c in ("rank", "touchpoint", "touchpoint_group", "expected_impact", "ci_low", "ci_high",
                         "customers_affected", "mean_drop_off_points", "worst_stage", "counterfactual_impact") if c in improvements.columns]

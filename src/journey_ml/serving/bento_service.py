@@ -119,10 +119,12 @@ class GuardMiddleware:
 
 
 def _too_large(size: int, limit: int) -> dict[str, Any]:
+    """The 413 body for a request body over the limit."""
     return {"error": f"body: {size} bytes exceed the limit of {limit} bytes (JOURNEY_ML_MAX_BODY_BYTES)", "field": "body"}
 
 
 async def _send_json(send: Send, status: int, payload: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer with a JSON body straight from the middleware (the app never sees the request)."""
     data = json.dumps(payload).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra_headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -157,6 +159,7 @@ def _named_validation_errors(send: Send) -> Send:
 
 
 def _rewrite_400(raw: bytes) -> bytes:
+    """A pydantic error body rewritten as ``{error, field, errors}``; other bodies unchanged."""
     try:
         payload = json.loads(raw)
     except ValueError:

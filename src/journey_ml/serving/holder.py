@@ -78,6 +78,7 @@ class ModelHolder:
             raise JourneyMLError(f"model bundle not readable: {meta}: {exc}") from exc
 
     def _load(self, token: str) -> LoadedModel:
+        """Load the model ``token`` identifies (an alias is pinned to the probed version)."""
         if self.ref.startswith("models:/") and "@" in self.ref:
             # Load the version the alias pointed at when probed, so a move during the
             # download cannot mix the two.
@@ -122,6 +123,7 @@ class ModelHolder:
             self._thread = None
 
     def _poll(self, interval: float) -> None:
+        """The polling thread's loop: reload until :meth:`stop`; a failure keeps the old model."""
         while not self._stop.wait(interval):
             try:
                 self.reload()

@@ -117,6 +117,7 @@ class ServerProcess:
         return self._log.read().decode("utf-8", "replace")[-chars:]
 
     def _wait_ready(self) -> None:
+        """Poll ``/readyz`` until it answers 200; raise with the log tail on exit or timeout."""
         deadline = time.monotonic() + self.start_timeout
         assert self.process is not None
         while time.monotonic() < deadline:

@@ -8,17 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = [
-    "ACQUISITION_CHANNELS",
-    "CH",
-    "CHANNELS",
-    "ET",
-    "EVENT_TYPES",
-    "FRICTION_NAMES",
-    "HABIT_CHANNELS",
-    "SESSION_CHANNELS",
-]
-
 #: Friction names; equal to the friction names of the default e-commerce journey map.
 FRICTION_NAMES: tuple[str, ...] = (
     "checkout_error",

@@ -83,14 +83,8 @@ def draft_journey_map(
     """
     frame, fmt, set_aside = read_for_init(path)
     return draft_from_frame(
-        frame,
-        source=str(path),
-        fmt=fmt,
-        set_aside=set_aside,
-        columns=columns,
-        seed=seed,
-        max_sample_rows=max_sample_rows,
-        max_sample_customers=max_sample_customers,
+        frame, source=str(path), fmt=fmt, set_aside=set_aside, columns=columns, seed=seed,
+        max_sample_rows=max_sample_rows, max_sample_customers=max_sample_customers,
     )
 
 

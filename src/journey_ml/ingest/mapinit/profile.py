@@ -79,16 +79,9 @@ def _profile(name: str, series: pd.Series, rng: np.random.Generator) -> ColumnPr
         take = np.sort(rng.choice(rows, size=min(_TYPE_SAMPLE, len(rows)), replace=False))
         date_share = _date_share(series.iloc[take].reset_index(drop=True))
     return ColumnProfile(
-        name=name,
-        kind=kind,
-        non_blank=non_blank,
-        distinct=distinct,
-        numeric_share=numeric_share,
-        integral=integral,
-        negatives=int((fin_vals < 0).sum()),
-        zeros=int((fin_vals == 0).sum()),
-        date_share=date_share,
-        examples=examples,
+        name=name, kind=kind, non_blank=non_blank, distinct=distinct, numeric_share=numeric_share,
+        integral=integral, negatives=int((fin_vals < 0).sum()), zeros=int((fin_vals == 0).sum()),
+        date_share=date_share, examples=examples,
     )
 
 

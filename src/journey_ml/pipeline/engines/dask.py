@@ -25,8 +25,8 @@ from journey_ml.contract import JourneyMap, TrainConfig
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec
 from journey_ml.labels.anchors import control_event_types
+from journey_ml.labels.cutoffs import split_by_cutoff
 from journey_ml.labels.shape import JourneyShape, Part
-from journey_ml.labels.snapshots import split_by_cutoff
 from journey_ml.models.tasks import SLOTS, task_for
 from journey_ml.models.tuning import TuningResult
 from journey_ml.pipeline.engines.base import BuiltSplits
@@ -54,6 +54,7 @@ from journey_ml.pipeline.splits import (
     check_split_rows,
     first_validation_cutoff,
 )
+from journey_ml.pipeline.steps import calibrate_on_weekly
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -85,6 +86,16 @@ class DaskSnapshotSplits:
     anchored_rows: int = 0
     valid_start: pd.Timestamp | None = None
     shape: JourneyShape | None = None
+    #: Rows of ``valid`` that are weekly (the anchored validation rows follow them).
+    valid_weekly: int | None = None
+
+    def in_memory_shell(self) -> SnapshotSplits:
+        """The in-memory parts (no training rows) as :class:`SnapshotSplits`."""
+        return SnapshotSplits(
+            spec=self.spec, train=self.valid.iloc[:0], valid=self.valid, test=self.test,
+            anchored_rows=self.anchored_rows, valid_start=self.valid_start, shape=self.shape,
+            valid_weekly=self.valid_weekly,
+        )  # fmt: skip
 
     def in_memory(self, max_rows: int, seed: int) -> SnapshotSplits:
         """:class:`~journey_ml.pipeline.splits.SnapshotSplits` with a seeded sample of at most
@@ -108,15 +119,14 @@ class DaskSnapshotSplits:
         return SnapshotSplits(
             spec=self.spec, train=frame, valid=self.valid, test=self.test, anchored_rows=self.anchored_rows,
             train_weight=None if weight is None else weight.loc[frame.index].to_numpy(dtype=np.float64),
-            valid_start=self.valid_start, shape=self.shape,
+            valid_start=self.valid_start, shape=self.shape, valid_weekly=self.valid_weekly,
         )  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         """:meth:`SnapshotSplits.describe`, with the training rows counted on the workers."""
         import dask
 
-        empty = SnapshotSplits(spec=self.spec, train=self.valid.iloc[:0], valid=self.valid, test=self.test)
-        out = empty.describe()
+        out = self.in_memory_shell().describe()
         cut = self.train["cutoff"]
         rows, customers, drop, n_cut, first, last = dask.compute(
             self.train.shape[0], self.train["customer_id"].nunique(), self.train["drop_off"].mean(),
@@ -165,7 +175,6 @@ def build_snapshot_splits(
     gathered into memory. ``client`` defaults to the current distributed client.
     """
     import dask
-    import dask.dataframe as dd
 
     lo, hi, total = time_range(events)
     cadence = config.snapshots.cadence_days
@@ -196,16 +205,20 @@ def build_snapshot_splits(
     test_df = _sorted_rows(test_df, horizon=journey_map.horizon_days)
     check_split_rows({"validation": len(valid_df), "test": len(test_df)})
     valid_start = pd.Timestamp(valid_df["cutoff"].min())
-    anchored_rows = 0
+    anchored_rows, valid_weekly = 0, None
     if anchored:
         step = pd.Timedelta(days=cadence)
         anchors = _Anchors(events, spec, config, control_event_types(sample, journey_map))
         more, anchored_rows = anchors.weighted(start=cutoffs[0] - step, end=valid_start)
-        train = dask.persist(dd.concat([train, _float32(more[keep], names)]))[0]
+        # Partition by partition, so every worker holds weekly and anchored rows in the same
+        # mix: LightGBM's distributed boost-from-average is a mean of the workers' means.
+        more = _float32(more[keep], names)
+        train = dask.persist(train.map_partitions(_appended, more, align_dataframes=False, meta=train._meta))[0]
         del more
         if config.anchors.in_validation:
             rows = anchors.rows(start=valid_start - step, end=test_df["cutoff"].min()).compute()
             anchored_rows += len(rows)
+            valid_weekly = len(valid_df)
             valid_df = pd.concat([valid_df, rows[list(valid_df.columns)]], ignore_index=True)
         if not anchored_rows:
             shape.parts["anchored_rows"] = Part(False, "no friction occurs in the training period")
@@ -220,7 +233,12 @@ def build_snapshot_splits(
     return DaskSnapshotSplits(
         spec=spec, train=stacked, valid=valid_df, test=test_df, n_train=n_train,
         train_cutoffs=pd.DatetimeIndex(tr["cutoff"]), anchored_rows=anchored_rows, valid_start=valid_start, shape=shape,
+        valid_weekly=valid_weekly,
     )  # fmt: skip
+
+
+def _appended(part: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([part, more], ignore_index=True)
 
 
 def _float32(frame: dd.DataFrame, names: list[str]) -> dd.DataFrame:
@@ -301,11 +319,12 @@ def fit_models(
 ) -> dict[str, Any]:
     """The three models of :func:`journey_ml.pipeline.steps.fit_models`, boosted with ``lightgbm.dask``."""
     tuned = tuned or {}
+    local = splits.in_memory_shell()
     models: dict[str, Any] = {}
     for slot in SLOTS:
         task = task_for(slot)
         params = tuned[slot].best_params if slot in tuned else {}
-        models[slot] = fit_model(
+        model = fit_model(
             task.make_model(splits.spec, config, params),
             splits.train,
             task.label,
@@ -314,6 +333,7 @@ def fit_models(
             X_valid=splits.valid,
             y_valid=task.target(splits.valid),
         )
+        models[slot] = calibrate_on_weekly(model, slot, local)
     return models
 
 

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, softmax
 
 from journey_ml.models import RevenueModel
+from journey_ml.models.scoring import log_loss
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -211,14 +213,10 @@ class ReplicatedEarlyStopping:
 
 
 def _metric(objective: str, raw: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> float:
-    eps = 1e-15
     if objective == "multiclass":
-        z = raw - raw.max(axis=1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y.astype(np.int64)], eps))))
+        return log_loss(y.astype(np.int64), softmax(raw, axis=1))
     if objective == "binary":
-        p = np.clip(1.0 / (1.0 + np.exp(-raw)), eps, 1 - eps)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        return log_loss(y, expit(raw))
     if objective == "tweedie":
         rho = float(params["tweedie_variance_power"])
         mu = np.maximum(np.exp(raw), 1e-10)

@@ -26,7 +26,7 @@ from journey_ml.contract import JourneyMap
 from journey_ml.contract.time import to_utc
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec
-from journey_ml.labels.snapshots import make_cutoffs as snapshot_cutoffs
+from journey_ml.labels.cutoffs import make_cutoffs as snapshot_cutoffs
 from journey_ml.registry.tracking import combine_fingerprints, fingerprint_part
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def make_cutoffs(
     min_history_days: float = 28,
     span: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> pd.DatetimeIndex:
-    """:func:`journey_ml.labels.snapshots.make_cutoffs` for a Dask frame (it only needs the time range)."""
+    """:func:`journey_ml.labels.cutoffs.make_cutoffs` for a Dask frame (it only needs the time range)."""
     lo, hi = span if span is not None else time_range(events)[:2]
     bounds = pd.DataFrame({"timestamp": pd.DatetimeIndex([lo, hi]).tz_convert("UTC")})
     return snapshot_cutoffs(bounds, journey_map, cadence_days, min_history_days=min_history_days)

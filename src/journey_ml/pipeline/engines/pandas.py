@@ -16,8 +16,9 @@ from journey_ml.contract import JourneyMap, TrainConfig
 from journey_ml.eventlog import EventLog
 from journey_ml.features import FeatureSpec, compute_features
 from journey_ml.labels.anchors import anchor_cutoffs, control_event_types
+from journey_ml.labels.cutoffs import make_cutoffs, split_by_cutoff
 from journey_ml.labels.shape import JourneyShape, Part, check_labels
-from journey_ml.labels.snapshots import build_snapshots, make_cutoffs, split_by_cutoff
+from journey_ml.labels.snapshots import build_snapshots
 from journey_ml.models.tuning import TuningResult
 from journey_ml.pipeline.engines.base import BuiltSplits
 from journey_ml.pipeline.splits import (
@@ -67,9 +68,11 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
     # could see: up to the last cutoff before validation starts.
     first_valid = first_validation_cutoff(cutoffs, config)
     train_events = events.loc[events["timestamp"] < first_valid]
-    spec = FeatureSpec.fit(train_events, journey_map, max_touchpoints=config.features.max_touchpoints)
+    # Sorted and encoded once: for the fit, the control types and every row build below.
+    log = EventLog.build(events, journey_map)
+    before_valid = first_valid - pd.Timedelta(1, "ns")
+    spec = FeatureSpec.fit(log, journey_map, max_touchpoints=config.features.max_touchpoints, until=before_valid)
     shape = JourneyShape.assess(train_events, journey_map, anchors_enabled=config.anchors.enabled)
-    log = EventLog.build(events, spec)  # sorted and encoded once for every row build below
     snapshots = build_snapshots(log, journey_map, spec, cutoffs=cutoffs)
     train, valid, test = split_by_cutoff(
         snapshots,
@@ -86,7 +89,7 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
         spec=spec, train=train, valid=valid, test=test, valid_start=pd.Timestamp(valid["cutoff"].min()), shape=shape
     )
     if shape.on("anchored_rows"):
-        control_types = control_event_types(train_events, journey_map)
+        control_types = control_event_types(log, journey_map, until=before_valid)
         add_anchored_rows(splits, log, cutoffs[0], config, control_types)
     return splits
 
