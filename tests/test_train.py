@@ -343,3 +343,33 @@ def test_bad_config_key_fails_with_exit_2(tmp_path: Path) -> None:
     assert "split.tset_cutoffs" in result.output or "tset_cutoffs" in result.output
     assert "test_cutoffs" in result.output  # the did-you-mean hint / allowed keys
     assert not (tmp_path / "models").exists()
+
+
+def test_data_fingerprint_ignores_row_order_but_not_content() -> None:
+    """One fingerprint per data set whatever the engine reads: row order and partitioning
+    do not change it (the Dask engine combines per-partition parts), any value does."""
+    from journey_ml.registry.tracking import combine_fingerprints, data_fingerprint, fingerprint_part
+
+    events = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "c"],
+            "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-01", "2026-01-03"], utc=True),
+            "event_type": ["view", "purchase", "view", "view"],
+            "revenue": [0.0, 10.0, 0.0, 0.0],
+        }
+    )
+    want = data_fingerprint(events)
+    assert want["rows"] == 4 and want["customers"] == 3 and want["start"].startswith("2026-01-01")
+    assert data_fingerprint(events.iloc[::-1]) == want
+    parts = [fingerprint_part(events.iloc[:2]), fingerprint_part(events.iloc[2:])]
+    assert combine_fingerprints(parts) == want
+    assert data_fingerprint(events.assign(revenue=[0.0, 11.0, 0.0, 0.0]))["sha256"] != want["sha256"]
+
+
+def test_an_empty_split_fails_with_the_counts() -> None:
+    from journey_ml.labels.shape import InsufficientDataError
+    from journey_ml.pipeline.splits import check_split_rows
+
+    check_split_rows({"train": 3, "validation": 1, "test": 1})
+    with pytest.raises(InsufficientDataError, match="the validation split has no snapshot rows"):
+        check_split_rows({"train": 3, "validation": 0, "test": 1})

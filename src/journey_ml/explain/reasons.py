@@ -62,22 +62,11 @@ def _phrase(group: str, cols: list[str], row: dict[str, float], spec: FeatureSpe
 def reason_codes(
     features: pd.DataFrame, bundle: Bundle, top: int = 3
 ) -> list[list[dict[str, Any]]]:
-    """Top reasons for each customer's drop-off risk, in probability points.
+    """Top reasons for each feature row's drop-off risk, in probability points.
 
-    Parameters
-    ----------
-    features : DataFrame
-        Feature rows built with ``bundle.spec``.
-    bundle : Bundle
-    top : int, default 3
-        At most this many reasons per customer (only groups that *raise* the risk).
-
-    Returns
-    -------
-    list of list of dict
-        Per row, ``{"touchpoint", "points", "text"}`` sorted by ``points`` descending;
-        ``points`` = 100 × (p_drop − p_drop with the group's SHAP removed), on the
-        customer's own base through the model's calibration.
+    Per row, at most ``top`` groups that *raise* the risk, as ``{"touchpoint", "points",
+    "text"}`` sorted by ``points`` descending; ``points`` = 100 × (p_drop − p_drop with the
+    group's SHAP removed), on the customer's own base through the model's calibration.
     """
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")

@@ -238,32 +238,45 @@ def group_shap(
     return phi[:, : len(names)] @ member
 
 
-def shap_summary_figures(
-    features: pd.DataFrame, bundle: Bundle, *, max_rows: int = 2000, seed: int = 0
-) -> dict[str, Any]:
-    """SHAP summary plots (``shap`` package) of the drop-off model per friction group.
-
-    Parameters
-    ----------
-    features : DataFrame
-        Feature rows built with ``bundle.spec``.
-    bundle : ModelBundle
-    max_rows : int, default 2000
-        Rows sampled (seeded) for the plots.
-    seed : int, default 0
-
-    Returns
-    -------
-    dict of str to matplotlib Figure
-        ``"drop_off_groups"``: beeswarm of SHAP summed per friction/touchpoint group;
-        ``"drop_off_friction_features"``: beeswarm of the individual friction features.
-    """
+def _beeswarm(
+    phi: NDArray[np.float64],
+    values: NDArray[np.float64],
+    names: list[str],
+    title: str,
+    top: int,
+    seed: int,
+) -> Any:
+    """One ``shap.summary_plot`` as a new matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import shap
 
+    plt.figure()
+    # An explicit rng: shap's default seeds NumPy's global RNG (and warns about it).
+    shap.summary_plot(
+        phi,
+        values,
+        feature_names=names,
+        show=False,
+        max_display=top,
+        rng=np.random.default_rng(seed),
+    )
+    fig = plt.gcf()
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def shap_summary_figures(
+    features: pd.DataFrame, bundle: Bundle, *, max_rows: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """SHAP beeswarms of the drop-off model on ``max_rows`` sampled (seeded) feature rows.
+
+    Returns ``"drop_off_groups"`` (SHAP summed per friction/touchpoint group, coloured by
+    the group's summed feature values) and ``"drop_off_friction_features"`` (the
+    individual friction features), as matplotlib figures.
+    """
     spec = bundle.spec
     names = spec.feature_names
     rng = np.random.default_rng(seed)
@@ -272,34 +285,16 @@ def shap_summary_figures(
     phi = tree_shap(bundle.drop_off, Xa)
     groups = reason_groups(spec)
     gphi = group_shap(phi, groups, names)
-    figures: dict[str, Any] = {}
-    # Group "value" for colouring: the group's count-like intensity (sum of its features).
     gval = group_shap(np.nan_to_num(Xa), groups, names)
     top = np.argsort(-np.abs(gphi).mean(axis=0))[:12]
-    # An explicit rng: shap's default seeds NumPy's global RNG (and warns about it).
-    shap.summary_plot(
-        gphi[:, top],
-        gval[:, top],
-        feature_names=[list(groups)[i] for i in top],
-        show=False,
-        max_display=12,
-        rng=np.random.default_rng(seed),
-    )
-    fig = plt.gcf()
-    fig.suptitle("Drop-off risk: SHAP per touchpoint / friction group (log-odds)", fontsize=11)
-    figures["drop_off_groups"] = fig
     fr_cols = [c for cols in spec.friction_features.values() for c in cols]
     fidx = [names.index(c) for c in fr_cols]
-    plt.figure()
-    shap.summary_plot(
-        phi[:, fidx],
-        Xa[:, fidx],
-        feature_names=fr_cols,
-        show=False,
-        max_display=15,
-        rng=np.random.default_rng(seed),
-    )
-    fig2 = plt.gcf()
-    fig2.suptitle("Drop-off risk: SHAP of the friction features (log-odds)", fontsize=11)
-    figures["drop_off_friction_features"] = fig2
-    return figures
+    return {
+        "drop_off_groups": _beeswarm(
+            gphi[:, top], gval[:, top], [list(groups)[i] for i in top],
+            "Drop-off risk: SHAP per touchpoint / friction group (log-odds)", 12, seed,
+        ),
+        "drop_off_friction_features": _beeswarm(
+            phi[:, fidx], Xa[:, fidx], fr_cols, "Drop-off risk: SHAP of the friction features (log-odds)", 15, seed,
+        ),
+    }  # fmt: skip

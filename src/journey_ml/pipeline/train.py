@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,23 +64,9 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``extra``'s keys at the top level)."""
-        return {
-            "run_id": self.run_id,
-            "model_uri": self.model_uri,
-            "model_version": self.model_version,
-            "bundle_path": str(self.bundle_path),
-            "promoted": self.promoted,
-            "alias": self.alias,
-            "metrics": self.metrics,
-            "baselines": self.baselines,
-            "gate": self.gate,
-            "tracking_uri": self.tracking_uri,
-            "splits": self.splits,
-            "tuning": self.tuning,
-            "seconds": self.seconds,
-            **self.extra,
-        }
+        """A JSON-ready dict: the fields in order, ``extra``'s keys at the top level."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**out, "bundle_path": str(self.bundle_path), **self.extra}
 
 
 # ---------------------------------------------------------------------------- pipeline
