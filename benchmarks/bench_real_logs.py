@@ -13,7 +13,7 @@ Protocol, for each cutoff ``T`` (the data are truncated at ``T`` for everything 
 * **ours**: ``run_training`` (what ``journey-ml train`` runs: snapshots, split, tuning,
   calibration, MLflow tracking into a temporary directory, registration) with the shipped
   ``cdnow`` journey map and ``pipelines/train.yaml`` (``--trials`` Optuna trials, snapshot
-  cadence ``--cadence`` days), then :func:`journey_ml.pipeline.scoring.score` of the registered
+  cadence ``--cadence`` days), then :func:`journey_ml.registry.scoring.score` of the registered
   bundle at ``T`` (what ``journey-ml score --at T`` runs);
 * **baselines**: the project's class prior and recency baselines fitted on the same
   training snapshots (:func:`journey_ml.pipeline.engines.pandas.build_snapshot_splits` with the same config),
@@ -186,7 +186,7 @@ def run_cutoff(events: pd.DataFrame, cutoff: pd.Timestamp, *, trials: int, caden
     from journey_ml.registry.bundle import ModelBundle
     from journey_ml.contract import JourneyMap, TrainConfig
     from journey_ml.features import features_at
-    from journey_ml.pipeline.scoring import score
+    from journey_ml.registry.scoring import score
     from journey_ml.contract.shipped import train_config_path
     from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.train import run_training

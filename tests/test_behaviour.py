@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from journey_ml.pipeline.scoring import score
+from journey_ml.registry.scoring import score
 
 NUMERIC = ["drop_off_risk", "expected_revenue"]
 

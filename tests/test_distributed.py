@@ -26,7 +26,7 @@ from journey_ml.pipeline import steps
 from journey_ml.pipeline.engines import dask as dask_engine
 from journey_ml.pipeline.engines import dask_frames, dask_io
 from journey_ml.pipeline.engines.pandas import build_snapshot_splits
-from journey_ml.pipeline.scoring import score
+from journey_ml.registry.scoring import score
 from journey_ml.pipeline.splits import SnapshotSplits
 from journey_ml.pipeline.train import run_training
 from journey_ml.registry.bundle import ModelBundle

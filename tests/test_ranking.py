@@ -399,7 +399,7 @@ def test_recovers_truth_ranking(truth_scale) -> None:  # type: ignore[no-untyped
 @pytest.mark.slow
 def test_reason_codes(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     from journey_ml.features import features_at
-    from journey_ml.pipeline.scoring import score
+    from journey_ml.registry.scoring import score
 
     tb = trained_bundle
     at = tb.events["timestamp"].max()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from journey_ml import serving
 from journey_ml.exceptions import ConfigError
-from journey_ml.pipeline.scoring import score
+from journey_ml.registry.scoring import score
 from journey_ml.serving import (
     ModelHolder,
     RequestError,

@@ -159,7 +159,7 @@ def test_shape_trains_scores_ranks_and_serves(
 
     from journey_ml.registry.bundle import ModelBundle
     from journey_ml.explain import improvements_for_bundle
-    from journey_ml.pipeline.scoring import score
+    from journey_ml.registry.scoring import score
     from journey_ml.serving import events_payload
     from journey_ml.pipeline.train import run_training
 

@@ -167,7 +167,7 @@ def score(
         return
     from journey_ml.explain import add_reason_codes
     from journey_ml.ingest import load_events
-    from journey_ml.pipeline.scoring import score as score_events
+    from journey_ml.registry.scoring import score as score_events
     from journey_ml.registry.bundle import load_bundle
 
     with user_errors(), progress("scoring", quiet=json_out):

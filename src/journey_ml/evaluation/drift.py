@@ -148,7 +148,7 @@ def score_drift(
     reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str] = SCORE_COLUMNS
 ) -> dict[str, float]:
     """PSI of each score column both frames have (``journey-ml score`` output or
-    :func:`journey_ml.pipeline.scoring.score_features`): drop-off risk, expected revenue or
+    :func:`journey_ml.registry.scoring.score_features`): drop-off risk, expected revenue or
     conversions, predicted next stage. A column that is all missing on a side is skipped
     (a model without revenue writes NaN, never 0)."""
     out: dict[str, float] = {}
@@ -289,7 +289,7 @@ def measure_drift(
     """Compare two windows of snapshot rows built with ``champion.spec`` and their events.
 
     Features by group (:func:`feature_drift`), the champion's scores on both windows
-    (``score(rows)``, e.g. :func:`journey_ml.pipeline.scoring.score_features` of the bundle;
+    (``score(rows)``, e.g. :func:`journey_ml.registry.scoring.score_features` of the bundle;
     compared by :func:`score_drift`) and data quality (:func:`quality_drift`), flagged by
     the thresholds of :mod:`journey_ml.evaluation.psi` and :mod:`journey_ml.evaluation.quality`.
     Scoring is passed in because the bundle and its scorer sit later in the data flow.

@@ -120,7 +120,7 @@ def add_reason_codes(
     Parameters
     ----------
     scores : DataFrame
-        Output of :func:`journey_ml.pipeline.scoring.score` (needs ``customer_id``).
+        Output of :func:`journey_ml.registry.scoring.score` (needs ``customer_id``).
     events : DataFrame
         The canonical events the scores came from.
     bundle : Bundle

@@ -1,3 +1,3 @@
-"""Pipelines as wiring: training (:mod:`.train`), retraining (:mod:`.retrain`) and batch
-scoring (:mod:`.scoring`), with the pure steps in :mod:`.steps` and the data-heavy work
+"""Pipelines as wiring: training (:mod:`.train`) and retraining (:mod:`.retrain`), with the
+pure steps in :mod:`.steps`, the time-based splits in :mod:`.splits` and the data-heavy work
 behind one engine interface in :mod:`.engines` (pandas in memory, Dask scaled out)."""

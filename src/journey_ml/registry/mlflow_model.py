@@ -25,7 +25,7 @@ class JourneyBundleModel(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from journey_ml.ingest import validate_events
-        from journey_ml.pipeline.scoring import score
+        from journey_ml.registry.scoring import score
 
         events = validate_events(model_input, self.bundle.journey_map).events
         at = (params or {}).get("at")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,13 @@ from journey_ml.contract import JourneyMap
 from journey_ml.evaluation.figures import figure_to_data_uri
 
 if TYPE_CHECKING:
-    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.explain.shap import Bundle
+
+    class ModelBundle(Bundle, Protocol):
+        """What the report reads of a trained bundle: explain's view plus its version."""
+
+        @property
+        def version(self) -> str: ...
 
 __all__ = ["build_report", "figure_to_data_uri", "impact_bar_chart", "report_for_bundle", "stage_funnel", "write_report"]
 

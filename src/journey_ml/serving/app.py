@@ -10,7 +10,7 @@ types are accepted and listed per customer in ``unknown_event_types``.
 A customer's ``as_of`` defaults to their latest event, which is what ``journey-ml score``
 does for a file holding only that customer's events. Features come from
 :func:`journey_ml.features.compute_features` and scores from
-:func:`journey_ml.pipeline.scoring.score_features`, so ``/score`` and batch scoring give
+:func:`journey_ml.registry.scoring.score_features`, so ``/score`` and batch scoring give
 identical numbers. A customer who is not *active* at ``as_of`` (no event at or before it,
 silent for more than ``inactivity_days``, or exited) is returned with that ``status`` and
 no predictions, exactly as batch scoring leaves them out.
@@ -32,7 +32,7 @@ from journey_ml.eventlog import EventLog
 from journey_ml.explain import reason_codes
 from journey_ml.features import compute_features
 from journey_ml.ingest import validate_events
-from journey_ml.pipeline.scoring import score_features
+from journey_ml.registry.scoring import score_features
 from journey_ml.serving.holder import LoadedModel, ModelHolder
 from journey_ml.serving.schemas import (
     EXAMPLE_EVENTS,

@@ -21,7 +21,7 @@ from journey_ml.features import FeatureSpec
 from journey_ml.features import compute_features as compute_pandas_features
 from journey_ml.features import features_at as pandas_features_at
 from journey_ml.labels.snapshots import build_snapshots as build_pandas_snapshots
-from journey_ml.pipeline.scoring import score_features
+from journey_ml.registry.scoring import score_features
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -283,7 +283,7 @@ def float32_features(part: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- scoring
 def score(events: dd.DataFrame, bundle: ModelBundle, at: Any = None, *, reasons: bool = False) -> dd.DataFrame:
-    """:func:`journey_ml.pipeline.scoring.score` (and optionally reason codes) on every partition.
+    """:func:`journey_ml.registry.scoring.score` (and optionally reason codes) on every partition.
 
     ``at`` defaults to the latest event over *all* partitions, as in pandas.
     """
