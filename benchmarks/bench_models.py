@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from journey_ml.evaluation.metrics import compare, journey_length_bucket
+from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 from journey_ml.models.baselines import (
     ClassPriorBaseline,
     MarkovChainBaseline,
     RecencyBaseline,
     StageMeanRevenueBaseline,
 )
-from journey_ml.evaluation.metrics import compare, journey_length_bucket
-from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 
 K = 6
 FEATURES = ["current_stage", "days_since_last_event", "n_events", "channel_code"] + [

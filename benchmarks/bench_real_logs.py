@@ -182,14 +182,14 @@ class CutoffRun:
 
 def run_cutoff(events: pd.DataFrame, cutoff: pd.Timestamp, *, trials: int, cadence_days: int, seed: int, workdir: Path) -> CutoffRun:
     """Train on events ``<= cutoff`` the way ``journey-ml train`` does, score at ``cutoff``, fit baselines."""
-    from journey_ml.models.baselines import ClassPriorBaseline, RecencyBaseline
-    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.contract import JourneyMap, TrainConfig
-    from journey_ml.features import features_at
-    from journey_ml.registry.scoring import score
     from journey_ml.contract.shipped import train_config_path
+    from journey_ml.features import features_at
+    from journey_ml.models.baselines import ClassPriorBaseline, RecencyBaseline
     from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.train import run_training
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.registry.scoring import score
 
     jm = JourneyMap.from_yaml("cdnow")
     seen = events.loc[events["timestamp"] <= cutoff].reset_index(drop=True)
@@ -240,8 +240,8 @@ def run_mvad(events: pd.DataFrame, *, trials: int, seed: int, workdir: Path) -> 
     """``run_training`` on MVAD with the shipped ``mvad`` map: every model beside its baselines
     on the test window (the product's own time split), the journey shape and the ranking."""
     from journey_ml.contract import JourneyMap, TrainConfig
-    from journey_ml.ingest import validate_events
     from journey_ml.contract.shipped import train_config_path
+    from journey_ml.ingest import validate_events
     from journey_ml.pipeline.train import run_training
 
     config = TrainConfig.from_yaml(

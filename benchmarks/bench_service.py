@@ -37,11 +37,11 @@ class TrivialService:
 
 
 def _train_bundle(out: Path, customers: int, seed: int, *, fit: bool = True) -> tuple[Path, Any]:
-    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.contract import ModelConfig, SplitConfig, TrainConfig, load_journey_map
-    from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.steps import fit_models
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.simulate import SimulationConfig, simulate
 
     sim = simulate(SimulationConfig(customers=customers, days=120, seed=seed))
     if not fit:  # only the events are needed: the bundle is given

@@ -115,11 +115,11 @@ class TrainedBundle:
 def train_small_bundle(
     out_dir: Path, *, customers: int = 3000, days: int = 150, seed: int = 11, effects: Any = None
 ) -> TrainedBundle:
-    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.contract import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
-    from journey_ml.simulate import SimulationConfig, simulate
     from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.steps import fit_models
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.simulate import SimulationConfig, simulate
 
     extra = {} if effects is None else {"effects": effects}
     sim = simulate(SimulationConfig(customers=customers, days=days, seed=seed, **extra), truth=effects is None)

@@ -101,6 +101,15 @@ def _package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
+#: The data flow, as in the README's "Map of the code": a package imports only from the
+#: packages before it (and the shared leaves ``exceptions`` and ``runtime``).
+FLOW = (
+    "contract", "ingest", "eventlog", "features", "labels", "models", "evaluation",
+    "explain", "registry", "report", "pipeline", "serving", "cli",
+)  # fmt: skip
+LEAVES = ("journey_ml", "exceptions", "runtime")
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_size(name: str) -> None:
     lines = MODULES[name].read_text().count("\n")
@@ -137,6 +146,21 @@ def test_no_import_cycles_lazy_ones_included() -> None:
 
 def test_no_cycles_between_packages() -> None:
     assert _cycles(_package_graph(_edges())) == []
+
+
+def test_packages_import_only_earlier_stages_of_the_flow() -> None:
+    order = {f"journey_ml.{p}": i for i, p in enumerate(FLOW)}
+    order["journey_ml.simulate"] = order["journey_ml.ingest"]  # standalone: contract only
+    backwards = [
+        f"{package} imports {target}"
+        for package, targets in _package_graph(_edges()).items()
+        if package in order
+        for target in targets
+        if target.removeprefix("journey_ml.") not in LEAVES and target != "journey_ml"
+        and order.get(target, len(FLOW)) >= order[package]
+    ]  # fmt: skip
+    assert not backwards, backwards
+    assert set(order) >= {".".join(m.split(".")[:2]) for m in MODULES} - {"journey_ml", *(f"journey_ml.{leaf}" for leaf in LEAVES)}
 
 
 def test_the_checker_sees_a_cycle_and_a_private_import() -> None:

@@ -26,10 +26,10 @@ from journey_ml.pipeline import steps
 from journey_ml.pipeline.engines import dask as dask_engine
 from journey_ml.pipeline.engines import dask_frames, dask_io
 from journey_ml.pipeline.engines.pandas import build_snapshot_splits
-from journey_ml.registry.scoring import score
 from journey_ml.pipeline.splits import SnapshotSplits
 from journey_ml.pipeline.train import run_training
 from journey_ml.registry.bundle import ModelBundle
+from journey_ml.registry.scoring import score
 from journey_ml.simulate import SimulationConfig, simulate
 
 KEYS = ["customer_id", "cutoff"]

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from journey_ml.cli import app
 from journey_ml.evaluation import drift, drift_report, psi, quality
-from journey_ml.registry.scoring import score_features
 from journey_ml.registry.modelcard import SECTIONS, auc_standard_error, render_model_card
+from journey_ml.registry.scoring import score_features
 from tests.conftest import DEFAULT_MAP
 
 

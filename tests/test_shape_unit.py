@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.labels.anchors import anchor_cutoffs
 from journey_ml.contract import JourneyMap
+from journey_ml.labels.anchors import anchor_cutoffs
 from journey_ml.labels.shape import WARN_FACTOR, InsufficientDataError, JourneyShape, check_labels
 
 MAP = {

@@ -157,11 +157,11 @@ def test_shape_trains_scores_ranks_and_serves(
 ) -> None:
     import mlflow
 
-    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.explain import improvements_for_bundle
+    from journey_ml.pipeline.train import run_training
+    from journey_ml.registry.bundle import ModelBundle
     from journey_ml.registry.scoring import score
     from journey_ml.serving import events_payload
-    from journey_ml.pipeline.train import run_training
 
     jm = JourneyMap.from_dict(shape_map(shape))
     loaded = validate_events(shape_events(shape, simulated), jm)

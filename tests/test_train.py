@@ -348,7 +348,11 @@ def test_bad_config_key_fails_with_exit_2(tmp_path: Path) -> None:
 def test_data_fingerprint_ignores_row_order_but_not_content() -> None:
     """One fingerprint per data set whatever the engine reads: row order and partitioning
     do not change it (the Dask engine combines per-partition parts), any value does."""
-    from journey_ml.registry.tracking import combine_fingerprints, data_fingerprint, fingerprint_part
+    from journey_ml.registry.tracking import (
+        combine_fingerprints,
+        data_fingerprint,
+        fingerprint_part,
+    )
 
     events = pd.DataFrame(
         {

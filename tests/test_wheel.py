@@ -27,9 +27,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from journey_ml.contract import shipped
 from journey_ml.cli import app
-from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig
+from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap, TrainConfig, shipped
 from journey_ml.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

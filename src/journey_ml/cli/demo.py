@@ -120,8 +120,8 @@ def train_models(
 def score_customers(events: pd.DataFrame, bundle_path: Path, out: Path, paths: dict[str, Path]) -> pd.DataFrame:
     """4. Score every active customer with the new bundle; print the five most at risk."""
     from journey_ml.cli.train import write_table
-    from journey_ml.registry.scoring import score
     from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.registry.scoring import score
 
     with console.status("scoring active customers"):
         scores = score(events, ModelBundle.load(bundle_path))

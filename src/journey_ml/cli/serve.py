@@ -25,8 +25,8 @@ def serve(
     non-health endpoint; limits come from JOURNEY_ML_MAX_* (see service/README.md).
     """
     from journey_ml.registry.bundle import is_mlflow_uri
-    from journey_ml.serving import DEFAULT_MODEL, ServiceSettings, server_command
     from journey_ml.registry.tracking import resolve_tracking_uri
+    from journey_ml.serving import DEFAULT_MODEL, ServiceSettings, server_command
 
     with user_errors():
         env = dict(os.environ)

@@ -167,8 +167,8 @@ def score(
         return
     from journey_ml.explain import add_reason_codes
     from journey_ml.ingest import load_events
-    from journey_ml.registry.scoring import score as score_events
     from journey_ml.registry.bundle import load_bundle
+    from journey_ml.registry.scoring import score as score_events
 
     with user_errors(), progress("scoring", quiet=json_out):
         bundle = load_bundle(model, tracking_uri=tracking_uri)

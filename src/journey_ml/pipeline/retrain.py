@@ -39,11 +39,11 @@ from journey_ml.evaluation.gate import primary_change
 from journey_ml.evaluation.quality import window_rejects
 from journey_ml.exceptions import ModelBundleError
 from journey_ml.models.tasks import predict_task, target, task_metrics
-from journey_ml.registry.scoring import score_features
 from journey_ml.pipeline.steps import headline
 from journey_ml.pipeline.train import TrainResult, run_training
 from journey_ml.registry import tracking
 from journey_ml.registry.bundle import ModelBundle
+from journey_ml.registry.scoring import score_features
 
 __all__ = ["RetrainResult", "backtest_champion", "compare_on_window", "evaluate_bundle", "run_retrain"]
 

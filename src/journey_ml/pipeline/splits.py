@@ -41,6 +41,9 @@ class SnapshotSplits:
     #: Weekly rows at the head of ``valid`` (None: all); event-anchored validation rows
     #: follow them. Calibration is fitted on the weekly ones, the rows scoring sees.
     valid_weekly: int | None = None
+    #: Weekly rows at the head of ``train`` (None: all, or not known); event-anchored
+    #: training rows follow them. Baselines are fitted on the weekly ones.
+    train_weekly: int | None = None
 
     def X(self, part: str) -> pd.DataFrame:
         """The feature columns of ``part`` (train, valid or test)."""

@@ -103,12 +103,24 @@ def calibrate_on_weekly(model: Any, task: str, splits: SnapshotSplits) -> Any:
 
 
 def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
-    """Every baseline of every task the run fits, on the model's training rows and weights."""
-    X = splits.X("train")
+    """Every baseline of every task the run fits.
+
+    Baselines have no calibration step, so they are fitted on the weekly training rows, the
+    distribution the test rows and scoring see (the model is fitted on the weighted rows and
+    calibrated on the weekly validation rows). Where the weekly rows are not known (the Dask
+    engine's training sample), on all training rows with the model's weights.
+    """
     k = len(splits.spec.journey_map.stages)
+    if splits.train_weekly is not None:
+        rows = splits.train.iloc[: splits.train_weekly]
+        X, weight = rows[splits.spec.feature_names], None
+        y = {task: target(task, rows, splits.value_unit) for task in splits.tasks}
+    else:
+        X, weight = splits.X("train"), splits.train_weight
+        y = {task: splits.y(task, "train") for task in splits.tasks}
     return {
         task: {
-            name: baseline.fit(X, splits.y(task, "train"), sample_weight=splits.train_weight)
+            name: baseline.fit(X, y[task], sample_weight=weight)
             for name, baseline in task_for(task, splits.value_unit).baselines(k).items()
         }
         for task in splits.tasks

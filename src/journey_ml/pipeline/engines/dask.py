@@ -41,7 +41,6 @@ from journey_ml.pipeline.engines.dask_frames import (
     stack_per_worker,
 )
 from journey_ml.pipeline.engines.dask_io import (
-    DEFAULT_SPEC_EVENTS,
     data_fingerprint,
     make_cutoffs,
     sample_events,
@@ -163,12 +162,12 @@ def build_snapshot_splits(
     journey_map: JourneyMap,
     config: TrainConfig,
     *,
-    spec_max_events: int = DEFAULT_SPEC_EVENTS,
+    spec_max_events: int | None = None,
     client: Client | None = None,
 ) -> DaskSnapshotSplits:
     """:func:`journey_ml.pipeline.engines.pandas.build_snapshot_splits` on a Dask frame of events.
 
-    The same cutoffs, spec and journey shape (exact up to ``spec_max_events`` training
+    The same cutoffs, spec and journey shape (exact up to ``spec_max_events``, default ``dask.spec_events``, training
     events, judged on a customer sample beyond) and split; rows are built once per
     partition, the training rows persisted on the workers (then stacked into one
     partition per worker, :func:`stack_per_worker`) and the validation and test rows
@@ -182,7 +181,8 @@ def build_snapshot_splits(
         events, journey_map, cadence_days=cadence, min_history_days=config.snapshots.min_history_days, span=(lo, hi)
     )
     first_valid = first_validation_cutoff(cutoffs, config)
-    sample = sample_events(events[events["timestamp"] < first_valid], max_events=spec_max_events, seed=config.seed, total=total)
+    limit = config.dask.spec_events if spec_max_events is None else spec_max_events
+    sample = sample_events(events[events["timestamp"] < first_valid], max_events=limit, seed=config.seed, total=total)
     spec = FeatureSpec.fit(sample, journey_map, max_touchpoints=config.features.max_touchpoints)
     shape = assess_shape(sample, journey_map, config)
     # The split only looks at cutoff times: decide it on one row per cutoff.

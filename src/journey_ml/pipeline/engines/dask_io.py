@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from journey_ml.contract import JourneyMap
+from journey_ml.contract import DaskConfig, JourneyMap
 from journey_ml.contract.time import to_utc
 from journey_ml.exceptions import ConfigError
 from journey_ml.features import FeatureSpec
@@ -52,8 +52,9 @@ __all__ = [
 # A file beside the Parquet parts saying every part holds complete customer histories
 # (so no shuffle is needed). Leading underscore: Parquet readers skip it.
 PARTITION_MARKER = "_journey_ml_partitioning.json"
-# Exact spec fitting up to this many training events; a customer-hash sample beyond.
-DEFAULT_SPEC_EVENTS = 5_000_000
+# Exact spec fitting up to this many training events; a customer-hash sample beyond
+# (the config's default, ``dask.spec_events``).
+DEFAULT_SPEC_EVENTS = DaskConfig().spec_events
 _HASH_BUCKETS = 1 << 20
 
 

@@ -112,6 +112,7 @@ def add_anchored_rows(
         events, jm, spec, start=first_cutoff - step, end=valid_start, config=config, control_types=control_types
     )
     splits.anchored_rows = len(anchored)
+    splits.train_weekly = len(splits.train)
     weight = np.concatenate([np.ones(len(splits.train)), anchor_weights(anchored["anchor"], config)])
     splits.train = pd.concat([splits.train, anchored[list(splits.train.columns)]], ignore_index=True)
     if config.anchors.in_validation:
