@@ -59,7 +59,7 @@ def duckdb_seconds(path: Path, at: str) -> tuple[float, int]:
     WITH e AS (
       SELECT customer_id, event_type, revenue,
              epoch_us(TIMESTAMPTZ '{at}') - epoch_us(timestamp::TIMESTAMPTZ) AS age
-      FROM read_parquet('{path}') WHERE timestamp <= TIMESTAMPTZ '{at}')
+      FROM read_parquet('{path}') WHERE timestamp::TIMESTAMPTZ <= TIMESTAMPTZ '{at}')
     SELECT customer_id, count(*) AS events_total, min(age) / 86400e6 AS recency_days,
            max(age) / 86400e6 AS tenure_days, sum(revenue) AS revenue_total,
            {per_type}
