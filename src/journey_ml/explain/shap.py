@@ -55,7 +55,7 @@ class Bundle(Protocol):
 
 def _matrix(X: pd.DataFrame | NDArray[Any], model: Model) -> NDArray[np.float64]:
     if isinstance(X, pd.DataFrame):
-        names = model._feature_names()
+        names = model.fitted_feature_names()
         missing = [c for c in names if c not in X.columns]
         if missing:
             raise ValueError(
@@ -96,7 +96,7 @@ def tree_shap(
         for next stage (softmax logits); the last column is the expected value, so each
         row sums to ``predict_raw``.
     """
-    model._check_fitted()
+    model.check_fitted()
     Xa = _matrix(X, model)
     k = model.booster_.num_model_per_iteration()
     p = Xa.shape[1]

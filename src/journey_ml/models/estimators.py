@@ -114,7 +114,7 @@ class NextStageModel(ClassifierMixin, LightGBMEstimator):
         column = self.stage_prior_column
         if column is None:
             return
-        names = self._feature_names()
+        names = self.fitted_feature_names()
         if column not in names:
             raise ValueError(
                 f"stage_prior_column: '{column}' is not a feature column"
@@ -134,7 +134,7 @@ class NextStageModel(ClassifierMixin, LightGBMEstimator):
     def _offset(self, X: NDArray[np.float64]) -> NDArray[np.float64] | None:
         if self.stage_prior_ is None or self.stage_prior_fallback_ is None:
             return None
-        column = self._feature_names().index(str(self.stage_prior_column))
+        column = self.fitted_feature_names().index(str(self.stage_prior_column))
         return np.log(transition_rows(self.stage_prior_, self.stage_prior_fallback_, X[:, column]))
 
     def _proba_from_logits(self, logits: NDArray[np.float64], temperature: float) -> NDArray[np.float64]:

@@ -133,13 +133,14 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         raise NotImplementedError
 
     # -- validation ------------------------------------------------------------------
-    def _feature_names(self) -> list[str]:
+    def fitted_feature_names(self) -> list[str]:
+        """The feature names seen in fit (``x0``, ``x1``, ... for unnamed arrays)."""
         if hasattr(self, "feature_names_in_"):
             return [str(c) for c in self.feature_names_in_]
         return [f"x{i}" for i in range(self.n_features_in_)]
 
     def _check_categoricals(self, X: NDArray[np.float64]) -> list[str]:
-        names = self._feature_names()
+        names = self.fitted_feature_names()
         for col in self.categorical_features:
             if col not in names:
                 raise ValueError(
@@ -156,7 +157,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         return list(self.categorical_features)
 
     def _check_X_predict(self, X: ArrayLike) -> NDArray[np.float64]:
-        self._check_fitted()
+        self.check_fitted()
         # Fast path for the common case (scoring/serving): a DataFrame whose columns are
         # exactly the training features in order. sklearn's full validation costs tens of
         # milliseconds per call, which dominated single-customer API latency.
@@ -170,7 +171,8 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
             return X.to_numpy(dtype=np.float64, na_value=np.nan)
         return validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`NotFittedError` unless the model is fitted or loaded."""
         if not hasattr(self, "booster_"):
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted yet: call fit(X, y) or load(dir) first"
@@ -201,7 +203,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
 
     def _monotone_vector(self) -> list[int]:
         """Per-feature LightGBM constraint (-1, 0, +1) from ``(feature, direction)`` pairs."""
-        names = self._feature_names()
+        names = self.fitted_feature_names()
         vector = [0] * len(names)
         for feature, direction in self.monotone_constraints:
             if feature not in names:
@@ -246,7 +248,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         self
         """
         Xa, ya, weight, categorical = self._prepare(X, y, sample_weight)
-        names = self._feature_names()
+        names = self.fitted_feature_names()
         train_set = lgb.Dataset(
             Xa,
             label=ya,
@@ -311,7 +313,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         E.g. the weekly validation snapshots when ``fit`` early-stopped on weekly and
         event-anchored rows together. A no-op with ``calibrate=False``.
         """
-        self._check_fitted()
+        self.check_fitted()
         self._calibrate_on(self._check_valid(X, y))
         return self
 
@@ -446,11 +448,11 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
             ``n_features_in``, ``best_iteration``, ``n_train``, ``calibrator``,
             ``calibration_report`` and ``classes`` (classifiers) .
         """
-        self._check_fitted()
+        self.check_fitted()
         out: dict[str, Any] = {
             "kind": self._kind,
             "params": _params_to_json(self.get_params()),
-            "feature_names": self._feature_names(),
+            "feature_names": self.fitted_feature_names(),
             "has_feature_names": hasattr(self, "feature_names_in_"),
             "n_features_in": int(self.n_features_in_),
             "best_iteration": int(self.best_iteration_),
@@ -470,7 +472,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         Path
             The directory written to (created if missing).
         """
-        self._check_fitted()
+        self.check_fitted()
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(path / MODEL_FILE), num_iteration=self.best_iteration_)

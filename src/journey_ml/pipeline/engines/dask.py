@@ -27,6 +27,7 @@ from journey_ml.features import FeatureSpec
 from journey_ml.labels.anchors import control_event_types
 from journey_ml.labels.cutoffs import split_by_cutoff
 from journey_ml.labels.shape import JourneyShape, Part
+from journey_ml.labels.snapshots import LABELS
 from journey_ml.models.tasks import SLOTS, task_for
 from journey_ml.models.tuning import TuningResult
 from journey_ml.pipeline.engines.base import BuiltSplits
@@ -62,7 +63,9 @@ if TYPE_CHECKING:
 __all__ = ["DaskEngine", "DaskSnapshotSplits", "anchored_rows", "assess_shape", "build_snapshot_splits", "fit_models"]
 
 #: The label column of each task in the training frame.
-_LABELS = ["next_stage", "drop_off", "future_revenue", "future_conversions", "n_events"]
+# The label columns the training rows carry (current_stage is a feature), and n_events for
+# the evaluation groups.
+_LABELS = [*(c for c in LABELS if c != "current_stage"), "n_events"]
 
 
 @dataclass
