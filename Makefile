@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast serve bench lint clean browser
+.PHONY: install demo test test-fast serve bench lint clean browser redis
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,13 @@ browser:
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "warning: could not install chromium; the report screenshot test will be skipped"; }
 
-test: $(STAMP) browser
+# A real redis-server for the Redis profile-store tests (Debian package; needs root/apt).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	    || echo "warning: could not install redis-server; the Redis profile-store tests will be skipped"; }
+
+test: $(STAMP) browser redis
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 test-fast: $(STAMP)

@@ -30,8 +30,8 @@ from journey_ml.serving import (
     events_payload,
     score_request,
 )
-from journey_ml.serving import app as serving_app
 from journey_ml.serving import holder as serving_holder
+from journey_ml.serving import online as serving_online
 from tests.conftest import load_service_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,8 +249,8 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("empty customer list", {"customers": []}, 400, "customers"),
     ("missing customers", {}, 400, "customers"),
     ("unknown top-level field", {"customers": [{"customer_id": "a", "events": GOOD_EVENTS}], "extra": 1}, 400, "extra"),
-    ("missing events", {"customers": [{"customer_id": "a"}]}, 400, "customers[0].events"),
-    ("empty events", _body([]), 400, "customers[0].events"),
+    # (no events at all is a score by id: tests/test_profiles.py)
+    ("null events", {"customers": [{"customer_id": "a", "events": None}]}, 400, "customers[0].events"),
     ("numeric customer id", {"customers": [{"customer_id": 42, "events": GOOD_EVENTS}]}, 400, "customers[0].customer_id"),
     ("blank customer id", _body(GOOD_EVENTS, customer_id="  "), 400, "customers[0].customer_id"),
     ("missing timestamp", _body([{"event_type": "ad_click"}]), 400, "customers[0].events[0].timestamp"),
@@ -377,18 +377,18 @@ def test_reload_endpoint_switches_model(make_client: Callable[..., Any], small_b
 def test_in_flight_request_finishes_on_the_old_model(small_bundle: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     live = _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "old")
     holder = ModelHolder(str(live))
-    original = serving_app.score_features
+    original = serving_online.score_logs
     swapped = threading.Event()
 
-    def swap_midway(features: pd.DataFrame, bundle: Any) -> pd.DataFrame:
+    def swap_midway(customers: Any, cutoffs: Any, bundle: Any) -> Any:
         # The alias moves while this request is between validation and scoring.
         if not swapped.is_set():
             _copy_with_version(small_bundle.bundle_dir, tmp_path / "live", "new")
             assert holder.reload()
             swapped.set()
-        return original(features, bundle)
+        return original(customers, cutoffs, bundle)
 
-    monkeypatch.setattr(serving_app, "score_features", swap_midway)
+    monkeypatch.setattr(serving_online, "score_logs", swap_midway)
     request = ScoreRequest.model_validate(_body(GOOD_EVENTS))
     first = score_request(request, holder, ServiceSettings())
     assert swapped.is_set()

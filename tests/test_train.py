@@ -183,8 +183,12 @@ def test_train_json_summary(runs: Runs) -> None:
         assert out["metrics"][task], task
         assert out["baselines"][task], task
     assert 0.5 < out["metrics"]["drop_off"]["roc_auc"] <= 1.0
-    assert set(out["baselines"]["drop_off"]) == {"class_prior", "recency"}
+    # The default map has a repeat conversion (retention): BG/NBD is reported beside drop-off.
+    assert set(out["baselines"]["drop_off"]) == {"class_prior", "recency", "bg_nbd"}
     assert set(out["baselines"]["next_stage"]) == {"class_prior", "markov_chain"}
+    for name in ("model", "markov"):
+        metrics = out["metrics"]["next_stage"] if name == "model" else out["baselines"]["next_stage"]["markov_chain"]
+        assert {"move_recall", "movers_log_loss", "n_movers"} <= set(metrics), name
     assert all(out["tuning"][task]["trials"] == 2 for task in TASK_KEYS)
 
 

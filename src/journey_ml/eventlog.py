@@ -47,6 +47,7 @@ __all__ = [
     "Rows",
     "VocabCodes",
     "VocabularyLike",
+    "friction_flags",
     "rank_right",
     "release_freed_memory",
     "segment_reduce",
@@ -432,19 +433,7 @@ def _encode(events: pd.DataFrame, jm: JourneyMap) -> EventLog:
     stage = stage_evidence_codes(et_codes, et_uniques, ~same, jm) if n else np.zeros(0, dtype=np.int8)
     where_type = _type_positions(et_codes, et_uniques, jm, n)
     pos = _position_dtype(n)
-    flags: dict[str, np.ndarray] = {}
-    measure: list[np.ndarray | None] = []
-    for i, fr in enumerate(jm.friction):
-        on_type = where_type(None if fr.event_type is None else [fr.event_type])
-        if fr.column is None:
-            flags[f"friction:{i}"] = on_type
-            measure.append(None)
-            continue
-        values = friction_measure(events, fr.column)[on_type]
-        valid = ~np.isnan(values)
-        flags[f"friction:{i}"] = on_type[over_threshold(values, fr.min)]
-        flags[f"measured:{i}"] = on_type[valid]
-        measure.append(values[valid])
+    flags, measure = friction_flags(jm, where_type, lambda column: friction_measure(events, column))
     conv = where_type(list(jm.conversion_events))
     flags["conversion"] = conv
     flags["exit"] = where_type(list(jm.exit_events))
@@ -473,6 +462,28 @@ def _encode(events: pd.DataFrame, jm: JourneyMap) -> EventLog:
         conv_value=conv_value,
         measure=measure,
     )
+
+
+def friction_flags(
+    jm: JourneyMap, where_type: Callable[[Sequence[str] | None], np.ndarray], measure_of: Callable[[str], np.ndarray]
+) -> tuple[dict[str, np.ndarray], list[np.ndarray | None]]:
+    """Per friction: ``friction:i`` positions (over the threshold when measured); when measured,
+    ``measured:i`` positions and their values. ``where_type(names)``: positions of those event
+    types (all for None); ``measure_of(column)``: that column for every event (NaN: missing)."""
+    flags: dict[str, np.ndarray] = {}
+    measure: list[np.ndarray | None] = []
+    for i, fr in enumerate(jm.friction):
+        on_type = where_type(None if fr.event_type is None else [fr.event_type])
+        if fr.column is None:
+            flags[f"friction:{i}"] = on_type
+            measure.append(None)
+            continue
+        values = measure_of(fr.column)[on_type]
+        valid = ~np.isnan(values)
+        flags[f"friction:{i}"] = on_type[over_threshold(values, fr.min)]
+        flags[f"measured:{i}"] = on_type[valid]
+        measure.append(values[valid])
+    return flags, measure
 
 
 def _type_positions(

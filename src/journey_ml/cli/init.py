@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, fail, print_json, progress, user_errors
-from journey_ml.ingest.mapinit import Draft, draft_journey_map
+
+if TYPE_CHECKING:
+    from journey_ml.ingest.mapinit import Draft
 
 STDOUT = Path("-")
 
@@ -66,6 +68,8 @@ def init_command(
             raise fail(f"--column {item!r} must look like ROLE=COLUMN, e.g. timestamp=created_at")
         fixed[role.strip()] = source.strip()
     with user_errors(), progress(f"Profiling {events.name}", quiet=as_json):
+        from journey_ml.ingest.mapinit import draft_journey_map  # the ingest stack: only when drafting
+
         draft = draft_journey_map(events, columns=fixed, seed=seed)
     if to_stdout:
         sys.stdout.write(draft.yaml_text)

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.simulate import SimulationConfig, simulate, write_simulation
 
 
 @app.command("simulate")
@@ -28,6 +27,8 @@ def simulate_command(
 ) -> None:
     """Simulate customer journeys with known friction effects (ground truth in truth.json)."""
     with user_errors():
+        from journey_ml.simulate import SimulationConfig, simulate, write_simulation  # scipy: only when simulating
+
         config = SimulationConfig(customers=customers, days=days, seed=seed, start=start)
         with progress(f"Simulating {customers:,} customers x {days} days", quiet=as_json):
             result = simulate(config, truth=not no_truth)

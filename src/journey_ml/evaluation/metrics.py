@@ -6,6 +6,8 @@ The task metric functions (:func:`next_stage_metrics`, :func:`drop_off_metrics`,
 
 * :func:`metrics_by_group` -- any task metric per group (current stage, journey length).
 * :func:`compare` -- every model and baseline on the same rows in one table.
+* :func:`movers_metrics` -- next stage on the customers whose stage changes.
+* :func:`calibration_table` -- predicted against observed, per group (stage, journey length).
 
 Plot helpers build :class:`matplotlib.figure.Figure` objects with the Agg canvas
 directly, so no global pyplot state or backend is touched at import or call time.
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JOURNEY_LENGTH_BINS",
+    "calibration_table",
     "compare",
     "drop_off_metrics",
     "expected_calibration_error",
@@ -46,6 +49,7 @@ __all__ = [
     "lift_at",
     "log_loss",
     "metrics_by_group",
+    "movers_metrics",
     "next_stage_metrics",
     "normalized_gini",
     "plot_calibration",
@@ -193,6 +197,106 @@ def compare(
     out = out.drop(columns=["_split", "_group", "_model"])
     out["group"] = out["group"].astype(str)
     return out.reset_index(drop=True)
+
+
+# -- movers and calibration -------------------------------------------------------------
+def movers_metrics(y_true: ArrayLike, proba: ArrayLike, current: ArrayLike) -> dict[str, float]:
+    """Next-stage metrics on the *movers*: rows whose next stage differs from the current one.
+
+    Most customers stay in their stage, so overall accuracy hides whether moves are
+    predicted. A row's predicted move is an argmax stage other than its current one.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        True next-stage indices ``0..K-1``.
+    proba : array-like, shape (n, K)
+        Next-stage probabilities, column ``j`` = stage ``j``.
+    current : array-like of int, shape (n,)
+        Current stage index of each row.
+
+    Returns
+    -------
+    dict
+        ``n_movers``, ``mover_share``; ``move_recall`` (movers predicted to move),
+        ``move_precision`` (predicted moves that happen; NaN without any),
+        ``move_f1``; ``movers_accuracy`` (movers whose next stage is predicted exactly);
+        ``movers_log_loss`` (multiclass log loss over the movers); ``move_log_loss`` and
+        ``move_roc_auc`` of ``P(move) = 1 - P(stay in the current stage)`` over all rows.
+    """
+    y = as_1d(y_true, "y_true").astype(np.int64)
+    P = np.asarray(proba, dtype=np.float64)
+    cur = as_1d(current, "current").astype(np.int64)
+    check_same_length(y.size, proba=P, current=cur)
+    if P.ndim != 2 or (y.size and (cur.min() < 0 or cur.max() >= P.shape[1])):
+        raise ValueError(f"proba must be (n, K) and current stages in 0..K-1; got {P.shape}")
+    moved = y != cur
+    pred = np.argmax(P, axis=1) if y.size else y
+    pred_moves = pred != cur
+    hits = float(np.sum(moved & pred_moves))
+    recall = hits / moved.sum() if moved.any() else np.nan
+    precision = hits / pred_moves.sum() if pred_moves.any() else np.nan
+    f1 = 2 * precision * recall / (precision + recall) if np.isfinite(precision) and precision + recall > 0 else np.nan
+    p_move = 1.0 - P[np.arange(y.size), cur]
+    both = 0 < moved.sum() < y.size
+    return {
+        "n_movers": float(moved.sum()),
+        "mover_share": float(moved.mean()) if y.size else np.nan,
+        "move_recall": float(recall),
+        "move_precision": float(precision),
+        "move_f1": float(f1),
+        "movers_accuracy": float(np.mean(pred[moved] == y[moved])) if moved.any() else np.nan,
+        "movers_log_loss": log_loss(y[moved], P[moved], labels=list(range(P.shape[1]))) if moved.any() else np.nan,
+        "move_log_loss": log_loss(moved.astype(np.float64), p_move, labels=[0, 1]) if both else np.nan,
+        "move_roc_auc": float(_roc_auc(moved, p_move)) if both else np.nan,
+    }
+
+
+def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def calibration_table(y_true: ArrayLike, pred: ArrayLike, groups: ArrayLike, *, n_bins: int = 10) -> pd.DataFrame:
+    """Predicted against observed per group: drop-off probabilities or next-stage probabilities.
+
+    For a 1-d ``pred`` (P(drop-off)): per group ``n``, ``mean_predicted``, ``observed``
+    rate, their difference ``gap`` and the ``ece``. For a 2-d ``pred`` (stage
+    probabilities, column = stage index): the same for the top-label confidence (how often
+    the argmax stage is right against its mean probability), plus ``max_class_gap``, the
+    largest |mean P(stage) - share of the stage| over stages (calibration in the large).
+    Groups in sorted order; the last row (``group = "all"``) pools every row.
+    """
+    y = as_1d(y_true, "y_true")
+    P = np.asarray(pred, dtype=np.float64)
+    g = pd.Series(groups).reset_index(drop=True)
+    check_same_length(y.size, pred=P, groups=g.to_numpy())
+    parts = list(g.groupby(g, sort=True, dropna=False, observed=True).indices.items())
+    rows = []
+    for key, idx in [*parts, ("all", np.arange(y.size))]:
+        if P.ndim == 2:
+            yi = y[idx].astype(np.int64)
+            Pi = P[idx]
+            conf = Pi.max(axis=1) if len(idx) else np.zeros(0)
+            right = (np.argmax(Pi, axis=1) == yi).astype(np.float64) if len(idx) else np.zeros(0)
+            share = np.bincount(yi, minlength=P.shape[1]) / max(len(idx), 1)
+            extra = {"max_class_gap": float(np.max(np.abs(Pi.mean(axis=0) - share))) if len(idx) else np.nan}
+            p, obs = conf, right
+        else:
+            p, obs, extra = P[idx], y[idx], {}
+        rows.append(
+            {
+                "group": str(key),
+                "n": len(idx),
+                "mean_predicted": float(p.mean()) if len(idx) else np.nan,
+                "observed": float(obs.mean()) if len(idx) else np.nan,
+                "gap": float(p.mean() - obs.mean()) if len(idx) else np.nan,
+                "ece": expected_calibration_error(obs, p, n_bins=n_bins) if len(idx) else np.nan,
+                **extra,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # -- plots ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from journey_ml.explain.impacts import scoring_time
 from journey_ml.explain.shap import Bundle, drop_probability, group_shap, reason_groups, tree_shap
 from journey_ml.features import FeatureSpec, features_at
 
-__all__ = ["add_reason_codes", "reason_codes"]
+__all__ = ["add_reason_codes", "reason_codes", "reasons_from_shap"]
 
 
 def _plural(n: float, word: str) -> str:
@@ -70,14 +70,22 @@ def reason_codes(
     """
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
-    spec = bundle.spec
-    names = spec.feature_names
-    Xa = features[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    Xa = features[bundle.spec.feature_names].to_numpy(dtype=np.float64, na_value=np.nan)
     if not len(Xa):
         return []
-    phi = tree_shap(bundle.drop_off, Xa)
+    return reasons_from_shap(Xa, tree_shap(bundle.drop_off, Xa), bundle, top)
+
+
+def reasons_from_shap(
+    Xa: np.ndarray, phi: np.ndarray, bundle: Bundle, top: int = 3, groups: dict[str, list[str]] | None = None
+) -> list[list[dict[str, Any]]]:
+    """:func:`reason_codes` of a float64 feature matrix (``spec.feature_names`` order) and
+    its drop-off TreeSHAP ``phi`` (:func:`~journey_ml.explain.shap.tree_shap`); the online
+    scorer computes both without a frame and passes the spec's ``reason_groups`` it keeps."""
+    spec = bundle.spec
+    names = spec.feature_names
     m = phi.sum(axis=1)
-    groups = reason_groups(spec)
+    groups = reason_groups(spec) if groups is None else groups
     gphi = group_shap(phi, groups, names)
     p = drop_probability(bundle.drop_off, m)
     # Points per group: only computed for each row's top-k positive groups.

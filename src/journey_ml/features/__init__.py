@@ -4,7 +4,8 @@ Every feature is computed from a customer's events at or before a cutoff time ``
 nothing else. Modules: :mod:`~journey_ml.features.vocabulary` (fitted vocabularies),
 :mod:`~journey_ml.features.spec` (:class:`FeatureSpec`), :mod:`~journey_ml.features.families`
 (feature functions beside their column names), :mod:`~journey_ml.features.context`
-(per-chunk reductions), :mod:`~journey_ml.features.kernels` (compiled loops) and
+(per-chunk reductions), :mod:`~journey_ml.features.kernels` (compiled loops),
+:mod:`~journey_ml.features.btyd` (the BG/NBD model behind the BTYD features) and
 :mod:`~journey_ml.features.compute` (the drivers).
 """
 

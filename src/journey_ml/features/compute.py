@@ -30,10 +30,10 @@ from journey_ml.features.context import Context
 from journey_ml.features.families import FEATURE_FAMILIES, first_stage_index
 from journey_ml.features.spec import FeatureSpec
 
-__all__ = ["ROW_CHUNK", "compute_features", "compute_rows", "features_at", "features_for_customer", "features_frame"]
+__all__ = ["ROW_CHUNK", "ROW_OFFSETS", "compute_features", "compute_rows", "features_at", "features_for_customer", "features_frame"]
 
-# Every query offset (days before the cutoff) any feature needs; 14 is the trend window.
-_OFFSETS: tuple[int, ...] = (0, 7, 14, 30, 90)
+#: Every query offset (days before the cutoff) any feature needs; 14 is the trend window.
+ROW_OFFSETS: tuple[int, ...] = (0, 7, 14, 30, 90)
 #: Rows per chunk: bounds the (codes x boundaries) matrices to a few tens of MB whatever
 #: the number of events, while keeping per-chunk Python overhead negligible.
 ROW_CHUNK = 1 << 14
@@ -88,7 +88,7 @@ def features_frame(log: EventLog, code: np.ndarray, t: np.ndarray, spec: Feature
 
     def run(r0: int) -> list[str]:
         sel: slice | np.ndarray = slice(r0, r0 + ROW_CHUNK) if order is None else order[r0 : r0 + ROW_CHUNK]
-        ctx = Context(log, vocab, log.locate(code[sel], t[sel], _OFFSETS), spec)
+        ctx = Context(log, vocab, log.locate(code[sel], t[sel], ROW_OFFSETS), spec)
         produced: list[str] = []
         for compute, _ in FEATURE_FAMILIES:
             for key, values in compute(ctx).items():

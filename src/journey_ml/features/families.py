@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 
 from journey_ml.eventlog import NS_PER_DAY, EventLog, segment_reduce
+from journey_ml.features.btyd import conversion_days, expected_conversions, p_alive, p_no_conversion
 from journey_ml.features.context import Context, f32, ratio
 from journey_ml.features.kernels import first_stage_table, max_gap_seconds, shares
 from journey_ml.features.vocabulary import WINDOWS, Vocabulary, slugs
 
 __all__ = [
+    "BTYD_NAMES",
     "FEATURE_FAMILIES",
+    "btyd_names",
     "channel_mix_names",
     "first_stage_index",
     "friction_features_names",
@@ -313,6 +316,90 @@ def channel_mix_names(spec: Vocabulary) -> list[str]:
     return [*share_names, "last_event_type", "last_channel", "first_channel"]
 
 
+#: The BTYD / sparse-purchase columns (maps with a repeat conversion stage only).
+BTYD_NAMES: tuple[str, ...] = (
+    "btyd_frequency",
+    "btyd_recency_days",
+    "btyd_age_days",
+    "btyd_p_alive",
+    "btyd_expected_conversions",
+    "btyd_p_no_conversion",
+    "ipt_mean_days",
+    "ipt_std_days",
+    "ipt_max_days",
+    "ipt_last_days",
+    "conversion_days_180d",
+    "conversion_days_365d",
+    "since_conversion_over_mean_ipt",
+    "since_conversion_over_max_ipt",
+)
+
+
+def btyd(ctx: Context) -> dict[str, np.ndarray]:
+    """BG/NBD quantities and sparse-purchase statistics from the conversions at or before ``t``.
+
+    In whole days (:mod:`journey_ml.features.btyd`): BTYD's frequency ``x``, recency
+    ``t_x`` and age ``T`` (days since the first conversion: the customer's cohort age);
+    P(alive), expected conversions and P(no conversion) in the horizon from the spec's
+    latest BG/NBD fit made at or before ``t`` (NaN before the first fit); inter-purchase
+    times (mean, standard deviation, longest, last), distinct conversion days in the last
+    180 and 365 days (BG/NBD assumes a constant rate; these see it change), and the days
+    since the last conversion relative to the customer's own mean and longest gap. NaN
+    without a conversion (and the gap statistics without a repeat one).
+    """
+    spec = ctx.spec
+    if spec.journey_map.repeat_conversion_stage is None:
+        return {}
+    nan = np.full(ctx.n_rows, np.nan)
+    a, b = ctx.flag_range("conversion", None)
+    has = b > a
+    conv = conversion_days(ctx.log)
+    if not has.any():
+        counts = ("conversion_days_180d", "conversion_days_365d")
+        return {name: f32(np.zeros(ctx.n_rows) if name in counts else nan) for name in BTYD_NAMES}
+    head, tail = np.where(has, a, 0), np.where(has, b - 1, 0)
+    x = (conv.cum_new[b] - conv.cum_new[a] - 1).astype(np.float64)
+    t_x = (conv.day[tail] - conv.day[head]).astype(np.float64)
+    today = ctx.rows.t // NS_PER_DAY
+    age = (today - conv.day[head]).astype(np.float64)
+    x, t_x, age = (np.where(has, v, np.nan) for v in (x, t_x, age))
+    alive, expected, quiet = nan.copy(), nan.copy(), nan.copy()
+    fit_of = np.searchsorted(np.array([f.at_ns for f in spec.btyd], dtype=np.int64), ctx.rows.t, side="right") - 1
+    horizon = float(spec.journey_map.horizon_days)
+    for k, fit in enumerate(spec.btyd):
+        sel = np.flatnonzero(has & (fit_of == k))
+        alive[sel] = p_alive(fit, x[sel], t_x[sel], age[sel])
+        expected[sel] = expected_conversions(fit, x[sel], t_x[sel], age[sel], horizon)
+        quiet[sel] = p_no_conversion(fit, x[sel], t_x[sel], age[sel], horizon)
+    repeat = x > 0
+    gaps = np.where(repeat, x, 1.0)
+    mean = np.where(repeat, t_x / gaps, np.nan)
+    sq = (conv.cum_gap2[b] - conv.cum_gap2[a]).astype(np.float64)
+    std = np.where(x >= 2, np.sqrt(np.maximum(sq / gaps - mean * mean, 0.0)), np.nan)
+    longest = np.where(repeat, segment_reduce(np.maximum, conv.gap.astype(np.float64), a, b, np.nan), np.nan)
+    since = age - t_x
+    return {
+        "btyd_frequency": f32(x),
+        "btyd_recency_days": f32(t_x),
+        "btyd_age_days": f32(age),
+        "btyd_p_alive": f32(alive),
+        "btyd_expected_conversions": f32(expected),
+        "btyd_p_no_conversion": f32(quiet),
+        "ipt_mean_days": f32(mean),
+        "ipt_std_days": f32(std),
+        "ipt_max_days": f32(longest),
+        "ipt_last_days": f32(np.where(repeat, conv.gap[tail], np.nan)),
+        "conversion_days_180d": f32(conv.new_days_after(a, b, today - 180)),
+        "conversion_days_365d": f32(conv.new_days_after(a, b, today - 365)),
+        "since_conversion_over_mean_ipt": ratio(np.where(repeat, since, np.nan), mean),
+        "since_conversion_over_max_ipt": ratio(np.where(repeat, since, np.nan), longest),
+    }
+
+
+def btyd_names(spec: Vocabulary) -> list[str]:
+    return list(BTYD_NAMES) if spec.journey_map.repeat_conversion_stage is not None else []
+
+
 def _scalar(fn: Callable[[Context], np.ndarray]) -> tuple[Callable[[Context], dict[str, np.ndarray]], Callable[[Vocabulary], list[str]]]:
     return (lambda ctx: {fn.__name__: fn(ctx)}), (lambda spec: [fn.__name__])
 
@@ -331,4 +418,5 @@ FEATURE_FAMILIES: tuple[tuple[Callable[[Context], Mapping[Any, np.ndarray]], Cal
     (transitions, transitions_names),
     (sessions, sessions_names),
     (channel_mix, channel_mix_names),
+    (btyd, btyd_names),
 )

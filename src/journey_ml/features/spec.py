@@ -22,6 +22,7 @@ from journey_ml.contract.journey_map import JourneyMap
 from journey_ml.contract.time import to_utc
 from journey_ml.contract.train_config import FeaturesConfig
 from journey_ml.eventlog import EventLog
+from journey_ml.features.btyd import BGNBDParams, fit_schedule
 from journey_ml.features.families import FEATURE_FAMILIES, friction_names_of, touchpoint_names_of
 from journey_ml.features.vocabulary import OTHER, Vocabulary
 
@@ -188,6 +189,7 @@ class FeatureSpec(Vocabulary):
             reference[fr.name] = float(np.median(calm)) if calm.size else 0.0
 
         return cls(
+            btyd=_btyd_fits(log, journey_map, until),
             journey_map=journey_map,
             event_types=event_types,
             channels=channels,
@@ -209,6 +211,7 @@ class FeatureSpec(Vocabulary):
             "event_bigrams": [list(p) for p in self.event_bigrams],
             "friction_measure_reference": dict(self.friction_measure_reference),
             "windows": list(self.windows),
+            "btyd": [fit.to_dict() for fit in self.btyd],
             "feature_names": list(self.feature_names),
         }
 
@@ -227,6 +230,7 @@ class FeatureSpec(Vocabulary):
             event_bigrams=tuple((str(a), str(b)) for a, b in d["event_bigrams"]),
             friction_measure_reference={k: float(v) for k, v in d["friction_measure_reference"].items()},
             windows=tuple(int(w) for w in d["windows"]),
+            btyd=tuple(BGNBDParams.from_dict(fit) for fit in d.get("btyd", ())),
         )
         stored = d.get("feature_names")
         if stored is not None and list(stored) != spec.feature_names:
@@ -304,6 +308,15 @@ class FeatureSpec(Vocabulary):
             if fr.touchpoint in groups and fr.touchpoint != fr.name:
                 groups[fr.touchpoint] = list(dict.fromkeys([*groups[fr.touchpoint], *names]))
         return groups
+
+
+def _btyd_fits(log: EventLog, journey_map: JourneyMap, until: Any) -> tuple[BGNBDParams, ...]:
+    """BG/NBD fits at the spec's end (``until``, else the last event) and at earlier times at
+    least one horizon apart, when the map has a repeat conversion (none otherwise)."""
+    if journey_map.repeat_conversion_stage is None or not log.n:
+        return ()
+    end = int(log.ts.max()) if until is None else int(to_utc(until).value)
+    return fit_schedule(log, end, min_step_days=max(float(journey_map.horizon_days), 7.0))
 
 
 def _sorted_codes(codes: np.ndarray, names: pd.Index) -> tuple[np.ndarray, pd.Index]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from journey_ml.contract.journey_map import JourneyMap
+from journey_ml.features.btyd import BGNBDParams
 
 __all__ = ["OTHER", "WINDOWS", "Vocabulary", "slugs"]
 
@@ -34,6 +35,8 @@ class Vocabulary:
     event_bigrams: tuple[tuple[str, str], ...] = ()
     friction_measure_reference: Mapping[str, float] = field(default_factory=dict)
     windows: tuple[int, ...] = WINDOWS
+    #: BG/NBD fits on the repeat conversions, oldest first (:func:`~journey_ml.features.btyd.fit_schedule`).
+    btyd: tuple[BGNBDParams, ...] = ()
 
     def __post_init__(self) -> None:
         if tuple(self.windows) != WINDOWS:

@@ -10,6 +10,8 @@ scored on the same test rows, so a LightGBM model has to earn its complexity:
 * :class:`RecencyBaseline` — drop-off as a fitted monotone (isotonic) function of
   ``days_since_last_event``.
 * :class:`StageMeanRevenueBaseline` — mean future revenue per current stage.
+* :class:`BGNBDBaseline` — drop-off as BG/NBD's P(no conversion in the horizon), read
+  from the BTYD feature column (maps with a repeat conversion stage).
 
 All take ``fit(X, y, *, X_valid=None, y_valid=None, sample_weight=None)`` (the
 validation arguments are accepted for interface parity and ignored), read their feature
@@ -34,6 +36,7 @@ from journey_ml.exceptions import ModelBundleError, NotFittedError, did_you_mean
 from journey_ml.models.calibration import PROBA_EPS
 
 __all__ = [
+    "BGNBDBaseline",
     "ClassPriorBaseline",
     "MarkovChainBaseline",
     "RecencyBaseline",
@@ -527,15 +530,71 @@ class StageMeanRevenueBaseline(RegressorMixin, _Baseline):
         return super().from_dict(data)
 
 
+class BGNBDBaseline(ClassifierMixin, _Baseline):
+    """Drop-off risk = BG/NBD's P(no conversion in the horizon), as the BTYD feature has it.
+
+    The BG/NBD parameters are fitted with the feature spec
+    (:func:`journey_ml.features.btyd.fit_schedule`: on conversions before each row's
+    cutoff); this baseline only reads the column. Rows without a BG/NBD value (no
+    conversion yet, or before the first fit) get the training drop-off rate of such rows.
+
+    Parameters
+    ----------
+    score_column : str
+        Feature column with P(no conversion in the horizon).
+
+    Attributes
+    ----------
+    classes_ : ndarray ``[0, 1]``
+    fallback_rate_ : float — drop-off rate of the training rows without a BG/NBD value.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"btyd_p_no_conversion": [0.2, 0.9, None, None]})
+    >>> b = BGNBDBaseline().fit(X, [0, 1, 1, 0])
+    >>> b.predict_proba(X)[:, 1].round(2).tolist()
+    [0.2, 0.9, 0.5, 0.5]
+    """
+
+    _kind: ClassVar[str] = "bg_nbd"
+    _state: ClassVar[tuple[str, ...]] = ("fallback_rate_", "classes_")
+
+    def __init__(self, *, score_column: str = "btyd_p_no_conversion") -> None:
+        self.score_column = score_column
+
+    def _fit(self, X: Any, ya: NDArray[np.float64], w: NDArray[np.float64]) -> None:
+        """Learn the drop-off rate of the rows the model cannot score."""
+        score = self._column(X, self.score_column, "score_column")
+        check_consistent_length(score, ya)
+        if w.sum() <= 0:
+            raise ValueError("BGNBDBaseline needs at least one training row with weight > 0")
+        missing = ~np.isfinite(score)
+        pool = missing if w[missing].sum() > 0 else np.ones_like(missing)
+        self.fallback_rate_ = float(np.average(ya[pool], weights=w[pool]))
+        self.classes_ = np.array([0, 1], dtype=np.int64)
+
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
+        """``[P(stay), P(drop-off)]``, shape ``(n_samples, 2)``."""
+        self._check_fitted()
+        score = self._column(X, self.score_column, "score_column")
+        p = np.clip(np.where(np.isfinite(score), score, self.fallback_rate_), PROBA_EPS, 1 - PROBA_EPS)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: ArrayLike, threshold: float = 0.5) -> NDArray[np.int64]:
+        """0/1 drop-off at ``threshold``."""
+        return (self.predict_proba(X)[:, 1] >= threshold).astype(np.int64)
+
+
 _BASELINE_CLASSES: dict[str, type[_Baseline]] = {
     cls._kind: cls
-    for cls in (ClassPriorBaseline, MarkovChainBaseline, RecencyBaseline, StageMeanRevenueBaseline)
+    for cls in (ClassPriorBaseline, MarkovChainBaseline, RecencyBaseline, StageMeanRevenueBaseline, BGNBDBaseline)
 }
 
 
 def load_baseline(
     directory: str | Path,
-) -> ClassPriorBaseline | MarkovChainBaseline | RecencyBaseline | StageMeanRevenueBaseline:
+) -> ClassPriorBaseline | MarkovChainBaseline | RecencyBaseline | StageMeanRevenueBaseline | BGNBDBaseline:
     """Load whichever baseline :meth:`save` wrote into ``directory`` (dispatch on ``kind``)."""
     data = _read_json(Path(directory))
     kind = str(data.get("kind"))

@@ -409,8 +409,15 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
 
     # -- prediction ------------------------------------------------------------------
     def _raw(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self.raw_margin(X)
+
+    def raw_margin(self, X: NDArray[np.float64], *, num_threads: int = 0) -> NDArray[np.float64]:
+        """:meth:`predict_raw` without the input checks, for a float64 matrix already in the
+        fitted column order (the online scorer builds exactly that); ``num_threads=1``
+        avoids OpenMP start-up for a few rows (0: LightGBM's default)."""
+        params = {"num_threads": num_threads} if num_threads else {}
         raw = np.asarray(
-            self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_),
+            self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_, **params),
             dtype=np.float64,
         )
         offset = self._offset(X)

@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 
 from journey_ml.contract import TrainConfig
-from journey_ml.evaluation.metrics import journey_length_bucket, metrics_by_group
+from journey_ml.evaluation.metrics import (
+    calibration_table,
+    journey_length_bucket,
+    metrics_by_group,
+    movers_metrics,
+)
 from journey_ml.features import compute_features
+from journey_ml.models.baselines import BGNBDBaseline
 from journey_ml.models.tasks import (
     PRIMARY,
     make_model,
@@ -118,19 +124,29 @@ def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
     else:
         X, weight = splits.X("train"), splits.train_weight
         y = {task: splits.y(task, "train") for task in splits.tasks}
-    return {
+    out = {
         task: {
             name: baseline.fit(X, y[task], sample_weight=weight)
             for name, baseline in task_for(task, splits.value_unit).baselines(k).items()
         }
         for task in splits.tasks
     }
+    # A map with a repeat conversion has the BG/NBD columns: BTYD is reported beside drop-off.
+    bgnbd = BGNBDBaseline()
+    if bgnbd.score_column in splits.spec.feature_names:
+        out["drop_off"]["bg_nbd"] = bgnbd.fit(X, y["drop_off"], sample_weight=weight)
+    return out
 
 
 def evaluate_models(
     splits: SnapshotSplits, models: dict[str, Any], baselines: dict[str, dict[str, Any]], part: str = "test"
 ) -> dict[str, Any]:
-    """Metrics of every model and baseline on the same rows, overall and by group."""
+    """Metrics of every model and baseline on the same rows, overall and by group.
+
+    Next stage also gets the movers' metrics (:func:`~journey_ml.evaluation.metrics.movers_metrics`),
+    for the model and every baseline; drop-off and next stage a calibration table per
+    current stage and per journey-length bucket (``report["calibration"]``).
+    """
     frame = getattr(splits, part)
     X = splits.X(part)
     k = len(splits.spec.journey_map.stages)
@@ -139,7 +155,7 @@ def evaluate_models(
         "by_stage": stage_names[np.clip(frame["current_stage"].to_numpy(), 0, k - 1)],
         "by_journey_length": journey_length_bucket(frame["n_events"].to_numpy()),
     }
-    report: dict[str, Any] = {"model": {}, "baselines": {}, "groups": {}}
+    report: dict[str, Any] = {"model": {}, "baselines": {}, "groups": {}, "calibration": {}}
     for task in splits.tasks:
         y = splits.y(task, part)
         pred = predict_task(task, models[task], X)
@@ -152,6 +168,16 @@ def evaluate_models(
             name: task_metrics(task, y, predict_task(task, baseline, X), k)
             for name, baseline in baselines[task].items()
         }
+        if task in ("next_stage", "drop_off"):
+            report["calibration"][task] = {
+                name: calibration_table(y, pred, values).to_dict(orient="records") for name, values in groups.items()
+            }
+        if task == "next_stage":
+            # Metrics on the customers who move: accuracy alone rewards predicting "stays".
+            current = np.clip(frame["current_stage"].to_numpy(), 0, k - 1)
+            report["model"][task].update(movers_metrics(y, pred, current))
+            for name, baseline in baselines[task].items():
+                report["baselines"][task][name].update(movers_metrics(y, predict_task(task, baseline, X), current))
     return report
 
 

@@ -111,7 +111,7 @@ def run_training(
         ranking, report_html = rank_frictions(splits, bundle, local, config, step)
         step("registering the bundle and applying the promotion gate")
         promoted, gate = judge(report, splits, engine, events, config, uri)
-        model_uri, version, alias = register_bundle(bundle, promoted, gate, config)
+        model_uri, version, alias = register_bundle(bundle, promoted, gate, config, report_html=report_html)
         bundle_path = bundle.save(Path(config.out) / config.name)
         report_path = write_report(report_html, bundle_path / "report.html")
 
@@ -232,7 +232,8 @@ def rank_frictions(
         improvements_to_records,
         rank_improvements,
     )
-    from journey_ml.report import report_for_bundle
+    from journey_ml.report import journey_report
+    from journey_ml.report.history import SUMMARY_ARTIFACT, retrain_history
 
     period_end = splits.test["cutoff"].max()
     n_bootstrap = config.ranking.bootstrap
@@ -256,10 +257,13 @@ def rank_frictions(
     ranking.attrs["at"] = period_end.isoformat()
     bundle.improvements = improvements_to_records(ranking)
     bundle.metadata["ranking"] = {"unit": ranking.attrs.get("unit"), "message": ranking.attrs.get("message")}
-    report_html = report_for_bundle(bundle, events, ranking)
+    # The journey-map page, with the trend across the registry's earlier versions.
+    history = retrain_history(config.tracking.registered_model, tracking_uri=config.tracking.uri)
+    page = journey_report(bundle, events, ranking, history=history)
     mlflow.log_text(ranking.to_csv(index=False), "report/improvements.csv")
-    mlflow.log_text(report_html, "report/improvements.html")
-    return ranking, report_html
+    mlflow.log_text(page.html, "report/report.html")
+    mlflow.log_dict(page.summary, SUMMARY_ARTIFACT)
+    return ranking, page.html
 
 
 def judge(
@@ -279,10 +283,10 @@ def judge(
 
 
 def register_bundle(
-    bundle: ModelBundle, promoted: bool, gate: dict[str, Any], config: TrainConfig
+    bundle: ModelBundle, promoted: bool, gate: dict[str, Any], config: TrainConfig, *, report_html: str | None = None
 ) -> tuple[str, str, str]:
-    """Log and register the bundle, set its alias from the gate, log the gate and the model
-    card; returns ``(model_uri, version, alias)``."""
+    """Log and register the bundle (with its report page, which ``GET /report`` serves), set
+    its alias from the gate, log the gate and the model card; returns ``(model_uri, version, alias)``."""
     import mlflow
 
     from journey_ml.registry.modelcard import render_model_card
@@ -290,6 +294,8 @@ def register_bundle(
     name = config.tracking.registered_model
     with tempfile.TemporaryDirectory() as tmp:
         staged = bundle.save(Path(tmp) / "bundle")
+        if report_html is not None:
+            write_report(report_html, staged / "report.html")
         model_uri, version = tracking.log_bundle(staged, name)
     alias = tracking.CHAMPION if promoted else tracking.CHALLENGER
     tracking.set_alias(version, alias, name)

@@ -1,22 +1,28 @@
-"""A self-contained HTML report of the touchpoint improvement ranking.
+"""The journey-map report: one self-contained, interactive HTML page.
 
-One file a product manager can open anywhere: inline CSS, every chart a base64 PNG
-(matplotlib, Agg backend set inside the functions), no script and no external URL. It
-shows the ranked fixes with intervals, an impact bar chart, SHAP summaries per
-touchpoint, the stage funnel with drop-off between stages, and the comparators' rankings.
+The page a product team opens first: the journey map drawn from the data, the ranked
+fixes, stage KPIs, segments and trends (sections ``journey-map``, ``fixes``, ``stages``,
+``segments``, ``trend``). plotly's JS is embedded once in the page, so it works offline
+and without any external URL; every chart also carries a PNG that print and readers
+without JavaScript see. The layout fits 1280 px without sideways scrolling.
+
+:func:`journey_report` computes everything from a model bundle and events (the CLI's
+``journey-ml report``, the training pipeline and ``GET /report`` serve the same page).
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import pandas as pd
 
-from journey_ml.contract import JourneyMap
-from journey_ml.evaluation.figures import figure_to_data_uri
+from journey_ml.report.journey import customer_segments, journey_data
+from journey_ml.report.kpis import segments_section, stages_section, trend_section
+from journey_ml.report.sections import ReportInputs, fixes_section, journey_map_section
+from journey_ml.report.text import count, esc
 
 if TYPE_CHECKING:
     from journey_ml.explain.shap import Bundle
@@ -27,229 +33,176 @@ if TYPE_CHECKING:
         @property
         def version(self) -> str: ...
 
-__all__ = ["impact_bar_chart", "report_for_bundle", "stage_funnel", "write_report"]
+__all__ = ["SECTIONS", "Report", "build_page", "journey_report", "report_for_bundle", "write_report"]
+
+#: The page's sections, in order: (id, navigation label).
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("journey-map", "Journey map"), ("fixes", "Fixes"), ("stages", "Stage KPIs"), ("segments", "Segments"), ("trend", "Trend"),
+)  # fmt: skip
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.3rem}
-.meta{color:#5a6275;font-size:.9rem}table{border-collapse:collapse;width:100%;font-size:.9rem;margin:.6rem 0}
-th,td{padding:.35rem .6rem;border-bottom:1px solid #e6e8ef;text-align:right}th{background:#f3f5fa}
-td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eef;margin:.4rem 0}.note{font-size:.85rem;color:#5a6275}
+*{box-sizing:border-box}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;color:#1d2330;padding:0 16px 40px;line-height:1.4}
+header{border-bottom:2px solid #0072B2;padding:12px 0 6px}h1{font-size:1.6rem;margin:.2rem 0}
+nav{position:sticky;top:0;background:#fff;z-index:5;padding:6px 0;border-bottom:1px solid #dde}
+nav a{margin-right:16px;color:#0072B2;text-decoration:none;font-weight:600}
+h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.3rem}section{scroll-margin-top:44px}
+h3{font-size:1rem;margin:.1rem 0 .3rem}h4{font-size:.8rem;margin:.6rem 0 .2rem;color:#5a6275;text-transform:uppercase;letter-spacing:.03em}
+.meta,.note,.sub{color:#5a6275;font-size:.88rem}.lead{font-size:.95rem}
+.map{display:grid;gap:10px;margin:12px 0}
+.stage{border:1px solid #d5d9e4;border-top:4px solid #0072B2;border-radius:6px;padding:8px 10px;min-width:0;overflow-wrap:anywhere;font-size:.86rem}
+.stage .num{display:inline-block;background:#0072B2;color:#fff;border-radius:50%;width:1.4em;height:1.4em;text-align:center;font-size:.8rem;line-height:1.4em}
+.big{font-size:1.5rem;font-weight:700}.step{margin:.3rem 0;font-weight:600;color:#0072B2}
+.stage ol,.stage ul{margin:0;padding-left:1.1rem}.fr li{color:#a33c00}
+table{border-collapse:collapse;width:100%;font-size:.86rem;margin:.6rem 0;table-layout:auto}
+th,td{padding:.35rem .5rem;border-bottom:1px solid #e6e8ef;text-align:right;overflow-wrap:break-word}
+th{background:#f3f5fa;vertical-align:bottom}td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
+table[data-sortable] th{cursor:pointer}table[data-sortable] th[data-dir=asc]::after{content:" ▲"}table[data-sortable] th[data-dir=desc]::after{content:" ▼"}
+td.warn{color:#a33c00;font-weight:600}td.hi-up{background:#d9ecf7;font-weight:700}td.hi-down{background:#fbe3d6;font-weight:700}
+figure.chart{margin:14px 0;width:100%}figcaption.takeaway{font-size:.92rem;font-weight:600;margin-top:2px}
+.print-only{display:none;max-width:100%}
+ol.fixes li{margin:.25rem 0}ul.notes{background:#fff8e5;border-left:4px solid #E69F00;padding:6px 6px 6px 28px;font-size:.9rem}
+code{background:#f3f5fa;padding:0 3px}
+@media print{nav{display:none}.screen-only{display:none!important}.print-only{display:block}section{break-inside:auto}figure{break-inside:avoid}}
+"""
+
+# Click a header to sort a table by that column (numbers by their data-v value).
+_SORT_JS = """
+document.querySelectorAll('table[data-sortable] th').forEach(function (th) {
+  th.tabIndex = 0; th.title = 'Sort by this column';
+  var sort = function () {
+    var table = th.closest('table'), body = table.tBodies[0], i = th.cellIndex;
+    var asc = th.dataset.dir !== 'asc', rows = Array.prototype.slice.call(body.rows);
+    table.querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+    th.dataset.dir = asc ? 'asc' : 'desc';
+    rows.sort(function (a, b) {
+      var x = a.cells[i].dataset.v, y = b.cells[i].dataset.v, nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : (x || a.cells[i].textContent).localeCompare(y || b.cells[i].textContent);
+      return asc ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  };
+  th.addEventListener('click', sort);
+  th.addEventListener('keydown', function (e) { if (e.key === 'Enter') { sort(); } });
+});
 """
 
 
-def impact_bar_chart(improvements: pd.DataFrame) -> Any:
-    """Horizontal bars of ``expected_impact`` with the bootstrap interval."""
-    import matplotlib
+@dataclass
+class Report:
+    """The page and the journey summary that the trend across retrains follows."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from journey_ml.explain import UNIT_WORDS
-
-    words = UNIT_WORDS[improvements.attrs.get("unit", "revenue")]
-    df = improvements.sort_values("expected_impact", kind="stable")
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(df) + 1.2))
-    y = np.arange(len(df))
-    impact = df["expected_impact"].to_numpy(dtype=float)
-    err = np.vstack([impact - df["ci_low"].to_numpy(dtype=float), df["ci_high"].to_numpy(dtype=float) - impact])
-    ax.barh(y, impact, xerr=np.clip(err, 0, None), color="#3b6fd8", capsize=3)
-    ax.set_yticks(y, df["touchpoint"].astype(str).tolist())
-    ax.axvline(0, color="#333", lw=0.8)
-    ax.set_xlabel(f"expected {words} gained by fixing it (95% bootstrap interval)")
-    ax.set_title(f"Touchpoint fixes ranked by expected impact in {words}")
-    fig.tight_layout()
-    return fig
+    html: str
+    summary: dict[str, Any]
 
 
-def stage_funnel(events: pd.DataFrame, journey_map: JourneyMap) -> pd.DataFrame:
-    """Customers who reached each stage and the drop-off to the next one.
+@lru_cache(maxsize=1)
+def _plotly_js() -> str:
+    """plotly.js itself (read once per process: several megabytes)."""
+    from plotly.offline import get_plotlyjs
 
-    Parameters
-    ----------
-    events : DataFrame
-        Canonical events.
-    journey_map : JourneyMap
+    return str(get_plotlyjs())
 
-    Returns
-    -------
-    DataFrame
-        ``stage``, ``customers`` (reached at least this stage), ``share_of_start`` and
-        ``drop_off_to_next`` (share of this stage's customers who never reached the next).
-    """
-    from journey_ml.contract.stages import customer_stages
 
-    stages = list(journey_map.stage_names)
-    values = customer_stages(events, journey_map)["stage_index"].to_numpy(dtype=np.int64)
-    reached = np.array([(values >= i).sum() for i in range(len(stages))], dtype=np.int64)
-    nxt = np.append(reached[1:], np.nan)
-    start = max(int(reached[0]), 1) if len(reached) else 1
-    return pd.DataFrame(
-        {
-            "stage": stages,
-            "customers": reached,
-            "share_of_start": reached / start,
-            "drop_off_to_next": np.where(reached > 0, 1.0 - nxt / np.maximum(reached, 1), np.nan),
-        }
+def build_page(inputs: ReportInputs, title: str = "Customer journey report") -> str:
+    """The complete HTML document for ``inputs`` (plotly's JS inline: no external resource)."""
+    meta = " · ".join(f"{esc(k)}: {esc(v)}" for k, v in inputs.meta.items())
+    nav = "".join(f"<a href='#{sid}'>{esc(label)}</a>" for sid, label in SECTIONS)
+    body = (
+        journey_map_section(inputs) + fixes_section(inputs) + stages_section(inputs) + segments_section(inputs) + trend_section(inputs)
     )
-
-
-def funnel_chart(funnel: pd.DataFrame) -> Any:
-    """Bar chart of the funnel with the drop-off between consecutive stages."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    x = np.arange(len(funnel))
-    ax.bar(x, funnel["customers"], color="#6a9be8")
-    ax.set_xticks(x, funnel["stage"].astype(str).tolist())
-    for i, d in enumerate(funnel["drop_off_to_next"].to_numpy(dtype=float)[:-1]):
-        if np.isfinite(d):
-            ax.annotate(f"−{100 * d:.0f}%", (i + 0.5, funnel["customers"].iloc[i] * 0.9), ha="center", color="#b23")
-    ax.set_ylabel("customers who reached the stage")
-    ax.set_title("Stage funnel (red: drop-off to the next stage)")
-    fig.tight_layout()
-    return fig
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "–" if not np.isfinite(v) else f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
-    return html.escape(str(v))
-
-
-def _table(df: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
-    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in df.columns)
-    rows = []
-    for rec in df.itertuples(index=False):
-        cells = "".join(
-            f'<td class="{"l" if c in left else ""}">{_fmt(v)}</td>' for c, v in zip(df.columns, rec, strict=True)
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    # Wide rankings scroll inside their box rather than running off the page.
     return (
-        f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{esc(title)}</title><style>{_CSS}</style>"
+        "<noscript><style>.print-only{display:block}.screen-only{display:none}</style></noscript>"
+        f"<script>{_plotly_js()}</script></head><body>"
+        f"<header><h1>{esc(title)}</h1><p class='meta'>{meta}</p></header><nav>{nav}</nav>"
+        f"<main>{body}</main><script>{_SORT_JS}</script></body></html>"
     )
 
 
-def build_report(
-    improvements: pd.DataFrame,
-    comparators: pd.DataFrame | None,
-    funnel: pd.DataFrame | None,
-    shap_summary_figures: Mapping[str, Any] | None,
-    metadata: Mapping[str, Any] | None = None,
-) -> str:
-    """The report as one HTML string (no external resources).
+def _scores(bundle: ModelBundle, events: pd.DataFrame, ts: pd.Timestamp) -> pd.DataFrame | None:
+    from journey_ml.features import features_at
+    from journey_ml.registry.scoring import score_features
 
-    Parameters
-    ----------
-    improvements : DataFrame
-        :func:`journey_ml.explain.rank_improvements` output.
-    comparators : DataFrame, optional
-        :func:`journey_ml.explain.attribution.friction_comparators` output.
-    funnel : DataFrame, optional
-        :func:`stage_funnel` output.
-    shap_summary_figures : mapping of str to matplotlib Figure or data URI, optional
-        E.g. :func:`journey_ml.explain.shap_summary_figures`.
-    metadata : mapping, optional
-        Shown in the header (model version, scoring time, customers...).
-
-    Returns
-    -------
-    str
-        A complete HTML document.
-    """
-    meta = dict(metadata or {})
-    title = html.escape(str(meta.pop("title", "Touchpoint improvements ranked by expected revenue impact")))
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head><body>"]
-    parts.append(f"<h1>{title}</h1>")
-    if meta:
-        parts.append("<p class='meta'>" + " · ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in meta.items()) + "</p>")
-    parts.append("<h2>Ranked fixes</h2>")
-    if improvements.attrs.get("message"):
-        parts.append(f"<p class='note'><strong>No ranking:</strong> {html.escape(str(improvements.attrs['message']))}</p>")
-    unit = str(improvements.attrs.get("unit", "revenue"))
-    parts.append(f"<p class='note'>Amounts are in {html.escape(unit)}.</p>")
-    parts.append(
-        "<p class='note'>Expected impact gained if the friction were fixed, over the ranked period: "
-        "each friction occurrence valued once, on its own event-anchored row (or, for models trained "
-        "on weekly snapshots only, the snapshot after it); interval: 95% bootstrap over customers. "
-        "The counterfactual column re-predicts with the occurrence undone.</p>"
-    )
-    cols = [c for c in ("rank", "touchpoint", "touchpoint_group", "expected_impact", "ci_low", "ci_high",
-                        "customers_affected", "mean_drop_off_points", "worst_stage", "counterfactual_impact") if c in improvements.columns]
-    parts.append(_table(improvements[cols], left=("touchpoint", "touchpoint_group", "worst_stage")))
-    if len(improvements):
-        parts.append(f"<img alt='impact bar chart' src='{figure_to_data_uri(impact_bar_chart(improvements))}'>")
-    if comparators is not None and len(comparators):
-        parts.append("<h2>Comparators: how simpler attribution would rank them</h2>")
-        cmp = comparators.copy()
-        ours = improvements.set_index("touchpoint")["rank"] if "rank" in improvements else None
-        if ours is not None:
-            cmp.insert(1, "our_rank", cmp["touchpoint"].map(ours))
-        parts.append(_table(cmp, left=("touchpoint",)))
-        parts.append(
-            "<p class='note'>Last touch: drop-offs credited to the last friction a dropped customer met. "
-            "Markov: first-order removal effect over the journey chain with drop-off as the absorbing outcome.</p>"
-        )
-    if shap_summary_figures:
-        parts.append("<h2>SHAP summary per touchpoint</h2>")
-        for name, fig in shap_summary_figures.items():
-            uri = fig if isinstance(fig, str) else figure_to_data_uri(fig)
-            parts.append(f"<img alt='{html.escape(name)}' src='{uri}'>")
-    if funnel is not None and len(funnel):
-        parts.append("<h2>Stage funnel</h2>")
-        parts.append(_table(funnel, left=("stage",)))
-        parts.append(f"<img alt='funnel chart' src='{figure_to_data_uri(funnel_chart(funnel))}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    features = features_at(events, bundle.spec, ts)
+    return score_features(features, bundle) if len(features) else None
 
 
-def write_report(html_text: str, path: Any) -> Any:
-    """Write the report to ``path`` (UTF-8) and return the path."""
-    from pathlib import Path
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(html_text, encoding="utf-8")
-    return p
+def _default_segment(events: pd.DataFrame) -> str | None:
+    """``channel`` when the events have two or more channels, else no segments."""
+    if "channel" in events.columns and events["channel"].nunique(dropna=True) >= 2:
+        return "channel"
+    return None
 
 
-def report_for_bundle(
-    bundle: ModelBundle, events: pd.DataFrame, improvements: pd.DataFrame, at: Any = None
-) -> str:
-    """The full report for a ranking: comparators, funnel and SHAP plots computed here.
+def journey_report(
+    bundle: ModelBundle,
+    events: pd.DataFrame,
+    ranking: pd.DataFrame | None = None,
+    *,
+    at: Any = None,
+    segment: str | None = None,
+    history: list[dict[str, Any]] | None = None,
+    n_bootstrap: int | None = None,
+    seed: int = 0,
+    currency: str = "",
+) -> Report:
+    """The report page for ``bundle`` on ``events`` up to ``at`` (default: the latest event).
 
     Parameters
     ----------
     bundle : ModelBundle
-        The models the ranking came from.
     events : DataFrame
         Canonical events (those after ``at`` are ignored).
-    improvements : DataFrame
-        :func:`journey_ml.explain.improvements_for_bundle` output.
-    at : timestamp-like, optional
-        Scoring time (default: the latest event).
-
-    Returns
-    -------
-    str
-        The HTML document (see :func:`build_report`).
+    ranking : DataFrame, optional
+        :func:`journey_ml.explain.improvements_for_bundle` output; computed when absent.
+    segment : str, optional
+        Event column whose first value per customer defines the segments (default:
+        ``channel`` when the events have several).
+    history : list of dict, optional
+        :func:`journey_ml.report.history.retrain_history` entries; this report's own
+        figures are appended as the last point.
+    n_bootstrap, seed : int
+        For the ranking when it is computed here.
+    currency : str
+        Symbol put before money amounts ("$"); none by default.
     """
-    from journey_ml.explain import friction_comparators, scoring_time, shap_summary_figures
-    from journey_ml.features import features_at
+    from journey_ml.explain import friction_comparators, improvements_for_bundle, scoring_time
 
+    jm = bundle.journey_map
     ts = scoring_time(events, at)
     seen = events.loc[events["timestamp"] <= ts]
-    features = features_at(events, bundle.spec, ts)
-    figures = shap_summary_figures(features, bundle) if len(features) else {}
-    return build_report(
-        improvements,
-        friction_comparators(seen, bundle.journey_map, end=ts),
-        stage_funnel(seen, bundle.journey_map),
-        figures,
-        {"model": bundle.version, "scored at": ts.isoformat(), "customers scored": len(features)},
+    if ranking is None:
+        extra = {} if n_bootstrap is None else {"n_bootstrap": n_bootstrap}
+        ranking = improvements_for_bundle(bundle, seen, at=ts, seed=seed, **extra)
+    data = journey_data(seen, jm, at=ts, ranking=ranking)
+    column = segment or _default_segment(seen)
+    segments = customer_segments(data.paths, column) if column else None
+    summary = data.summary()
+    inputs = ReportInputs(
+        data=data,
+        ranking=ranking,
+        comparators=friction_comparators(seen, jm, end=ts) if jm.friction and len(seen) else None,
+        scores=_scores(bundle, seen, ts),
+        segment=column,
+        segments=segments,
+        history=[*(history or []), {"label": "this report", "summary": summary}],
+        meta={"model": bundle.version, "data up to": f"{ts:%Y-%m-%d %H:%M} UTC", "customers": count(data.paths.n), "value unit": data.paths.value_unit},
+        currency=currency,
     )
+    return Report(build_page(inputs, f"{jm.name}: the customer journey"), summary)
+
+
+def report_for_bundle(bundle: ModelBundle, events: pd.DataFrame, improvements: pd.DataFrame, at: Any = None, **options: Any) -> str:
+    """The report page's HTML for a ranking already computed (see :func:`journey_report`)."""
+    return journey_report(bundle, events, improvements, at=at, **options).html
+
+
+def write_report(html_text: str, path: str | Path) -> Path:
+    """Write the page to ``path`` (UTF-8, parent directories created) and return the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(html_text, encoding="utf-8")
+    return p

@@ -2,22 +2,25 @@
 
 Modules, in the order a request meets them: ``settings`` (``JOURNEY_ML_*`` environment),
 ``schemas`` (pydantic request/response models), ``holder`` (the hot-reloading model),
-``app`` (validate and score a request; the info endpoints), ``bento_service`` (the BentoML
+``app`` (validate and score a request; the info endpoints), ``online`` and
+``online_model`` (the lean per-customer path: validation at the boundary, the feature
+kernels on the request's arrays, one scoring pass shared by concurrent requests),
+``overload`` (503 + Retry-After above the in-flight bound; JSON bodies only), ``profiles`` and
+``profile_events`` (customer profiles kept by the service: the SQLite/Redis stores, ``POST
+/events``, erasure, scoring by id), ``bento_service`` (the BentoML
 shell, imported by ``bentoml serve``), ``server`` (run the real server for demos and tests).
 Every rule lives outside the BentoML shell, so it is testable without a server.
 """
 
 from journey_ml.serving.app import (
     check_token,
-    customer_status,
     improvements,
     metadata,
-    request_frame,
     score_request,
-    validate_request,
     warm_up,
 )
 from journey_ml.serving.holder import LoadedModel, ModelHolder
+from journey_ml.serving.online import CustomerEvents, customer_events, score_customers
 from journey_ml.serving.schemas import (
     EXAMPLE_EVENTS,
     CustomerIn,
@@ -49,6 +52,7 @@ __all__ = [
     "EXAMPLE_EVENTS",
     "HEALTH_PATHS",
     "SERVICE_TARGET",
+    "CustomerEvents",
     "CustomerIn",
     "CustomerScore",
     "EventIn",
@@ -64,7 +68,7 @@ __all__ = [
     "ServiceSettings",
     "Status",
     "check_token",
-    "customer_status",
+    "customer_events",
     "demo_request",
     "error_field",
     "events_payload",
@@ -72,9 +76,8 @@ __all__ = [
     "http_json",
     "improvements",
     "metadata",
-    "request_frame",
+    "score_customers",
     "score_request",
     "server_command",
-    "validate_request",
     "warm_up",
 ]

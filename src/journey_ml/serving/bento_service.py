@@ -5,7 +5,10 @@ Endpoints
 ``POST /score``         score a batch of customers from their recent events
 ``GET  /improvements``  the serving model's touchpoint ranking (``?top=N``)
 ``GET  /metadata``      model version, training window, headline metrics
+``GET  /report``        the serving model's journey-map page (HTML, written when it was trained)
 ``POST /reload``        switch to the model the reference now points at
+``POST /events``        add events to the customers' stored profiles (``JOURNEY_ML_PROFILES``)
+``DELETE /customers/{customer_id}``  erase a customer's stored profile
 ``GET  /livez``, ``/readyz``, ``/healthz``  BentoML's health probes (never need a token)
 
 Run it with ``journey-ml serve`` or ``bentoml serve journey_ml.serving.bento_service:JourneyService``
@@ -14,11 +17,17 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``models:/journey-ml@champion``, the default), ``MLFLOW_TRACKING_URI``,
 ``JOURNEY_ML_API_TOKEN`` (when set, every non-health endpoint needs
 ``Authorization: Bearer <token>``), ``JOURNEY_ML_MAX_CUSTOMERS`` (1000),
-``JOURNEY_ML_MAX_EVENTS_PER_CUSTOMER`` (10000), ``JOURNEY_ML_MAX_BODY_BYTES`` (10 MB) and
-``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling). See ``service/README.md``.
+``JOURNEY_ML_MAX_EVENTS_PER_CUSTOMER`` (10000), ``JOURNEY_ML_MAX_BODY_BYTES`` (10 MB),
+``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling) and ``JOURNEY_ML_PROFILES``
+(where customer profiles are kept: a directory for SQLite, default ``profiles``, or
+``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (default: one per core) and
+``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per worker) are read when this module is imported. See
+``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",
 "field": "<field>"}`` with a 4xx status; the rules live in :mod:`journey_ml.serving.app`.
+Above ``JOURNEY_ML_MAX_IN_FLIGHT`` requests in a worker the answer is 503 with
+``Retry-After`` (:mod:`journey_ml.serving.overload`).
 """
 
 from __future__ import annotations
@@ -28,13 +37,19 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import bentoml
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Path, Query
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from journey_ml.serving.app import check_token, improvements, metadata, score_request, warm_up
 from journey_ml.serving.holder import ModelHolder
+from journey_ml.serving.overload import OverloadGuard, send_json, unsupported_body
+from journey_ml.serving.profile_events import append_events, erase_customer
+from journey_ml.serving.profiles import store_for
 from journey_ml.serving.schemas import (
+    EraseResponse,
+    EventsRequest,
+    EventsResponse,
     ImprovementsResponse,
     MetadataResponse,
     RequestError,
@@ -42,7 +57,12 @@ from journey_ml.serving.schemas import (
     ScoreResponse,
     error_field,
 )
-from journey_ml.serving.settings import HEALTH_PATHS, ServiceSettings
+from journey_ml.serving.settings import (
+    HEALTH_PATHS,
+    ServiceSettings,
+    service_threads,
+    service_workers,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,6 +72,27 @@ Send = Callable[[Message], Awaitable[None]]
 # The GET endpoints: BentoML 1.4 API methods are POST-only, so they live in a FastAPI app
 # mounted on the service (its routes become class views with access to ``self``).
 info_app = FastAPI(title="journey-ml info", docs_url=None, redoc_url=None)
+
+
+def _documented(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a GET route: its 200 example, the overload answer, auth."""
+    return {
+        200: {"content": {"application/json": {"example": example}}},
+        401: {"description": "JOURNEY_ML_API_TOKEN is set and the bearer token is missing or wrong."},
+        503: {"description": "Overloaded (JOURNEY_ML_MAX_IN_FLIGHT): retry after Retry-After seconds."},
+    }
+
+
+_IMPROVEMENTS_EXAMPLE: dict[str, Any] = {
+    "model_version": "7", "available": True, "unit": "revenue", "message": None,
+    "improvements": [{"touchpoint": "checkout_error", "expected_impact": 1234.5, "unit": "revenue", "customers_affected": 310}],
+}  # fmt: skip
+_METADATA_EXAMPLE: dict[str, Any] = {
+    "model_version": "7", "model_ref": "models:/journey-ml@champion", "loaded_at": "2026-03-03T08:00:00Z",
+    "training_window": {"first_cutoff": "2025-09-01T00:00:00Z", "last_cutoff": "2026-02-23T00:00:00Z"},
+    "metrics": {"drop_off_auc": 0.81}, "stages": ["awareness", "consideration", "decision", "purchase"],
+    "horizon_days": 14.0, "reasons_available": True, "journey_shape": {"revenue": True},
+}  # fmt: skip
 
 
 class ReloadResponse(BaseModel):
@@ -67,7 +108,8 @@ class GuardMiddleware:
     * With ``JOURNEY_ML_API_TOKEN`` set, a request without ``Authorization: Bearer <token>``
       gets 401 (compared with :func:`hmac.compare_digest`; the answer never says how close
       the token was).
-    * A body over ``JOURNEY_ML_MAX_BODY_BYTES`` gets 413 before any parsing.
+    * A body over ``JOURNEY_ML_MAX_BODY_BYTES`` gets 413 before any parsing, and a body
+      that is not JSON (e.g. ``multipart/form-data``) 415 naming ``Content-Type``.
     * BentoML's pydantic 400s are rewritten so ``error`` starts with the field path
       (``customers[0].events[2].timestamp: ...``), like the service's own errors.
     """
@@ -82,13 +124,17 @@ class GuardMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if not check_token(headers.get("authorization"), self.settings.api_token):
-            await _send_json(send, 401, {"error": "Authorization: a valid bearer token is required", "field": "Authorization"},
+            await send_json(send, 401, {"error": "Authorization: a valid bearer token is required", "field": "Authorization"},
                              extra_headers=[(b"www-authenticate", b"Bearer")])
+            return
+        refused = unsupported_body(scope["method"], headers.get("content-type"))
+        if refused is not None:
+            await send_json(send, 415, refused)
             return
         limit = self.settings.max_body_bytes
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _send_json(send, 413, _too_large(int(length), limit))
+            await send_json(send, 413, _too_large(int(length), limit))
             return
         # Read the whole body up front (bounded), so a chunked upload cannot exceed the limit.
         chunks: list[bytes] = []
@@ -101,7 +147,7 @@ class GuardMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _send_json(send, 413, _too_large(size, limit))
+                await send_json(send, 413, _too_large(size, limit))
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -121,14 +167,6 @@ class GuardMiddleware:
 def _too_large(size: int, limit: int) -> dict[str, Any]:
     """The 413 body for a request body over the limit."""
     return {"error": f"body: {size} bytes exceed the limit of {limit} bytes (JOURNEY_ML_MAX_BODY_BYTES)", "field": "body"}
-
-
-async def _send_json(send: Send, status: int, payload: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """Answer with a JSON body straight from the middleware (the app never sees the request)."""
-    data = json.dumps(payload).encode("utf-8")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra_headers or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
 
 
 def _named_validation_errors(send: Send) -> Send:
@@ -178,7 +216,14 @@ def _rewrite_400(raw: bytes) -> bytes:
     return json.dumps({"error": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors}).encode("utf-8")
 
 
-@bentoml.service(name="journey_ml", traffic={"timeout": 120}, workers=1)
+# One worker process per core (JOURNEY_ML_WORKERS), each loading the model once, with a
+# thread for every request it admits (JOURNEY_ML_MAX_IN_FLIGHT): concurrent requests then
+# share scoring passes. BentoML's access log is off: a log line per request costs about
+# as much as scoring a customer (use the metrics).
+@bentoml.service(
+    name="journey_ml", traffic={"timeout": 120}, workers=service_workers(), threads=service_threads(),
+    logging={"access": {"enabled": False}},
+)
 @bentoml.asgi_app(info_app, path="/")
 class JourneyService:
     """Scores customers with the champion model bundle (same feature code as training)."""
@@ -186,6 +231,7 @@ class JourneyService:
     def __init__(self) -> None:
         self.settings = ServiceSettings.from_env()
         self.holder = ModelHolder(self.settings.model, tracking_uri=self.settings.tracking_uri)
+        self.profiles = store_for(self.settings.profiles)  # opens files/connections lazily
         warm_up(self.holder, self.settings)  # first real request then costs what later ones do
         self.holder.start_polling(self.settings.reload_seconds)
 
@@ -199,6 +245,16 @@ class JourneyService:
         except RequestError as exc:
             return JSONResponse(exc.to_dict(), status_code=exc.status)
 
+    @bentoml.api(route="/events", input_spec=EventsRequest, output_spec=EventsResponse)
+    def events(self, events: Any) -> EventsResponse | JSONResponse:
+        """Add events to the customers' stored profiles, so ``/score`` can take customers by id.
+        All or nothing: one bad event refuses the request (4xx naming ``events[i].<field>``).
+        Replays (same event_id, or exact duplicates) are ignored."""
+        try:
+            return append_events(EventsRequest.model_construct(events=events), self.profiles, self.holder.current, self.settings)
+        except RequestError as exc:
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+
     @bentoml.api(route="/reload")
     def reload(self) -> ReloadResponse:
         """Load the model the configured reference points at now (e.g. after the champion
@@ -206,7 +262,7 @@ class JourneyService:
         changed = self.holder.reload()
         return ReloadResponse(changed=changed, model_version=self.holder.current.version)
 
-    @info_app.get("/improvements", response_model=ImprovementsResponse)
+    @info_app.get("/improvements", response_model=ImprovementsResponse, responses=_documented(_IMPROVEMENTS_EXAMPLE))
     def get_improvements(
         self,
         top: int | None = Query(None, ge=1, le=10_000, description="Return only the first N touchpoints."),
@@ -214,10 +270,37 @@ class JourneyService:
         """Touchpoint improvements of the serving model, ranked by expected revenue impact."""
         return improvements(self.holder, top)
 
-    @info_app.get("/metadata", response_model=MetadataResponse)
+    @info_app.delete(
+        "/customers/{customer_id}", response_model=EraseResponse,
+        responses={400: {"description": "Blank customer id."}, 503: {"description": "Profile store unavailable."}},
+    )  # fmt: skip
+    def delete_customer(
+        self, customer_id: str = Path(description="Customer whose stored profile to erase.", examples=["00042"])
+    ) -> EraseResponse | JSONResponse:
+        """Erase a customer's stored profile (privacy requests); erasing an unknown id is not an error."""
+        try:
+            return erase_customer(self.profiles, customer_id)
+        except RequestError as exc:
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @info_app.get("/metadata", response_model=MetadataResponse, responses=_documented(_METADATA_EXAMPLE))
     def get_metadata(self) -> MetadataResponse:
         """Model version, training window and headline metrics of the serving model."""
         return metadata(self.holder)
 
+    @info_app.get("/report", response_class=HTMLResponse)
+    def get_report(self) -> Response:
+        """The serving model's journey-map page (self-contained HTML), 404 when its bundle has none."""
+        from journey_ml.report.served import served_page
 
+        current = self.holder.current
+        page = served_page(current.ref, current.token, self.holder.tracking_uri)
+        if page is None:
+            message = "report: the serving model's bundle has no report page (retrain it, or run `journey-ml report`)"
+            return JSONResponse({"error": message, "field": "report"}, status_code=404)
+        return HTMLResponse(page)
+
+
+# Outermost first: overload is answered before the body is even read.
+JourneyService.add_asgi_middleware(OverloadGuard)
 JourneyService.add_asgi_middleware(GuardMiddleware)

@@ -19,7 +19,11 @@ __all__ = [
     "EXAMPLE_EVENTS",
     "CustomerIn",
     "CustomerScore",
+    "EraseResponse",
     "EventIn",
+    "EventRecord",
+    "EventsRequest",
+    "EventsResponse",
     "ImprovementsResponse",
     "MetadataResponse",
     "Reason",
@@ -28,6 +32,7 @@ __all__ = [
     "ScoreResponse",
     "Status",
     "error_field",
+    "reject_field",
 ]
 
 
@@ -54,6 +59,25 @@ def error_field(loc: tuple[Any, ...] | list[Any]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def reject_field(reason: str) -> tuple[str, str]:
+    """(field, message) of a reject reason of :func:`journey_ml.ingest.validate_events`:
+    how a request names a bad event (``duplicate`` names the event itself: field ``""``)."""
+    table = {
+        "missing_customer_id": ("customer_id", "is missing or blank"),
+        "missing_timestamp": ("timestamp", "is missing or blank"),
+        "bad_timestamp": ("timestamp", "is not a parseable time in [1990-01-01, 2100-01-01)"),
+        "missing_event_type": ("event_type", "is missing or blank"),
+        "bad_revenue": ("revenue", "is not a finite number"),
+        "negative_revenue": ("revenue", "must not be negative"),
+        "duplicate": ("", "is an exact duplicate of an earlier event of this customer"),
+    }
+    if reason in table:
+        return table[reason]
+    if reason.startswith("bad_"):
+        return reason.removeprefix("bad_"), "is not a finite number"
+    return "", reason
 
 
 #: The documented example customer; :func:`journey_ml.serving.app.warm_up` scores it too.
@@ -109,7 +133,12 @@ class CustomerIn(BaseModel):
         "Events after it are ignored for the features.",
         examples=["2026-03-03T00:00:00Z"],
     )
-    events: list[EventIn] = Field(min_length=1, description="The customer's events, any order.", examples=[EXAMPLE_EVENTS])
+    events: list[EventIn] = Field(
+        default_factory=list,
+        description="The customer's latest events, any order; added to the profile the service keeps "
+        "(POST /events) for this scoring only. Omit them to score by id from the stored profile.",
+        examples=[EXAMPLE_EVENTS],
+    )
 
 
 class ScoreRequest(BaseModel):
@@ -132,17 +161,18 @@ class Reason(BaseModel):
     text: str = Field(description="Human-readable explanation.", examples=["checkout errors raise drop-off risk by 7.5 points"])
 
 
-Status = Literal["scored", "no_history", "inactive", "exited"]
+Status = Literal["scored", "no_history", "inactive", "exited", "unknown"]
 
 
 class CustomerScore(BaseModel):
     """Scores of one customer at ``as_of``; predictions are null unless ``status`` is ``scored``."""
 
     customer_id: str = Field(description="The customer id as sent.", examples=["00042"])
-    as_of: datetime = Field(description="The scoring time used (UTC).")
+    as_of: datetime | None = Field(description="The scoring time used (UTC); null for an unknown customer sent without as_of.")
     status: Status = Field(
         description="scored; no_history (no event at or before as_of); inactive (silent longer "
-        "than the journey map's inactivity_days); exited (fired an exit event such as unsubscribe)."
+        "than the journey map's inactivity_days); exited (fired an exit event such as unsubscribe); "
+        "unknown (no stored profile and no events sent)."
     )
     current_stage: str | None = Field(None, description="Furthest stage reached by as_of.", examples=["decision"])
     next_stage: str | None = Field(None, description="Most likely furthest stage within the horizon (never behind current).", examples=["purchase"])
@@ -202,3 +232,45 @@ class MetadataResponse(BaseModel):
         "a part is off.",
     )
 
+
+
+class EventRecord(EventIn):
+    """One event for a customer's stored profile (``POST /events``)."""
+
+    customer_id: str = Field(min_length=1, description="Customer id (a string; never parsed as a number).", examples=["00042"])
+    event_id: str | None = Field(
+        None, min_length=1, description="Id of the event at the sender. A replay of a stored id is ignored; "
+        "without ids, exact duplicates are.", examples=["evt-8f2c1"],
+    )
+
+
+class EventsRequest(BaseModel):
+    """Events to add to the customers' stored profiles, validated as one all-or-nothing batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventRecord] = Field(
+        min_length=1,
+        description="Events of any customers, any order (at most JOURNEY_ML_MAX_CUSTOMERS x "
+        "JOURNEY_ML_MAX_EVENTS_PER_CUSTOMER). One bad event refuses the whole request.",
+        examples=[[{"customer_id": "00042", "event_id": f"evt-{i}", **e} for i, e in enumerate(EXAMPLE_EVENTS)]],
+    )
+
+
+class EventsResponse(BaseModel):
+    """What ``POST /events`` did with the events."""
+
+    accepted: int = Field(ge=0, description="Events new to their profiles and now stored.", examples=[4])
+    duplicates: int = Field(ge=0, description="Replays ignored: an event_id already stored (or sent earlier in "
+                            "the request), or an exact duplicate of a stored or earlier event.", examples=[0])
+    pruned: int = Field(ge=0, description="Events dropped (stored or sent) because they lie further back before "
+                        "the customer's newest event than the features look (their longest window, 90 days, or the "
+                        "journey map's inactivity_days when longer), or beyond JOURNEY_ML_MAX_EVENTS_PER_CUSTOMER.",
+                        examples=[0])
+
+
+class EraseResponse(BaseModel):
+    """Outcome of ``DELETE /customers/{customer_id}``."""
+
+    customer_id: str = Field(description="The customer id as sent.", examples=["00042"])
+    erased: bool = Field(description="True when a stored profile was deleted; false when none was stored.")

@@ -10,6 +10,12 @@
 ``JOURNEY_ML_MAX_BODY_BYTES``           request body size (default 10 MB)
 ``JOURNEY_ML_RELOAD_SECONDS``           how often the champion alias is polled (default 60;
                                         0 disables polling; ``POST /reload`` always works)
+``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 8); more are
+                                        answered 503 with ``Retry-After`` at once
+``JOURNEY_ML_WORKERS``                  worker processes, each loading the model once (default:
+                                        one per CPU core); read when the service is imported
+``JOURNEY_ML_PROFILES``                 where customer profiles are kept: a directory (SQLite,
+                                        default ``profiles``) or ``redis://host:port/db``
 
 Nothing is read at import, so tests and ``journey-ml serve`` can pass their own mapping.
 """
@@ -26,7 +32,7 @@ import numpy as np
 
 from journey_ml.exceptions import ConfigError
 
-__all__ = ["CLOCK_SKEW", "DEFAULT_MODEL", "HEALTH_PATHS", "ServiceSettings"]
+__all__ = ["CLOCK_SKEW", "DEFAULT_MODEL", "HEALTH_PATHS", "ServiceSettings", "service_threads", "service_workers"]
 
 DEFAULT_MODEL = "models:/journey-ml@champion"
 #: How far after the server clock (or a customer's ``as_of``) an event may lie.
@@ -53,6 +59,12 @@ class ServiceSettings:
         Request limits; exceeding one answers 413 naming the field.
     reload_seconds : float
         Poll interval of the model reference; 0 disables polling.
+    max_in_flight : int
+        Requests one worker holds at once; more get 503 with ``Retry-After``
+        (:class:`journey_ml.serving.overload.OverloadGuard`).
+    profiles : str
+        Profile store: a directory for SQLite or a Redis URL
+        (:func:`journey_ml.serving.profiles.open_store`).
     """
 
     model: str = DEFAULT_MODEL
@@ -62,6 +74,8 @@ class ServiceSettings:
     max_events_per_customer: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
     reload_seconds: float = 60.0
+    max_in_flight: int = 8
+    profiles: str = "profiles"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -82,7 +96,28 @@ class ServiceSettings:
                 env, "JOURNEY_ML_RELOAD_SECONDS", cls.reload_seconds, float,
                 lambda v: bool(np.isfinite(v)) and v >= 0, "a number of seconds >= 0",
             ),
+            profiles=env.get("JOURNEY_ML_PROFILES") or cls.profiles,
+            max_in_flight=count("JOURNEY_ML_MAX_IN_FLIGHT", cls.max_in_flight),
         )  # fmt: skip
+
+
+def service_workers(environ: Mapping[str, str] | None = None) -> int:
+    """Worker processes of the service: ``JOURNEY_ML_WORKERS``, else one per usable core.
+
+    Each worker is a process with its own copy of the model; the scoring path is
+    single-threaded, so one worker per core uses the machine without oversubscribing it.
+    """
+    env = os.environ if environ is None else environ
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return env_number(env, "JOURNEY_ML_WORKERS", max(1, cores), int, lambda v: v > 0, "a positive integer")
+
+
+def service_threads(environ: Mapping[str, str] | None = None) -> int:
+    """Request threads per worker: one for every request a worker admits
+    (``JOURNEY_ML_MAX_IN_FLIGHT``), so concurrent requests can share a scoring pass
+    (:class:`journey_ml.serving.online.ScoreCombiner`)."""
+    env = os.environ if environ is None else environ
+    return env_number(env, "JOURNEY_ML_MAX_IN_FLIGHT", ServiceSettings.max_in_flight, int, lambda v: v > 0, "a positive integer")
 
 
 def env_number(

@@ -1,0 +1,140 @@
+"""A cheap open-loop HTTP/1.1 load generator (asyncio, raw sockets, keep-alive).
+
+Requests are sent on a fixed schedule (``rate`` per second), whatever the answers: a slow
+server faces the same arrivals as in production instead of a politely waiting client.
+Latency runs from each request's *scheduled* send time to the last byte of its answer,
+so the generator's own lag counts against the server, never in its favour. Bodies are
+encoded once; connections are reused and opened only when every open one is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LoadResult", "encode_request", "run_open_loop"]
+
+
+def encode_request(method: str, path: str, body: bytes, host: str = "127.0.0.1", token: str | None = None) -> bytes:
+    """One complete HTTP/1.1 request (headers and body), ready to write."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass
+class LoadResult:
+    """Outcome of one open-loop run: one entry per request sent."""
+
+    rate: float
+    seconds: float
+    latency: np.ndarray  # seconds, scheduled send to last byte
+    status: np.ndarray  # HTTP status, 0 for a connection error
+    retry_after: np.ndarray  # bool: a Retry-After header came with the answer
+    wall: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == 200
+
+    @property
+    def shed(self) -> np.ndarray:
+        return (self.status == 503) | (self.status == 429)
+
+    @property
+    def errors(self) -> int:
+        """Answers that are neither 200 nor a 503/429 load-shedding answer."""
+        return int(np.count_nonzero(~self.ok & ~self.shed))
+
+    @property
+    def achieved(self) -> float:
+        """200 answers per second of the run."""
+        return float(np.count_nonzero(self.ok)) / self.wall if self.wall else 0.0
+
+    def percentile(self, q: float, mask: np.ndarray | None = None) -> float:
+        """The q-th percentile latency in ms of the requests in ``mask`` (all by default)."""
+        lat = self.latency if mask is None else self.latency[mask]
+        return float(np.percentile(lat, q) * 1000) if len(lat) else float("nan")
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one HTTP/1.1 answer: (status, has Retry-After)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    retry = False
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        if key == "content-length":
+            length = int(value.strip())
+        elif key == "retry-after":
+            retry = True
+        elif key == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status, retry
+
+
+async def _run(host: str, port: int, requests: list[bytes], rate: float, seconds: float, timeout: float) -> LoadResult:
+    n = max(1, int(rate * seconds))
+    latency = np.full(n, np.nan)
+    status = np.zeros(n, dtype=np.int64)
+    retry = np.zeros(n, dtype=bool)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+
+    async def one(i: int, due: float) -> None:
+        conn = idle.pop() if idle else None
+        try:
+            if conn is None:
+                conn = await asyncio.open_connection(host, port)
+            reader, writer = conn
+            writer.write(requests[i % len(requests)])
+            code, has_retry = await asyncio.wait_for(_read_answer(reader), timeout)
+            latency[i] = loop.time() - due
+            status[i], retry[i] = code, has_retry
+            idle.append(conn)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            latency[i] = loop.time() - due
+            status[i] = 0
+            if conn is not None:
+                conn[1].close()
+
+    tasks = []
+    for i in range(n):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i, due)))
+    await asyncio.gather(*tasks)
+    wall = loop.time() - start
+    for _, writer in idle:
+        writer.close()
+    codes, counts = np.unique(status, return_counts=True)
+    return LoadResult(rate, seconds, latency, status, retry, wall, {int(c): int(k) for c, k in zip(codes, counts, strict=True)})
+
+
+def run_open_loop(url: str, requests: list[bytes], rate: float, seconds: float, *, timeout: float = 30.0) -> LoadResult:
+    """Send ``rate`` requests per second for ``seconds`` (cycling through ``requests``)."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.perf_counter()
+    result = asyncio.run(_run(host, int(port), requests, rate, seconds, timeout))
+    result.wall = max(result.wall, 1e-9) if result.wall else time.perf_counter() - started
+    return result

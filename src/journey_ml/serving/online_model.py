@@ -1,0 +1,269 @@
+"""Validated request events to scores: a small event log, the feature families, the models.
+
+The event log of a request is built straight from each customer's arrays (no DataFrame,
+no sort detection: each customer's events are sorted on their own, customers by id), with
+the encoding rules of :class:`journey_ml.eventlog.EventLog` (stage evidence, friction,
+conversion, exit and session flags). The feature families of
+:mod:`journey_ml.features.families` then run on it exactly as the batch driver runs them
+on one chunk, into one float64 matrix in ``spec.feature_names`` order (values pass
+through float32, as the batch feature block stores them). Predictions call each
+LightGBM booster once for all rows with one thread; reason codes come from the drop-off
+model's TreeSHAP through :func:`journey_ml.explain.reasons.reasons_from_shap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from journey_ml.contract.journey_map import JourneyMap
+from journey_ml.contract.stages import stage_evidence_codes
+from journey_ml.eventlog import EventLog, friction_flags
+from journey_ml.explain.reasons import reasons_from_shap
+from journey_ml.explain.shap import reason_groups
+from journey_ml.features.compute import ROW_OFFSETS
+from journey_ml.features.context import Context
+from journey_ml.features.families import FEATURE_FAMILIES
+from journey_ml.features.spec import FeatureSpec
+from journey_ml.registry.bundle import ModelBundle
+
+__all__ = ["CustomerEvents", "OnlineScores", "feature_matrix", "request_log", "score_logs"]
+
+#: Reason codes per customer, as in batch scoring.
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class _SpecTables:
+    """What every request needs from a feature spec, computed once per spec."""
+
+    column: dict[str, int]
+    categorical: frozenset[str]
+    groups: dict[str, list[str]]
+
+
+_TABLES: dict[int, tuple[FeatureSpec, _SpecTables]] = {}
+
+
+def _tables(spec: FeatureSpec) -> _SpecTables:
+    """The spec's tables (kept with the spec, so its id cannot be reused while cached)."""
+    hit = _TABLES.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        tables = _SpecTables(
+            column={name: k for k, name in enumerate(spec.feature_names)},
+            categorical=frozenset(spec.categories),
+            groups=reason_groups(spec),
+        )
+        if len(_TABLES) > 8:  # a few reloads' worth
+            _TABLES.clear()
+        hit = _TABLES[id(spec)] = (spec, tables)
+    return hit[1]
+
+
+@dataclass
+class CustomerEvents:
+    """One customer's validated events, canonical values, in the order they were given.
+
+    ``ts`` is int64 ns UTC; ``channel`` is ``"unknown"`` where missing; ``revenue`` is 0.0
+    where missing; ``session_id`` is None where missing (derived from the inactivity gap
+    when the log is built); ``measures`` holds every friction measure column of the
+    journey map (NaN where missing).
+    """
+
+    customer_id: str
+    ts: np.ndarray
+    event_type: list[str]
+    channel: list[str]
+    revenue: np.ndarray
+    session_id: list[str | None]
+    measures: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.event_type)
+
+    def sorted(self) -> CustomerEvents:
+        """The events in time order (stable: ties keep their given order), as the loader sorts."""
+        order = np.argsort(self.ts, kind="stable")
+        if len(order) < 2 or bool(np.all(order[1:] > order[:-1])):
+            return self
+        pick = order.tolist()
+        return CustomerEvents(
+            customer_id=self.customer_id,
+            ts=self.ts[order],
+            event_type=[self.event_type[k] for k in pick],
+            channel=[self.channel[k] for k in pick],
+            revenue=self.revenue[order],
+            session_id=[self.session_id[k] for k in pick],
+            measures={c: v[order] for c, v in self.measures.items()},
+        )
+
+
+@dataclass
+class OnlineScores:
+    """Scores of a request's customers (request order).
+
+    ``status`` per customer; ``row`` maps a scored customer to its entry in ``values``
+    (the response fields) and ``reasons``.
+    """
+
+    status: list[str]
+    row: dict[int, int]
+    values: list[dict[str, Any]]
+    reasons: list[list[dict[str, Any]]]
+
+
+def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
+    """int16 codes by first appearance, and the distinct values (pandas' factorize order)."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int16, count=len(values))
+    return codes, list(index)
+
+
+def _session_starts(customers: Sequence[CustomerEvents], new: np.ndarray, gap_minutes: float) -> np.ndarray:
+    """Where a session starts: a new customer or a new session id. Missing ids are the
+    loader's ``"{customer_id}#{k}"``, ``k`` counting gaps longer than ``gap_minutes``."""
+    gap_ns = round(gap_minutes * 60 * 10**9)
+    ids: list[str] = []
+    for ev in customers:
+        k = 1
+        ts = ev.ts.tolist()
+        for j, given in enumerate(ev.session_id):
+            if j and ts[j] - ts[j - 1] > gap_ns:
+                k += 1
+            ids.append(given if given is not None else f"{ev.customer_id}#{k}")
+    start = new.copy()
+    for e in range(1, len(ids)):
+        if ids[e] != ids[e - 1]:
+            start[e] = True
+    return start
+
+
+def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) -> EventLog:
+    """The event log of customers whose events are each sorted by time, in the given
+    (customer id) order; every customer has at least one event."""
+    counts = np.fromiter((len(ev) for ev in customers), dtype=np.int64, count=len(customers))
+    start = np.zeros(len(customers) + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    n = int(start[-1])
+    ts = np.concatenate([ev.ts for ev in customers]) if customers else np.zeros(0, np.int64)
+    et_codes, et_names = _factorize([x for ev in customers for x in ev.event_type])
+    ch_codes, ch_names = _factorize([x for ev in customers for x in ev.channel])
+    revenue = np.concatenate([ev.revenue for ev in customers]) if customers else np.zeros(0)
+    new = np.zeros(n, dtype=bool)
+    new[start[:-1][counts > 0]] = True
+    stage = stage_evidence_codes(et_codes, et_names, new, journey_map)
+
+    def where_type(names: Sequence[str] | None) -> np.ndarray:
+        if names is None:
+            return np.arange(n, dtype=np.int32)
+        member = np.array([name in names for name in et_names] + [False], dtype=bool)
+        return np.flatnonzero(member[et_codes]).astype(np.int32)
+
+    flags, measure = friction_flags(journey_map, where_type, lambda column: np.concatenate([ev.measures[column] for ev in customers]))
+    conv = where_type(list(journey_map.conversion_events))
+    flags["conversion"] = conv
+    flags["exit"] = where_type(list(journey_map.exit_events))
+    flags["session_start"] = np.flatnonzero(_session_starts(customers, new, journey_map.session_gap_minutes)).astype(np.int32)
+    return EventLog(
+        journey_map=journey_map,
+        customers=pd.Index([ev.customer_id for ev in customers], dtype=object),
+        start=start,
+        ts=ts,
+        event_type=et_codes,
+        event_types=pd.Index(et_names, dtype=object),
+        channel=ch_codes,
+        channel_names=pd.Index(ch_names, dtype=object),
+        stage=stage,
+        flags=flags,
+        conv_value=revenue[conv],
+        measure=measure,
+    )
+
+
+def feature_matrix(log: EventLog, code: np.ndarray, t: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Features of rows (customer code, cutoff ns) as a float64 (rows x features) matrix in
+    ``spec.feature_names`` order: the batch driver's values, through float32 (int32 for
+    the categorical codes) exactly as its feature block stores them."""
+    tables = _tables(spec)
+    col = tables.column
+    X = np.empty((len(t), len(col)), dtype=np.float64)
+    ctx = Context(log, log.codes(spec), log.locate(code, t, ROW_OFFSETS), spec)
+    for compute, _ in FEATURE_FAMILIES:
+        for key, values in compute(ctx).items():
+            if isinstance(key, tuple):
+                c0 = col[key[0]]
+                X[:, c0 : c0 + len(key)] = np.asarray(values).astype(np.float32).T
+            elif key in tables.categorical:
+                X[:, col[key]] = np.asarray(values).astype(np.int32)
+            else:
+                X[:, col[key]] = np.asarray(values).astype(np.float32)
+    return X
+
+
+def _predictions(X: np.ndarray, bundle: ModelBundle) -> list[dict[str, Any]]:
+    """The response fields of each feature row: :func:`journey_ml.registry.scoring.score_features`
+    on a matrix, each booster called once with one thread."""
+    stages = list(bundle.journey_map.stage_names)
+    n = len(X)
+    if bundle.next_stage is not None:
+        proba = bundle.next_stage.calibrated(bundle.next_stage.raw_margin(X, num_threads=1))
+    else:  # one stage: nothing to progress to
+        proba = np.ones((n, len(stages)))
+    drop = np.asarray(bundle.drop_off.calibrated(bundle.drop_off.raw_margin(X, num_threads=1)), dtype=np.float64)
+    drop = drop[:, 1] if drop.ndim == 2 else drop
+    current = np.clip(X[:, _tables(bundle.spec).column["current_stage"]].astype(np.int64), 0, len(stages) - 1)
+    reachable = np.arange(len(stages))[None, :] >= current[:, None]
+    nxt = np.where(reachable, proba, -1.0).argmax(axis=1)
+    unit = bundle.value_unit
+    value = None
+    if bundle.revenue is not None:
+        value = np.maximum(bundle.revenue.calibrated(bundle.revenue.raw_margin(X, num_threads=1)), 0.0)
+    out = []
+    for r in range(n):
+        v = None if value is None else float(value[r])
+        out.append({
+            "current_stage": stages[int(current[r])],
+            "next_stage": stages[int(nxt[r])],
+            "next_stage_probabilities": {s: float(proba[r, i]) for i, s in enumerate(stages)},
+            "drop_off_risk": float(drop[r]),
+            "expected_revenue": v if unit == "revenue" else None,
+            "expected_conversions": v if unit == "conversions" else None,
+        })  # fmt: skip
+    return out
+
+
+def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle: ModelBundle) -> OnlineScores:
+    """Status, scores and reason codes of customers (each sorted by time) at their cutoffs (ns).
+
+    A customer not active at the cutoff (the batch activity rule,
+    :meth:`journey_ml.eventlog.EventLog.activity`) is ``no_history``, ``inactive`` or
+    ``exited`` and gets no scores, as batch scoring leaves them out.
+    """
+    order = sorted(range(len(customers)), key=lambda k: customers[k].customer_id)
+    log = request_log([customers[k] for k in order], bundle.journey_map)
+    code = np.empty(len(customers), dtype=np.int64)
+    code[order] = np.arange(len(customers), dtype=np.int64)
+    t = np.asarray(cutoffs, dtype=np.int64)
+    act = log.activity(code, t)
+    status = np.full(len(customers), "scored", dtype=object)
+    status[act.has_history & ~act.recent] = "inactive"
+    status[act.has_history & act.exited] = "exited"
+    status[~act.has_history] = "no_history"
+    active = np.flatnonzero(status == "scored")
+    values: list[dict[str, Any]] = []
+    reasons: list[list[dict[str, Any]]] = []
+    if len(active):
+        X = feature_matrix(log, code[active], t[active], bundle.spec)
+        values = _predictions(X, bundle)
+        drop = bundle.drop_off
+        phi = np.asarray(
+            drop.booster_.predict(X, pred_contrib=True, num_iteration=drop.best_iteration_, num_threads=1), dtype=np.float64
+        )
+        reasons = reasons_from_shap(X, phi, bundle, TOP_REASONS, _tables(bundle.spec).groups)
+    return OnlineScores(
+        status=[str(s) for s in status], row={int(k): r for r, k in enumerate(active)}, values=values, reasons=reasons
+    )
