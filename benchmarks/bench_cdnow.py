@@ -151,7 +151,7 @@ def ours(
     # Every training label window ends before the validation cutoff (embargo), and the
     # validation window ends at T: nothing after T is ever used for fitting.
     train_cuts = make_cutoffs(seen, jm, cadence_days=cadence_days, end=valid_cut - horizon, min_history_days=28)
-    spec = FeatureSpec.fit(seen.loc[seen["timestamp"] < valid_cut], jm)
+    spec = FeatureSpec.fit(seen.loc[seen["timestamp"] < valid_cut], jm, btyd=True)
     train = build_snapshots(seen, jm, spec, cutoffs=train_cuts)
     valid = build_snapshots(seen, jm, spec, cutoffs=valid_cuts)
     test = build_snapshots(events, jm, spec, cutoffs=pd.DatetimeIndex([cutoff]))

@@ -106,9 +106,10 @@ def in_process(bundle_dir: Path, bodies: list[dict[str, Any]], repeats: int) -> 
 
 def row(name: str, res: LoadResult) -> str:
     ok = res.ok
+    other = {k: v for k, v in res.statuses.items() if k not in (200, 429, 503)}  # 0: no answer
     return (
         f"| {name} | {res.rate:.0f} | {res.achieved:.0f} | {res.percentile(50, ok):.1f} | {res.percentile(99, ok):.1f} "
-        f"| {int(np.count_nonzero(res.shed))} | {res.errors} |"
+        f"| {int(np.count_nonzero(res.shed))} | {res.errors} {other or ''} | {np.percentile(res.lag, 99) * 1000:.1f} |"
     )
 
 
@@ -189,8 +190,8 @@ def main(argv: list[str] | None = None) -> None:
                f"{args.workers or 'one per core'} workers; {seconds:.0f} s per rate. The load generator "
                f"(asyncio, raw sockets, keep-alive, pre-encoded bodies) shares the cores. Load average "
                f"before/after: {load_before[0]:.2f}/{load_after[0]:.2f}.\n")
-    out.append("| payload | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| payload | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | generator lag p99 ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     out += rows
     b50 = float(np.percentile(batch_res[0].latency[batch_res[0].ok], 50) * ms) if batch_res[0].ok.any() else float("nan")
     out.append("")
@@ -201,12 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     out.append(f"| batch of 100 customers | {f50:.1f} | {np.percentile(floor_batch, 99) * ms:.1f} |")
     out.append(f"\nBatch of 100 over HTTP at 2/s: p50 {b50:.1f} ms = {b50 / f50:.2f}x in-process.\n")
     out.append(f"Maximum sustained throughput (1 customer x 50 events): **{best:.0f} requests/s**.\n")
-    out += ["| search step | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | |", "|---|---:|---:|---:|---:|---:|---:|---|", *search]
+    out += ["| search step | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | lag p99 ms | |", "|---|---:|---:|---:|---:|---:|---:|---:|---|", *search]
     shed = over.shed
     out.append(f"\nOverload at {over.rate:.0f}/s: {int(over.ok.sum())} accepted (p50 {over.percentile(50, over.ok):.1f} ms, "
                f"p99 {over.percentile(99, over.ok):.1f} ms), {int(shed.sum())} answered 503/429 "
                f"(p99 {over.percentile(99, shed):.1f} ms, Retry-After on {int(over.retry_after[shed].sum())}), "
-               f"other errors {over.errors} {over.statuses}.")
+               f"other errors {over.errors} {over.statuses}; generator send lag p99 {np.percentile(over.lag, 99) * ms:.1f} ms.")
     text = "\n".join(out)
     print(text)
     if args.out:

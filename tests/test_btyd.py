@@ -80,7 +80,7 @@ def journey_map_30d() -> JourneyMap:
 
 @pytest.fixture(scope="module")
 def spec(events: pd.DataFrame, journey_map_30d: JourneyMap) -> FeatureSpec:
-    return FeatureSpec.fit(events, journey_map_30d, until=END)
+    return FeatureSpec.fit(events, journey_map_30d, until=END, btyd=True)
 
 
 def test_fit_matches_lifetimes(events: pd.DataFrame, journey_map_30d: JourneyMap) -> None:
@@ -132,8 +132,8 @@ def test_p_no_conversion_is_the_model_probability() -> None:
 def test_features_use_no_fit_after_the_cutoff(events: pd.DataFrame, journey_map_30d: JourneyMap) -> None:
     """Leakage rule: a row at t reads the latest fit made at or before t, which saw only events <= t."""
     t = END - pd.Timedelta(days=45)
-    full = FeatureSpec.fit(events, journey_map_30d, until=END)
-    cut = FeatureSpec.fit(events.loc[events["timestamp"] <= t], journey_map_30d, until=END)
+    full = FeatureSpec.fit(events, journey_map_30d, until=END, btyd=True)
+    cut = FeatureSpec.fit(events.loc[events["timestamp"] <= t], journey_map_30d, until=END, btyd=True)
     assert len(full.btyd) >= 3 and all(f.at_ns <= END.value for f in full.btyd)
     older = [f for f in full.btyd if f.at_ns <= t.value]
     assert older and older == [f for f in cut.btyd if f.at_ns <= t.value]
@@ -189,3 +189,27 @@ def test_calibration_table() -> None:
     multi = calibration_table(np.array([0, 1, 1]), P, np.array(["x", "x", "x"]))
     assert multi.loc[0, "observed"] == pytest.approx(2 / 3)  # argmax right on two rows
     assert multi.loc[0, "max_class_gap"] == pytest.approx(abs(0.5 - 1 / 3))
+
+
+def test_pipeline_reports_bgnbd_movers_and_calibration(events: pd.DataFrame, journey_map_30d: JourneyMap) -> None:
+    """fit_baselines adds the BG/NBD drop-off baseline; evaluate_models the movers' metrics
+    and the calibration tables (baselines stand in for the models)."""
+    from journey_ml.labels.snapshots import build_snapshots
+    from journey_ml.pipeline.splits import SnapshotSplits
+    from journey_ml.pipeline.steps import evaluate_models, fit_baselines
+
+    start = pd.Timestamp("2026-04-01", tz="UTC")
+    spec = FeatureSpec.fit(events, journey_map_30d, until=start + pd.Timedelta(days=29), btyd=True)
+    parts = [build_snapshots(events, journey_map_30d, spec, cutoffs=[start + pd.Timedelta(days=d)]) for d in (0, 30, 60)]
+    splits = SnapshotSplits(spec=spec, train=parts[0], valid=parts[1], test=parts[2])
+    baselines = fit_baselines(splits)
+    assert set(baselines["drop_off"]) == {"class_prior", "recency", "bg_nbd"}
+    models = {"next_stage": baselines["next_stage"]["markov_chain"], "drop_off": baselines["drop_off"]["bg_nbd"],
+              "revenue": baselines["revenue"]["stage_mean"]}  # fmt: skip
+    report = evaluate_models(splits, models, baselines)
+    bg = report["baselines"]["drop_off"]["bg_nbd"]
+    assert bg == report["model"]["drop_off"] and 0.5 < bg["roc_auc"] <= 1.0
+    assert report["model"]["next_stage"]["n_movers"] > 0
+    assert report["model"]["next_stage"]["movers_log_loss"] == report["baselines"]["next_stage"]["markov_chain"]["movers_log_loss"]
+    table = pd.DataFrame(report["calibration"]["drop_off"]["by_stage"])
+    assert table["group"].iloc[-1] == "all" and table["n"].iloc[-1] == len(splits.test)

@@ -110,6 +110,13 @@ class FeaturesConfig(Section):
     max_touchpoints: Count = Field(
         default=16, ge=1, description="Touchpoints with their own features: the most frequent ones (friction ones always)."
     )
+    btyd: bool = Field(
+        default=False,
+        description=(
+            "BG/NBD and sparse-purchase features (and the bg_nbd drop-off baseline) for maps with a repeat "
+            "conversion. Off until it shows a gain on the benchmarks (BENCHMARKS.md, BTYD)."
+        ),
+    )
 
 
 @dataclass(frozen=True, config=STRICT)

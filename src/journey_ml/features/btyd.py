@@ -20,7 +20,9 @@ baseline read the same numbers.
 Leakage rule (see :func:`fit_schedule`): the feature row at cutoff ``t`` uses the latest
 fit made at a time ``s <= t``, and a fit at ``s`` sees only conversions at or before
 ``s``. So no feature of a training row depends on its label window ``(t, t + H]``, not
-even through the four population parameters; rows before the first fit get NaN.
+even through the four population parameters; rows before the first fit get NaN. (One fit
+at the end of the training period would have seen every training row's label window.)
+Validation, test and serving rows read the fit at the spec's end, made before them.
 """
 
 from __future__ import annotations

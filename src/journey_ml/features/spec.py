@@ -65,6 +65,11 @@ class FeatureSpec(Vocabulary):
         For each friction with a measure column, the friction-free level of that measure
         (median of the measure on that touchpoint's events *below* the friction
         threshold in the training data; 0 when there are none).
+    btyd : tuple of BGNBDParams
+        BG/NBD fits on the repeat conversions (maps with a repeat-conversion stage): at the
+        spec's end (``until``) and earlier times, each on the conversions at or before its
+        own time; a feature row at cutoff ``t`` uses the latest fit at or before ``t``
+        (:mod:`journey_ml.features.btyd`), so no row's features see its label window.
 
     Examples
     --------
@@ -93,6 +98,7 @@ class FeatureSpec(Vocabulary):
         *,
         max_touchpoints: int = MAX_TOUCHPOINTS,
         until: Any = None,
+        btyd: bool = False,
     ) -> FeatureSpec:
         """Learn the vocabularies from (training) events.
 
@@ -109,6 +115,8 @@ class FeatureSpec(Vocabulary):
             which dominate the snapshot table's memory.
         until : timestamp-like, optional
             Learn from the events at or before this time only (default: all).
+        btyd : bool, default ``features.btyd`` of the train config (off)
+            Fit BG/NBD on the repeat conversions (maps with one), for the ``btyd`` family.
 
         Returns
         -------
@@ -189,7 +197,7 @@ class FeatureSpec(Vocabulary):
             reference[fr.name] = float(np.median(calm)) if calm.size else 0.0
 
         return cls(
-            btyd=_btyd_fits(log, journey_map, until),
+            btyd=_btyd_fits(log, journey_map, until) if btyd else (),
             journey_map=journey_map,
             event_types=event_types,
             channels=channels,

@@ -131,9 +131,10 @@ def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
         }
         for task in splits.tasks
     }
-    # A map with a repeat conversion has the BG/NBD columns: BTYD is reported beside drop-off.
+    # A map with a repeat conversion has the BG/NBD columns; when the training period could
+    # fit the model, BTYD is reported beside drop-off.
     bgnbd = BGNBDBaseline()
-    if bgnbd.score_column in splits.spec.feature_names:
+    if splits.spec.btyd and bgnbd.score_column in splits.spec.feature_names:
         out["drop_off"]["bg_nbd"] = bgnbd.fit(X, y["drop_off"], sample_weight=weight)
     return out
 

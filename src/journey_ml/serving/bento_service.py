@@ -21,7 +21,7 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling) and ``JOURNEY_ML_PROFILES``
 (where customer profiles are kept: a directory for SQLite, default ``profiles``, or
 ``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (default: one per core) and
-``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per worker) are read when this module is imported. See
+``JOURNEY_ML_MAX_IN_FLIGHT`` (4 per worker) are read when this module is imported. See
 ``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",
@@ -33,6 +33,7 @@ Above ``JOURNEY_ML_MAX_IN_FLIGHT`` requests in a worker the answer is 503 with
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -63,6 +64,9 @@ from journey_ml.serving.settings import (
     service_threads,
     service_workers,
 )
+
+#: GIL switch interval of a worker (Python's default is 5 ms).
+SWITCH_INTERVAL = 0.0005
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -229,6 +233,9 @@ class JourneyService:
     """Scores customers with the champion model bundle (same feature code as training)."""
 
     def __init__(self) -> None:
+        # The event loop (reading requests, answering 503s) shares the GIL with the request
+        # threads; a short switch interval keeps it responsive while a thread scores.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.settings = ServiceSettings.from_env()
         self.holder = ModelHolder(self.settings.model, tracking_uri=self.settings.tracking_uri)
         self.profiles = store_for(self.settings.profiles)  # opens files/connections lazily

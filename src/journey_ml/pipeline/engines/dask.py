@@ -186,7 +186,7 @@ def build_snapshot_splits(
     first_valid = first_validation_cutoff(cutoffs, config)
     limit = config.dask.spec_events if spec_max_events is None else spec_max_events
     sample = sample_events(events[events["timestamp"] < first_valid], max_events=limit, seed=config.seed, total=total)
-    spec = FeatureSpec.fit(sample, journey_map, max_touchpoints=config.features.max_touchpoints)
+    spec = FeatureSpec.fit(sample, journey_map, max_touchpoints=config.features.max_touchpoints, btyd=config.features.btyd)
     shape = assess_shape(sample, journey_map, config)
     # The split only looks at cutoff times: decide it on one row per cutoff.
     grid = pd.DataFrame({"cutoff": cutoffs})

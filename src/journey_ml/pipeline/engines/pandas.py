@@ -71,7 +71,7 @@ def build_snapshot_splits(events: pd.DataFrame, journey_map: JourneyMap, config:
     # Sorted and encoded once: for the fit, the control types and every row build below.
     log = EventLog.build(events, journey_map)
     before_valid = first_valid - pd.Timedelta(1, "ns")
-    spec = FeatureSpec.fit(log, journey_map, max_touchpoints=config.features.max_touchpoints, until=before_valid)
+    spec = FeatureSpec.fit(log, journey_map, max_touchpoints=config.features.max_touchpoints, until=before_valid, btyd=config.features.btyd)
     shape = JourneyShape.assess(train_events, journey_map, anchors_enabled=config.anchors.enabled)
     snapshots = build_snapshots(log, journey_map, spec, cutoffs=cutoffs)
     train, valid, test = split_by_cutoff(
