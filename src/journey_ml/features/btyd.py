@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 from journey_ml.eventlog import NS_PER_DAY, EventLog
 
@@ -168,6 +166,8 @@ def _neg_ll_and_grad(
     params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """Minus the weighted mean log-likelihood and its gradient in the log-parameters."""
+    from scipy.special import betaln, digamma, gammaln  # scipy only when BTYD is used (start-up)
+
     r, alpha, a, b = (float(v) for v in params)
     repeat = x > 0
     a3 = -(r + x) * np.log(alpha + T)
@@ -196,6 +196,8 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, *, at_ns: int = 0) 
     """
     if len(x) < MIN_CUSTOMERS or int(np.sum(x > 0)) < MIN_REPEATERS:
         return None
+    from scipy.optimize import minimize  # scipy only when BTYD is used (start-up)
+
     triples, weights = np.unique(np.column_stack([x, t_x, T]), axis=0, return_counts=True)
     scale = max(float(np.average(triples[:, 2], weights=weights)), 1.0)
     xs, txs, Ts = triples[:, 0], triples[:, 1] / scale, triples[:, 2] / scale
@@ -238,6 +240,7 @@ def fit_schedule(log: EventLog, end_ns: int, min_step_days: float) -> tuple[BGNB
 
 def p_alive(params: BGNBDParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """P(alive at T | x, t_x, T): 1 without a repeat conversion (death follows conversions)."""
+    from scipy.special import expit
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_div = (r + x) * np.log((alpha + T) / (alpha + t_x)) + np.log(a / (b + np.maximum(x, 1) - 1))
@@ -246,6 +249,7 @@ def p_alive(params: BGNBDParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) 
 
 def expected_conversions(params: BGNBDParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, horizon: float) -> np.ndarray:
     """E[conversions in (T, T + horizon] | x, t_x, T] (``lifetimes``' closed form); NaN if not finite."""
+    from scipy.special import hyp2f1
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         hyp = hyp2f1(r + x, b + x, a + b + x - 1, horizon / (alpha + T + horizon))
