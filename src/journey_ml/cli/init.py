@@ -68,7 +68,9 @@ def init_command(
             raise fail(f"--column {item!r} must look like ROLE=COLUMN, e.g. timestamp=created_at")
         fixed[role.strip()] = source.strip()
     with user_errors(), progress(f"Profiling {events.name}", quiet=as_json):
-        from journey_ml.ingest.mapinit import draft_journey_map  # the ingest stack: only when drafting
+        from journey_ml.ingest.mapinit import (
+            draft_journey_map,  # the ingest stack: only when drafting
+        )
 
         draft = draft_journey_map(events, columns=fixed, seed=seed)
     if to_stdout:

@@ -27,7 +27,11 @@ def simulate_command(
 ) -> None:
     """Simulate customer journeys with known friction effects (ground truth in truth.json)."""
     with user_errors():
-        from journey_ml.simulate import SimulationConfig, simulate, write_simulation  # scipy: only when simulating
+        from journey_ml.simulate import (  # scipy: only when simulating
+            SimulationConfig,
+            simulate,
+            write_simulation,
+        )
 
         config = SimulationConfig(customers=customers, days=days, seed=seed, start=start)
         with progress(f"Simulating {customers:,} customers x {days} days", quiet=as_json):
