@@ -25,6 +25,7 @@ __all__ = [
     "PARALLEL_ENCODE_ROWS",
     "Factor",
     "encode_generic",
+    "epoch_ns",
     "hash_encode",
     "parse_floats",
     "parse_timestamps",
@@ -353,6 +354,15 @@ def _to_ns(idx: pd.DatetimeIndex, missing: np.ndarray) -> np.ndarray:
     # Values outside 1990..2100 are rejected later; clip so the multiplication cannot overflow.
     lo, hi = _NS_MIN // unit_ns - 1, _NS_MAX // unit_ns + 1
     return np.clip(raw, lo, hi) * unit_ns
+
+
+def epoch_ns(value: float) -> int | None:
+    """One epoch number to ns by :func:`_epoch_to_ns`'s rule (unit by magnitude), without
+    numpy's per-call cost (the online request path); None when not finite."""
+    if not np.isfinite(value):
+        return None
+    factor = next((f for limit, f in _EPOCH_LIMITS if abs(value) < limit), 1)
+    return int(np.round(min(max(value * factor, _NS_MIN - 1e18), _NS_MAX + 1e18)))
 
 
 def _epoch_to_ns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

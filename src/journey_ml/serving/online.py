@@ -28,7 +28,13 @@ import numpy as np
 import pandas as pd
 
 from journey_ml.contract.journey_map import JourneyMap
-from journey_ml.ingest.parse import MAX_TIMESTAMP, MIN_TIMESTAMP, parse_floats, parse_timestamps
+from journey_ml.ingest.parse import (
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    epoch_ns,
+    parse_floats,
+    parse_timestamps,
+)
 from journey_ml.ingest.validate import UNKNOWN_CHANNEL
 from journey_ml.registry.bundle import ModelBundle
 from journey_ml.serving.holder import LoadedModel
@@ -82,16 +88,6 @@ def _iso_ns(text: str) -> int | None:
     return datetime_ns(value)
 
 
-def _epoch_ns(value: float) -> int | None:
-    """ns of an epoch number, unit by magnitude (the loader's rule), None when not finite."""
-    if not math.isfinite(value):
-        return None
-    mag = abs(value)
-    scale = 1e9 if mag < 1e11 else 1e6 if mag < 1e14 else 1e3 if mag < 1e17 else 1.0
-    scaled = min(max(value * scale, _NS_MIN - 1e18), _NS_MAX + 1e18)
-    return int(np.round(scaled))
-
-
 def parse_timestamp(value: str | int | float) -> int | None:
     """int64 ns UTC of one event timestamp by the file-loading rules; None when missing.
 
@@ -103,14 +99,14 @@ def parse_timestamp(value: str | int | float) -> int | None:
     if isinstance(value, bool):
         raise ValueError(_BAD_TIME)
     if isinstance(value, int):
-        ns = _epoch_ns(float(value))
+        ns = epoch_ns(float(value))
     elif isinstance(value, float):
-        ns = _epoch_ns(value)
+        ns = epoch_ns(value)
     else:
         text = value.strip()
         if not text:
             return None
-        ns = _epoch_ns(float(text)) if text.isdigit() and text.isascii() else _iso_ns(text)
+        ns = epoch_ns(float(text)) if text.isdigit() and text.isascii() else _iso_ns(text)
         if ns is None:
             got, missing, bad = parse_timestamps(pd.Series([text], dtype=object))
             if bool(missing[0]):
