@@ -62,8 +62,10 @@ def shaped_map(stages: int) -> Any:
     return JourneyMap.from_dict({**base, "stages": merged, "repeat_conversion_stage": repeat})
 
 
-def run(customers: int, days: int, seed: int, trials: int, stages: int = 6) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The test report (models and baselines) and run details."""
+def run(
+    customers: int, days: int, seed: int, trials: int, stages: int = 6, threads: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The test report (models and baselines) and run details (``threads``: LightGBM's, None: the config's)."""
     from journey_ml.contract import TrainConfig
     from journey_ml.pipeline.engines.pandas import build_snapshot_splits
     from journey_ml.pipeline.steps import evaluate_models, fit_baselines, fit_models, tune_models
@@ -71,7 +73,8 @@ def run(customers: int, days: int, seed: int, trials: int, stages: int = 6) -> t
 
     events = simulate(SimulationConfig(customers=customers, days=days, seed=seed)).events
     jm = shaped_map(stages)
-    config = TrainConfig.from_yaml(ROOT / "pipelines" / "train.yaml", {"tuning.trials": trials, "seed": seed})
+    overrides = {"tuning.trials": trials, "seed": seed, "model.n_jobs": threads}
+    config = TrainConfig.from_yaml(ROOT / "pipelines" / "train.yaml", overrides)
     start = time.perf_counter()
     splits = build_snapshot_splits(events, jm, config)
     tuned = tune_models(splits, config, log_to_mlflow=False) if trials else {}
@@ -118,10 +121,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--stages", type=int, default=6, choices=sorted(GROUPS), help="merge the map's stages (journey shape)")
+    parser.add_argument("--threads", type=int, default=None, help="LightGBM threads (default: train.yaml's)")
     parser.add_argument("--out", default=None, help="also write the markdown to this file")
     args = parser.parse_args()
     load = os.getloadavg()
-    report, info = run(args.customers, args.days, args.seed, args.trials, args.stages)
+    report, info = run(args.customers, args.days, args.seed, args.trials, args.stages, args.threads)
     text = "\n".join(
         [
             f"### Next stage on movers: model vs Markov chain (`benchmarks/bench_movers.py`, {args.customers:,} customers, "

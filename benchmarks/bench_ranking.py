@@ -1,29 +1,28 @@
-"""Ranking benchmark: truth recovery with and without event-anchored snapshots, speed, SHAP backends.
+"""Ranking benchmark: amounts, intervals and the placebo against the simulator's truth; speed at 100k.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ranking.py [--customers 20000] [--days 180] [--seed 0]
-[--modes weekly,anchored] [--timing]``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ranking.py [--customers 20000] [--days 180]
+[--seeds 0,1,2,3,4] [--modes anchored,weekly] [--placebo-rate 0.02] [--cache DIR] [--stages] [--variants]
+[--timing | --timing-only]``
 
-1. Simulates ``--customers`` x ``--days`` with ground truth (``truth.json`` content:
-   the revenue gained over the whole period if a friction never happened).
+1. For each seed, simulates ``--customers`` x ``--days`` with ground truth (``truth.json``:
+   the revenue gained over the whole period if a friction never happened, also per stage
+   and per persona) and the opt-in *placebo* friction (``error_banner`` events after
+   ``--placebo-rate`` of page views, no effect, truth 0), whose rule is added to the
+   default journey map.
 2. For each mode, trains the three models with ``build_snapshot_splits`` + ``fit_models``
-   (default model config, no tuning, ``n_jobs=1``):
-
-   * ``weekly``: weekly snapshots only (``anchors.enabled=false``); the ranking's
-     default scope is then ``period`` (weekly snapshots, each occurrence valued once);
-   * ``anchored``: plus event-anchored rows at every friction event and matched
-     controls (``anchors.enabled=true`` with the ``--anchor-set`` overrides); the
-     default scope is then ``anchored`` (one row per occurrence, at the event).
-
-   Reports the test-window drop-off AUC (weekly test rows, as in #4) beside the recency
-   baseline, and the Spearman correlation with the true revenue gain and overlap of the
-   true top three for the production ranking, its counterfactual re-prediction and every
-   research value definition of that scope (``ranking_variants.py``); the weekly-row
-   ranking of the anchored models; last-touch and Markov removal effect (computed once).
-3. With ``--timing``: times ranking ``--rows`` customers with each mode's bundle -- weekly:
-   :func:`journey_ml.explain.rank_improvements` on period rows resampled (seeded) from the
-   period's feature rows; anchored: building the anchored rows of a fresh ``--rows``-customer
-   simulation and ranking them -- and compares native ``pred_contrib`` with
-   ``shap.TreeExplainer``.
+   (default model config, no tuning, ``n_jobs=1``): ``anchored`` (the default,
+   ``anchors.enabled=true``) and ``weekly`` (``anchors.enabled=false``). ``--cache DIR``
+   keeps the events, truth and bundles in ``DIR/s<seed>_<customers>/`` and reuses them.
+3. Ranks the period with :func:`journey_ml.explain.improvements_for_bundle` (defaults of
+   the train config's ``ranking`` section: 200 bootstrap, seed 0) and prints, per friction,
+   the amount as a multiple of the truth, the 95% interval and whether it covers the
+   truth, the SHAP and uplift amounts, and the evidence flag; Spearman and the true top
+   three; the SHAP amount per stage against the truth per stage. ``--variants`` adds the
+   research value definitions (``ranking_variants.py``) and the last-touch / Markov
+   comparators.
+4. ``--timing``: ranks a fresh ``--rows``-customer simulation (seed + 1000) with the first
+   seed's bundle of each mode, end to end (rows, SHAP, uplift, bootstrap), with the
+   threads ``OMP_NUM_THREADS`` allows (run it with 2 for both cores).
 
 Prints a markdown block.
 """
@@ -31,6 +30,7 @@ Prints a markdown block.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -45,182 +45,211 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 
+def _data(args: argparse.Namespace, seed: int) -> tuple[pd.DataFrame, dict[str, Any], Any, Path | None]:
+    """Events, truth, simulation config and cache directory of one seed."""
+    from journey_ml.simulate import FrictionEffects, SimulationConfig, simulate
+
+    config = SimulationConfig(
+        customers=args.customers, days=args.days, seed=seed, effects=FrictionEffects(placebo_rate=args.placebo_rate)
+    )
+    cache = Path(args.cache) / f"s{seed}_{args.customers}" if args.cache else None
+    if cache is not None and (cache / "events.parquet").exists() and (cache / "truth.json").exists():
+        return pd.read_parquet(cache / "events.parquet"), json.loads((cache / "truth.json").read_text()), config, cache
+    sim = simulate(config, truth=True)
+    assert sim.truth is not None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "truth.json").write_text(json.dumps(sim.truth, indent=1))
+        sim.events.to_parquet(cache / "tmp.parquet")
+        os.replace(cache / "tmp.parquet", cache / "events.parquet")
+    return sim.events, sim.truth, config, cache
+
+
+def _bundle(events: pd.DataFrame, sim_config: Any, seed: int, mode: str, cache: Path | None) -> Any:
+    """The trained bundle of one mode (from the cache when there)."""
+    from journey_ml.contract import ModelConfig, TrainConfig
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.simulate.truth import simulation_journey_map
+
+    if cache is not None and (cache / mode).exists():
+        return ModelBundle.load(cache / mode)
+    base = TrainConfig(seed=seed, model=ModelConfig(n_jobs=1))
+    config = replace(base, anchors=replace(base.anchors, enabled=mode == "anchored"))
+    jm = simulation_journey_map(sim_config)
+    splits = build_snapshot_splits(events, jm, config)
+    models = fit_models(splits, config)
+    bundle = ModelBundle(
+        journey_map=jm, spec=splits.spec, **models,
+        metadata={"name": "bench", "created": "2026-01-01T00:00:00+00:00", "model_version": "bench",
+                  "anchored_snapshots": bool(splits.anchored_rows)},
+    )  # fmt: skip
+    if cache is not None:
+        bundle.save(cache / mode)
+    return bundle
+
+
+def _quality(est: dict[str, float], truth: dict[str, float], names: list[str]) -> tuple[float, int]:
+    rho = float(spearmanr([est[n] for n in names], [truth[n] for n in names])[0])
+    true_top = set(sorted(names, key=lambda n: -truth[n])[:3])
+    top = set(sorted(names, key=lambda n: -est[n])[:3])
+    return rho, len(top & true_top)
+
+
+def _ratio(value: float, truth: float) -> str:
+    return f"{value / truth:.2f}x" if truth else f"{value:,.0f} (truth 0)"
+
+
+def _rank_table(seed: int, mode: str, ranked: pd.DataFrame, truth: dict[str, Any], seconds: float) -> list[str]:
+    gains = {k: float(v["revenue_gain"]) for k, v in truth["friction"].items()}
+    real = [n for n in gains if n != "placebo"]
+    est = ranked.set_index("touchpoint")
+    rho, top3 = _quality(est["expected_impact"].to_dict(), gains, real)
+    rho_s, top3_s = _quality(est["shap_impact"].to_dict(), gains, real)
+    out = [
+        f"**seed {seed}, {mode}** ({seconds:.0f} s): Spearman {rho:.2f}, true top-3 {top3}/3 "
+        f"(SHAP alone {rho_s:.2f}, {top3_s}/3)",
+        "",
+        "| friction | truth | amount | x truth | 95% interval | covers | SHAP (x truth) | uplift ± se | evidence |",
+        "|---|---:|---:|---:|---|---|---:|---:|---|",
+    ]
+    for n in gains:
+        r = est.loc[n]
+        covers = "yes" if r.ci_low <= gains[n] <= r.ci_high else "**no**"
+        up = "–" if not np.isfinite(r.uplift_impact) else f"{r.uplift_impact:,.0f} ± {r.uplift_se:,.0f}"
+        out.append(
+            f"| {n} | {gains[n]:,.0f} | {r.expected_impact:,.0f} | {_ratio(r.expected_impact, gains[n])} | "
+            f"[{r.ci_low:,.0f}, {r.ci_high:,.0f}] | {covers} | {r.shap_impact:,.0f} ({_ratio(r.shap_impact, gains[n])}) "
+            f"| {up} | {r.evidence} |"
+        )
+    return out
+
+
+def _stage_table(events: pd.DataFrame, bundle: Any, truth: dict[str, Any]) -> list[str]:
+    """SHAP amount per stage of the occurrence against the truth per stage (anchored scope)."""
+    from journey_ml.explain import anchored_features, friction_impacts
+
+    rows = anchored_features(events, bundle.spec)
+    imp = friction_impacts(rows, bundle, period_end=events["timestamp"].max(), max_rows=1000, seed=0)
+    stages = list(bundle.journey_map.stage_names)
+    out = ["", "SHAP amount by stage of the occurrence / truth by stage (`revenue_gain_by_stage`):", "",
+           "| friction | " + " | ".join(stages) + " |", "|---|" + "---:|" * len(stages)]  # fmt: skip
+    for j, fr in enumerate(imp.frictions):
+        per = np.bincount(imp.stage, weights=imp.impact[:, j], minlength=len(stages))
+        tr = truth["friction"][fr].get("revenue_gain_by_stage", {})
+        cells = [f"{per[k]:,.0f} / {tr.get(s, 0):,.0f}" for k, s in enumerate(stages)]
+        out.append(f"| {fr} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--days", type=int, default=180)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--truth-replications", type=int, default=1)
-    ap.add_argument("--modes", default="weekly,anchored", help="comma-separated: weekly, anchored")
-    ap.add_argument(
-        "--anchor-set", action="append", default=[], metavar="KEY=VALUE",
-        help="anchors.* override for the anchored mode, e.g. in_validation=true (repeatable)",
-    )
-    ap.add_argument("--timing", action="store_true", help="also time 100k customers and the SHAP backends")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--modes", default="anchored,weekly", help="comma-separated: anchored, weekly")
+    ap.add_argument("--placebo-rate", type=float, default=0.02)
+    ap.add_argument("--cache", default=None, help="keep events, truth and bundles here")
+    ap.add_argument("--variants", action="store_true", help="also the research variants and comparators")
+    ap.add_argument("--stages", action="store_true", help="also the SHAP amount per stage against the truth")
+    ap.add_argument("--timing", action="store_true", help="also time ranking --rows customers")
+    ap.add_argument("--timing-only", action="store_true", help="only the timing (first seed's bundles)")
     ap.add_argument("--rows", type=int, default=100_000)
-    ap.add_argument("--shap-rows", type=int, default=2000)
     args = ap.parse_args()
 
-    from journey_ml.contract import (
-        DEFAULT_JOURNEY_MAP,
-        JourneyMap,
-        ModelConfig,
-        TrainConfig,
-        parse_override,
-    )
-    from journey_ml.evaluation.metrics import drop_off_metrics
-    from journey_ml.explain import (
-        anchored_features,
-        compare_shap_backends,
-        friction_impacts,
-        period_features,
-        rank_improvements,
-    )
+    from journey_ml.explain import improvements_for_bundle
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("weekly", "anchored"):
+            raise SystemExit(f"--modes: unknown mode {m!r} (anchored, weekly)")
+    print("```markdown")
+    print(f"## Touchpoint ranking (simulated: {args.customers:,} customers x {args.days} days, seeds {args.seeds}, "
+          f"placebo rate {args.placebo_rate})\n", flush=True)
+    lines: list[str] = []
+    covers: dict[str, list[bool]] = {m: [] for m in modes}
+    first: dict[str, Any] = {}
+    for seed in seeds:
+        events, truth, sim_config, cache = _data(args, seed)
+        for mode in modes:
+            bundle = _bundle(events, sim_config, seed, mode, cache)
+            first.setdefault(mode, (bundle, sim_config))
+            if args.timing_only:
+                continue
+            t0 = time.perf_counter()
+            ranked = improvements_for_bundle(bundle, events)
+            seconds = time.perf_counter() - t0
+            lines += [*_rank_table(seed, mode, ranked, truth, seconds), ""]
+            est = ranked.set_index("touchpoint")
+            covers[mode] += [
+                bool(est.loc[n, "ci_low"] <= v["revenue_gain"] <= est.loc[n, "ci_high"])
+                for n, v in truth["friction"].items()
+            ]
+            if args.stages and mode == "anchored":
+                lines += [*_stage_table(events, bundle, truth), ""]
+            if args.variants:
+                lines += [*_variants(events, bundle, truth), ""]
+            print("\n".join(lines), flush=True)
+            lines = []
+    summary = [
+        f"- {mode}: interval covers the truth in {sum(c)}/{len(c)} (friction, seed) pairs (placebo included)"
+        for mode, c in covers.items()
+    ]
+    print("\n".join(summary))
+    if args.timing or args.timing_only:
+        print()
+        print("\n".join(_timing(args, first)))
+    print("```")
+
+
+def _timing(args: argparse.Namespace, first: dict[str, Any]) -> list[str]:
+    """Rank a fresh --rows-customer simulation with each mode's bundle, end to end."""
+    from journey_ml.explain import improvements_for_bundle
+    from journey_ml.simulate import simulate
+
+    out = []
+    for mode, (bundle, sim_config) in first.items():
+        big = simulate(replace(sim_config, customers=args.rows, seed=sim_config.seed + 1000)).events
+        t0 = time.perf_counter()
+        ranked = improvements_for_bundle(bundle, big)
+        seconds = time.perf_counter() - t0
+        out.append(
+            f"- Rank {args.rows:,} customers, {mode} bundle (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
+            f"a sample of {ranked.attrs.get('sampled_customers') or args.rows:,} customers ranked, "
+            f"estimate {ranked.attrs.get('estimate')}): **{seconds:.1f} s** ({args.rows / seconds:,.0f} customers/s)"
+        )
+    return out
+
+
+def _variants(events: pd.DataFrame, bundle: Any, truth: dict[str, Any]) -> list[str]:
+    """Research value definitions of the bundle's scope, and last touch / Markov removal."""
+    from journey_ml.explain import anchored_features, friction_impacts, period_features
     from journey_ml.explain.attribution import friction_comparators
-    from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
-    from journey_ml.registry.bundle import ModelBundle
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ranking_variants import VALUE_DEFINITIONS, variant_impacts
 
-    from journey_ml.models.tasks import predict_task
-    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
-    from journey_ml.pipeline.steps import fit_baselines, fit_models
-    from journey_ml.simulate import SimulationConfig, simulate
-
-    t0 = time.perf_counter()
-    sim = simulate(
-        SimulationConfig(
-            customers=args.customers, days=args.days, seed=args.seed, truth_replications=args.truth_replications
-        ),
-        truth=True,
-    )
-    sim_s = time.perf_counter() - t0
-    events = sim.events
-    jm = JourneyMap.from_yaml(DEFAULT_JOURNEY_MAP)
-    assert sim.truth is not None
-    truth = {k: float(v["revenue_gain"]) for k, v in sim.truth["friction"].items()}
-    names = list(truth)
-    true_top = set(sorted(names, key=lambda n: -truth[n])[:3])
+    gains = {k: float(v["revenue_gain"]) for k, v in truth["friction"].items()}
+    names = [n for n in gains if n != "placebo"]
     end = events["timestamp"].max()
-
-    def quality(est: dict[str, float]) -> tuple[float, int]:
-        rho = float(spearmanr([est[n] for n in names], [truth[n] for n in names])[0])
-        top = set(sorted(names, key=lambda n: -est[n])[:3])
-        return rho, len(top & true_top)
-
-    def sums(imp: Any, values: Any) -> dict[str, float]:
-        return dict(zip(imp.frictions, values.sum(axis=0), strict=True))
-
-    base = TrainConfig(seed=args.seed, model=ModelConfig(n_jobs=1))
-    overrides = dict(parse_override(s) for s in args.anchor_set)
-    anchor_config = replace(base.anchors, enabled=True, **overrides)
-    rows: list[tuple[str, float, int, dict[str, float]]] = []
-    summary: list[str] = []
-    bundles: dict[str, ModelBundle] = {}
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        if mode not in ("weekly", "anchored"):
-            raise SystemExit(f"--modes: unknown mode {mode!r} (weekly, anchored)")
-        config = replace(base, anchors=anchor_config if mode == "anchored" else replace(base.anchors, enabled=False))
-        t0 = time.perf_counter()
-        splits = build_snapshot_splits(events, jm, config)
-        models = fit_models(splits, config)
-        train_s = time.perf_counter() - t0
-        bundle = ModelBundle(
-            journey_map=jm, spec=splits.spec, **models,
-            metadata={"name": "bench", "created": "2026-01-01T00:00:00+00:00", "model_version": "bench",
-                      "anchored_snapshots": bool(splits.anchored_rows)},
-        )
-        bundles[mode] = bundle
-        y = splits.test["drop_off"].to_numpy()
-        auc = drop_off_metrics(y, predict_task("drop_off", models["drop_off"], splits.X("test")))["roc_auc"]
-        recency = fit_baselines(splits)["drop_off"]["recency"]
-        auc_rec = drop_off_metrics(y, predict_task("drop_off", recency, splits.X("test")))["roc_auc"]
-
-        t0 = time.perf_counter()
-        feats = anchored_features(events, bundle.spec) if splits.anchored_rows else period_features(events, bundle.spec)
-        imp = friction_impacts(feats, bundle, period_end=end)
-        rank_s = time.perf_counter() - t0
-        scope, value = imp.scope, imp.value
-        research = variant_impacts(feats, bundle, scope=scope, value=value, period_end=end)
-        summary.append(
-            f"- **{mode}**: {config.anchors}; {len(splits.train):,} train rows ({splits.anchored_rows:,} anchored "
-            f"in train+valid), training {train_s:.0f} s; test drop-off AUC (weekly test rows) **{auc:.4f}** "
-            f"(recency baseline {auc_rec:.4f}); ranking scope `{scope}` on {len(feats):,} rows, {rank_s:.0f} s "
-            f"(the production method and its counterfactual)"
-        )
-        rows.append((f"**{mode}: default ({scope}, {value})**", *quality(sums(imp, imp.impact)), sums(imp, imp.impact)))
-        rows.append((f"{mode}: counterfactual re-prediction ({value})", *quality(sums(imp, imp.counterfactual)),
-                     sums(imp, imp.counterfactual)))
-        for v in VALUE_DEFINITIONS:
-            if v != value:
-                est = sums(imp, research.variants[v])
-                rows.append((f"{mode}: {scope}, {v}", *quality(est), est))
-        if scope == "anchored":
-            pf = period_features(events, bundle.spec)
-            imp = friction_impacts(pf, bundle, period_end=end)
-            est = sums(imp, imp.impact)
-            rows.append((f"{mode}: period, {imp.value}", *quality(est), est))
-
-    cmp = friction_comparators(events, jm).set_index("touchpoint")
+    anchored = bool(bundle.metadata.get("anchored_snapshots"))
+    feats = anchored_features(events, bundle.spec) if anchored else period_features(events, bundle.spec)
+    imp = friction_impacts(feats, bundle, period_end=end)
+    research = variant_impacts(feats, bundle, scope=imp.scope, value=imp.value, period_end=end)
+    rows: list[tuple[str, dict[str, float]]] = []
+    for v in VALUE_DEFINITIONS:
+        est = dict(zip(imp.frictions, (imp.impact if v == imp.value else research.variants[v]).sum(axis=0), strict=True))
+        rows.append((f"{imp.scope}, {v}", est))
+    cmp = friction_comparators(events, bundle.journey_map).set_index("touchpoint")
     for col, label in (("last_touch_revenue", "last touch"), ("markov_revenue", "Markov removal effect")):
-        est = {n: float(cmp[col].get(n, 0.0)) for n in names}
-        rows.append((label, *quality(est), est))
-
-    print("```markdown")
-    print(
-        f"## Touchpoint ranking (simulated: {args.customers:,} customers x {args.days} days, seed {args.seed}, "
-        f"truth replications {args.truth_replications}; simulation {sim_s:.0f} s)\n"
-    )
-    print("\n".join(summary) + "\n")
-    print("True revenue gain (truth.json): "
-          + ", ".join(f"{n} {truth[n]:,.0f}" for n in sorted(names, key=lambda n: -truth[n])) + "\n")
-    print("| method | Spearman vs truth | true top-3 in top-3 | " + " | ".join(names) + " |")
-    print("|---|---:|---:|" + "---:|" * len(names))
-    print("| truth (revenue_gain) | 1.00 | 3/3 | " + " | ".join(f"{truth[n]:,.0f}" for n in names) + " |")
-    for label, rho, top3, est in rows:
-        print(f"| {label} | {rho:.2f} | {top3}/3 | " + " | ".join(f"{est[n]:,.0f}" for n in names) + " |")
-
-    if args.timing:
-        timings: list[str] = []
-        for mode, bundle in bundles.items():
-            pf = period_features(events, bundle.spec)
-            if bundle.metadata.get("anchored_snapshots"):
-                # The anchored scope has one row per friction occurrence: rank a fresh
-                # simulation of --rows customers (every occurrence in 180 days).
-                big_events = simulate(SimulationConfig(customers=args.rows, days=args.days, seed=args.seed + 1000)).events
-                t1 = time.perf_counter()
-                feats = anchored_features(big_events, bundle.spec)
-                rank_improvements(feats, bundle, n_bootstrap=200, seed=0, period_end=big_events["timestamp"].max())
-                rank_s = time.perf_counter() - t1
-                what = (f"{mode}: anchored scope, {len(feats):,} occurrence rows incl. building them; drop-off and "
-                        "revenue SHAP of each row and its undone twin, counterfactual, 200 bootstrap")
-                del big_events, feats
-            else:
-                rng = np.random.default_rng(0)
-                big = pf.iloc[rng.integers(0, len(pf), size=args.rows)].reset_index(drop=True)
-                big["customer_id"] = pd.Series([f"B{i:07d}" for i in range(args.rows)], dtype="str").array
-                t1 = time.perf_counter()
-                rank_improvements(big, bundle, n_bootstrap=200, seed=0, period_end=end)
-                rank_s = time.perf_counter() - t1
-                what = (f"{mode}: period rows, resampled; drop-off SHAP on affected rows, fixed-row SHAP, "
-                        "counterfactual, 200 bootstrap")
-            timings.append(f"- Rank {args.rows:,} customers ({what}): {rank_s:.1f} s ({args.rows / rank_s:,.0f} customers/s)")
-        rng = np.random.default_rng(0)
-        X = pf[bundle.spec.feature_names]
-        X = X.iloc[rng.integers(0, len(X), size=args.shap_rows)]
-        shap_cmp = [
-            compare_shap_backends(m, X, name=name)
-            for name, m in (("drop_off", bundle.drop_off), ("revenue", bundle.revenue), ("next_stage", bundle.next_stage))
-            if isinstance(m, DropOffModel | RevenueModel | NextStageModel)
-        ]
-        print("\n" + "\n".join(timings) + "\n")
-        print("| model | rows | native pred_contrib s | shap.TreeExplainer s | shap/native | max abs diff |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for c in shap_cmp:
-            print(f"| {c.model} | {c.rows} | {c.native_seconds:.3f} | {c.shap_seconds:.3f} | {c.speedup:.2f}x | "
-                  f"{c.max_abs_diff:.1e} |")
-    print("```")
+        rows.append((label, {n: float(cmp[col].get(n, 0.0)) for n in gains}))
+    out = ["| method | Spearman | top-3 | " + " | ".join(gains) + " |", "|---|---:|---:|" + "---:|" * len(gains)]
+    for label, est in rows:
+        rho, top3 = _quality(est, gains, names)
+        out.append(f"| {label} | {rho:.2f} | {top3}/3 | " + " | ".join(f"{est.get(n, 0.0):,.0f}" for n in gains) + " |")
+    return out
 
 
 if __name__ == "__main__":

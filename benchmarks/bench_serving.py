@@ -20,8 +20,9 @@ What it does:
 6. overload: twice that rate; accepted requests' p99, how fast the 503/429 answers come,
    and any other 5xx.
 
-The load generator runs on the same cores as the server (it is cheap: asyncio, raw
-sockets, keep-alive, bodies encoded once); the figures say so.
+The load generator runs on the same cores as the server (it is cheap: uvloop, raw
+sockets, keep-alive, bodies encoded once); the figures say so, with its own CPU per
+request and the server's (its whole process tree, from /proc) beside every row.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def payloads(events: pd.DataFrame, seed: int) -> dict[str, Any]:
     return {"one": one, "batch": batches, "by_id": by_id, "store": store}
 
 
-def in_process(bundle_dir: Path, bodies: list[dict[str, Any]], repeats: int) -> np.ndarray:
-    """Seconds per call of the in-process scorer on each body (JSON text parsed too)."""
+def in_process(bundle_dir: Path, bodies: list[dict[str, Any]], repeats: int) -> tuple[np.ndarray, float]:
+    """Seconds per call of the in-process scorer on each body (JSON text parsed too), and
+    the CPU seconds per call (less sensitive than wall time to other work on the machine)."""
     from journey_ml.serving import ModelHolder, ScoreRequest, ServiceSettings
     from journey_ml.serving.online import score_customers
 
@@ -96,21 +98,61 @@ def in_process(bundle_dir: Path, bodies: list[dict[str, Any]], repeats: int) -> 
     for r in raw:  # warm-up
         score_customers(ScoreRequest.model_validate_json(r), model, settings)
     out = []
+    cpu0 = time.process_time()
     for k in range(repeats):
         r = raw[k % len(raw)]
         t0 = time.perf_counter()
         score_customers(ScoreRequest.model_validate_json(r), model, settings).model_dump_json()
         out.append(time.perf_counter() - t0)
-    return np.asarray(out)
+    return np.asarray(out), (time.process_time() - cpu0) / repeats
 
 
-def row(name: str, res: LoadResult) -> str:
-    ok = res.ok
-    other = {k: v for k, v in res.statuses.items() if k not in (200, 429, 503)}  # 0: no answer
-    return (
-        f"| {name} | {res.rate:.0f} | {res.achieved:.0f} | {res.percentile(50, ok):.1f} | {res.percentile(99, ok):.1f} "
-        f"| {int(np.count_nonzero(res.shed))} | {res.errors} {other or ''} | {np.percentile(res.lag, 99) * 1000:.1f} |"
-    )
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by process ``root`` and its descendants (Linux /proc)."""
+    procs: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        procs[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    keep, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, (parent, _) in procs.items():
+            if parent in keep and pid not in keep:
+                keep.add(pid)
+                grew = True
+    return sum(procs[p][1] for p in keep if p in procs) / os.sysconf("SC_CLK_TCK")
+
+
+class Measured:
+    """Runs open-loop loads against one server and keeps each run's server CPU per request."""
+
+    def __init__(self, url: str, pid: int) -> None:
+        self.url = url
+        self.pid = pid
+        self.server_cpu: dict[int, float] = {}  # id(result) -> server CPU seconds of the run
+
+    def run(self, requests: list[bytes], rate: float, seconds: float) -> LoadResult:
+        before = tree_cpu(self.pid)
+        res = run_open_loop(self.url, requests, rate, seconds)
+        self.server_cpu[id(res)] = tree_cpu(self.pid) - before
+        return res
+
+    def row(self, name: str, res: LoadResult) -> str:
+        ok = res.ok
+        other = {k: v for k, v in res.statuses.items() if k not in (200, 429, 503)}  # 0: no answer
+        n = max(len(res.status), 1)
+        server = self.server_cpu.get(id(res), float("nan"))
+        return (
+            f"| {name} | {res.rate:.0f} | {res.achieved:.0f} | {res.percentile(50, ok):.1f} | {res.percentile(99, ok):.1f} "
+            f"| {int(np.count_nonzero(res.shed))} | {res.errors} {other or ''} | {np.percentile(res.lag, 99) * 1000:.1f} "
+            f"| {server / n * 1000:.2f} | {res.cpu / n * 1000:.2f} | {100 * res.cpu / max(res.wall, 1e-9) / (os.cpu_count() or 1):.0f} % |"
+        )
 
 
 def sustained(res: LoadResult) -> bool:
@@ -118,7 +160,7 @@ def sustained(res: LoadResult) -> bool:
     return bool(res.ok.all()) and res.achieved >= 0.97 * res.rate and res.percentile(99) <= 50.0
 
 
-def find_max(run: Callable[[float], LoadResult], start: float, seconds_note: str) -> tuple[float, list[str]]:
+def find_max(run: Callable[[float], LoadResult], row: Callable[[str, LoadResult], str], start: float, seconds_note: str) -> tuple[float, list[str]]:
     """The highest sustained rate: doubling from ``start``, then bisection to 10%."""
     lines: list[str] = []
     lo, hi = 0.0, None
@@ -146,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, help="bundle directory (its events are re-simulated with --seed)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=None, help="JOURNEY_ML_WORKERS (default: one per core)")
+    parser.add_argument("--in-flight", type=int, default=None, help="JOURNEY_ML_MAX_IN_FLIGHT (default: the service's)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
@@ -160,13 +203,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.model:
             bundle_dir = args.model
         bodies = payloads(events, args.seed)
-        floor_one = in_process(bundle_dir, bodies["one"], 400)
-        floor_batch = in_process(bundle_dir, bodies["batch"], 40)
+        floor_one, cpu_one = in_process(bundle_dir, bodies["one"], 400)
+        floor_batch, cpu_batch = in_process(bundle_dir, bodies["batch"], 40)
         env = {"JOURNEY_ML_MODEL": str(bundle_dir), "JOURNEY_ML_PROFILES": str(Path(tmp) / "profiles")}
         if args.workers:
             env["JOURNEY_ML_WORKERS"] = str(args.workers)
+        if args.in_flight:
+            env["JOURNEY_ML_MAX_IN_FLIGHT"] = str(args.in_flight)
         load_before = os.getloadavg()
         with ServerProcess(env) as server:
+            assert server.process is not None
+            m = Measured(server.url, server.process.pid)
             one = [encode_request("POST", "/score", json.dumps(b).encode()) for b in bodies["one"]]
             stored = all(server.request("POST", "/events", b)[0] == 200 for b in bodies["store"])
             by_id = [encode_request("POST", "/score", json.dumps(b).encode()) for b in bodies["by_id"]]
@@ -174,35 +221,40 @@ def main(argv: list[str] | None = None) -> None:
             for reqs in (one, by_id if stored else [], batch):  # warm every worker
                 if reqs:
                     run_open_loop(server.url, reqs, 20, 1.0)
-            rows = [row("inline, 1 customer x 50 events", run_open_loop(server.url, one, r, seconds)) for r in RATES]
+            rows = [m.row("inline, 1 customer x 50 events", m.run(one, r, seconds)) for r in RATES]
             if stored:
-                rows += [row("by id, 1 customer (50 stored events)", run_open_loop(server.url, by_id, r, seconds)) for r in RATES]
-            batch_res = [run_open_loop(server.url, batch, r, seconds) for r in (2, 5)]
-            rows += [row("inline, batch of 100 customers", res) for res in batch_res]
-            best, search = find_max(lambda r: run_open_loop(server.url, one, r, seconds / 2), 200.0, f"{seconds / 2:.0f} s")
-            over = run_open_loop(server.url, one, max(2 * best, 100.0), seconds)
+                rows += [m.row("by id, 1 customer (50 stored events)", m.run(by_id, r, seconds)) for r in RATES]
+            batch_res = [m.run(batch, r, seconds) for r in (2, 5)]
+            rows += [m.row("inline, batch of 100 customers", res) for res in batch_res]
+            best, search = find_max(lambda r: m.run(one, r, seconds / 2), m.row, 200.0, f"{seconds / 2:.0f} s")
+            over = m.run(one, max(2 * best, 100.0), seconds)
         load_after = os.getloadavg()
 
     ms = 1000
     out.append(f"### Online scoring under open-loop load ({platform.machine()}, {os.cpu_count()} cores, "
                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n")
     out.append(f"Bundle trained on {customers} simulated customers; server: `bentoml serve`, "
-               f"{args.workers or 'one per core'} workers; {seconds:.0f} s per rate. The load generator "
-               f"(asyncio, raw sockets, keep-alive, pre-encoded bodies) shares the cores. Load average "
+               f"{args.workers or 'one per core'} workers, {args.in_flight or 'default'} requests in flight per worker; "
+               f"{seconds:.0f} s per rate. The load generator (uvloop when installed, raw sockets, keep-alive, "
+               f"pre-encoded bodies) shares the cores. Load average "
                f"before/after: {load_before[0]:.2f}/{load_after[0]:.2f}.\n")
-    out.append("| payload | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | generator lag p99 ms |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("Server CPU = CPU of the server's whole process tree during the run, per request sent; "
+               "generator CPU = the load generator's own, per request and as a share of the machine.\n")
+    out.append("| payload | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | generator lag p99 ms "
+               "| server CPU ms/req | generator CPU ms/req | generator share |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     out += rows
     b50 = float(np.percentile(batch_res[0].latency[batch_res[0].ok], 50) * ms) if batch_res[0].ok.any() else float("nan")
     out.append("")
-    out.append("| in-process floor (same payloads, JSON parsing included) | p50 ms | p99 ms |")
-    out.append("|---|---:|---:|")
-    out.append(f"| 1 customer x 50 events | {np.percentile(floor_one, 50) * ms:.2f} | {np.percentile(floor_one, 99) * ms:.2f} |")
+    out.append("| in-process floor (same payloads, JSON parsing included) | p50 ms | p99 ms | CPU ms/call |")
+    out.append("|---|---:|---:|---:|")
+    out.append(f"| 1 customer x 50 events | {np.percentile(floor_one, 50) * ms:.2f} | {np.percentile(floor_one, 99) * ms:.2f} | {cpu_one * ms:.2f} |")
     f50 = np.percentile(floor_batch, 50) * ms
-    out.append(f"| batch of 100 customers | {f50:.1f} | {np.percentile(floor_batch, 99) * ms:.1f} |")
+    out.append(f"| batch of 100 customers | {f50:.1f} | {np.percentile(floor_batch, 99) * ms:.1f} | {cpu_batch * ms:.1f} |")
     out.append(f"\nBatch of 100 over HTTP at 2/s: p50 {b50:.1f} ms = {b50 / f50:.2f}x in-process.\n")
     out.append(f"Maximum sustained throughput (1 customer x 50 events): **{best:.0f} requests/s**.\n")
-    out += ["| search step | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | lag p99 ms | |", "|---|---:|---:|---:|---:|---:|---:|---:|---|", *search]
+    out += ["| search step | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | lag p99 ms | server CPU ms/req "
+            "| generator CPU ms/req | generator share | |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *search]
     shed = over.shed
     out.append(f"\nOverload at {over.rate:.0f}/s: {int(over.ok.sum())} accepted (p50 {over.percentile(50, over.ok):.1f} ms, "
                f"p99 {over.percentile(99, over.ok):.1f} ms), {int(shed.sum())} answered 503/429 "

@@ -195,6 +195,37 @@ def test_checkout_errors_raise_drop_off_risk(checkout_heavy) -> None:  # type: i
     assert rises.mean() >= 0.8, f"risk rose for only {rises.mean():.0%} of {len(ids)} customers"
 
 
+def test_recent_checkout_error_is_among_the_top_reasons(checkout_heavy) -> None:  # type: ignore[no-untyped-def]
+    """Customers at the decision stage who never met a checkout error start a checkout; in
+    one copy it fails. The failed copy gets the checkout error among its top three reason
+    codes, in plain words; the friction-free twin never does."""
+    from journey_ml.explain import reason_codes
+    from journey_ml.features import features_at
+
+    bundle, events = checkout_heavy.bundle, checkout_heavy.events
+    at = scoring_time(events)
+    met = set(events.loc[events["event_type"] == "checkout_error", "customer_id"])
+    ids = [c for c in in_stage(scores_by_id(events, bundle, at), "decision") if c not in met][:300]
+    assert len(ids) >= 30
+    twin = append_events(events, ids, [("10min", "checkout_start", 0.0)], at)
+    failed = append_events(events, ids, [("10min", "checkout_start", 0.0), ("9min", "checkout_error", 0.0)], at)
+
+    def top_reasons(frame: pd.DataFrame) -> list[list[dict]]:  # type: ignore[type-arg]
+        feats = features_at(frame[frame["customer_id"].isin(ids)], bundle.spec, at)
+        assert sorted(feats["customer_id"]) == sorted(ids)
+        return reason_codes(feats, bundle, top=3)
+
+    with_error = top_reasons(failed)
+    named = [any(r["touchpoint"] == "checkout_error" for r in rs) for rs in with_error]
+    first = [bool(rs) and rs[0]["touchpoint"] == "checkout_error" for rs in with_error]
+    assert np.mean(named) >= 0.9, f"checkout error among the top reasons of only {np.mean(named):.0%} of {len(ids)}"
+    assert np.mean(first) >= 0.5, f"checkout error the first reason of only {np.mean(first):.0%} of {len(ids)}"
+    texts = [r["text"] for rs in with_error for r in rs if r["touchpoint"] == "checkout_error"]
+    assert all(t.startswith("1 checkout error in the last 7 days: +") for t in texts), texts[:3]
+    for rs in top_reasons(twin):
+        assert not any("checkout error" in r["text"] or r["touchpoint"].startswith("checkout_error") for r in rs), rs
+
+
 def test_recent_browser_has_lower_drop_off_risk_than_silent_one(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """Same customers, same history up to 25 days before scoring; one group then browses."""
     bundle = trained_bundle.bundle

@@ -21,7 +21,7 @@ from journey_ml.contract import JourneyMap, ModelConfig, TrackingConfig, TrainCo
 from journey_ml.features import FeatureSpec, compute_features, features_at
 from journey_ml.labels.cutoffs import make_cutoffs
 from journey_ml.labels.snapshots import build_snapshots
-from journey_ml.models.tasks import SLOTS
+from journey_ml.models.tasks import SLOTS, task_for
 from journey_ml.pipeline import steps
 from journey_ml.pipeline.engines import dask as dask_engine
 from journey_ml.pipeline.engines import dask_frames, dask_io
@@ -215,6 +215,12 @@ def test_dask_trained_models_match_pandas_metrics(
     local = dsplits.in_memory(0, CONFIG.seed)
     assert local.train_weight is not None and splits.train_weight is not None
     assert local.train_weight.max() == pytest.approx(splits.train_weight.max(), rel=0.05)
+    # The weekly rows are the same in both engines, so baselines fitted on them agree.
+    assert local.train_weekly == splits.train_weekly
+    assert not local.train.iloc[: local.train_weekly].duplicated(["customer_id", "cutoff"]).any()
+    markov_d = steps.fit_baselines(local)["next_stage"]["markov_chain"].predict_proba(splits.X("test"))
+    markov_p = steps.fit_baselines(splits)["next_stage"]["markov_chain"].predict_proba(splits.X("test"))
+    np.testing.assert_allclose(markov_d, markov_p)
 
     dask_models = dask_engine.fit_models(dsplits, CONFIG, client=dask_client)  # type: ignore[arg-type]
     pandas_models = steps.fit_models(splits, CONFIG)
@@ -229,7 +235,9 @@ def test_dask_trained_models_match_pandas_metrics(
     # Wrapped like a locally fitted model: calibrated, early-stopped, same learned state.
     for task in SLOTS:
         model = dask_models[task]
-        assert model.n_train_ == dsplits.n_train
+        # The next-stage model fits on the weekly rows only, in both engines.
+        weekly_only = not task_for(task).anchored_rows
+        assert model.n_train_ == (splits.train_weekly if weekly_only else dsplits.n_train)
         assert 1 <= model.best_iteration_ < CONFIG.model.n_estimators
         assert model.calibration_report_
     ns_d, ns_p = dask_models["next_stage"], pandas_models["next_stage"]

@@ -140,3 +140,62 @@ def test_one_log_serves_every_consumer(journey_map: JourneyMap) -> None:
     other = FeatureSpec.fit(ev.iloc[: len(ev) // 2], journey_map, max_touchpoints=3)
     rows = pd.DataFrame({"customer_id": ev["customer_id"].iloc[::50].to_numpy(), "cutoff": cutoffs[1]})
     pd.testing.assert_frame_equal(compute_features(log, other, rows), compute_features(ev, other, rows))
+
+
+def _messy_events(sessions: str) -> pd.DataFrame:
+    """Simulated events, shuffled, with whitespace variants, bad rows and an exact copy;
+    ``sessions``: ``given`` (all), ``mixed`` (some missing) or ``none`` (no column)."""
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    ev = simulate(SimulationConfig(customers=80, days=120, seed=11)).events
+    rng = np.random.default_rng(2)
+    ev = ev.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    ev["customer_id"] = ev["customer_id"].astype("str")
+    pad = rng.random(len(ev)) < 0.1
+    ev.loc[pad, "customer_id"] = " " + ev.loc[pad, "customer_id"]  # the same customer once trimmed
+    ev.loc[rng.random(len(ev)) < 0.05, "session_id"] = " " + ev["session_id"] + " "
+    ev.loc[:4, "event_type"] = ""  # rejected: missing event type
+    ev.loc[5:7, "revenue"] = -1.0  # rejected: negative revenue
+    ev = pd.concat([ev, ev.iloc[[20, 30]]], ignore_index=True)  # rejected: duplicates
+    if sessions == "mixed":
+        ev.loc[rng.random(len(ev)) < 0.3, "session_id"] = None
+    elif sessions == "none":
+        ev = ev.drop(columns="session_id")
+    return ev
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+@pytest.mark.parametrize("sessions", ["given", "mixed", "none"])
+def test_log_from_validation_codes_equals_log_of_the_loaded_frame(
+    journey_map: JourneyMap, tmp_path, suffix: str, sessions: str
+) -> None:
+    # EventLog.from_accepted (validation's codes, no events frame) must give the log that
+    # EventLog.build gives on the loaded frame: same arrays, same flags, same features.
+    from journey_ml.ingest import load_checked
+
+    ev = _messy_events(sessions)
+    path = tmp_path / f"events{suffix}"
+    if suffix == ".csv":
+        ev.to_csv(path, index=False)
+    else:
+        ev.to_parquet(path, index=False, row_group_size=len(ev) // 3)  # several dictionaries
+    checked = load_checked(path, journey_map, max_reject_share=1.0)
+    assert checked.summary["rows_rejected"] >= 8
+    fast = EventLog.from_accepted(checked.accepted, journey_map)
+    slow = EventLog.build(checked.result().events, journey_map)
+    assert fast.customers.equals(slow.customers) and not fast.customers.str.startswith(" ").any()
+    for name in ("start", "ts", "stage", "conv_value"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+    np.testing.assert_array_equal(fast.event_types[fast.event_type], slow.event_types[slow.event_type])
+    np.testing.assert_array_equal(fast.channel_names[fast.channel], slow.channel_names[slow.channel])
+    assert fast.flags.keys() == slow.flags.keys()
+    for name, positions in slow.flags.items():
+        np.testing.assert_array_equal(fast.flags[name], positions, err_msg=name)
+    for a, b in zip(fast.measure, slow.measure, strict=True):
+        assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)
+    at = pd.Timestamp(fast.ts.max(), tz="UTC")
+    spec = FeatureSpec.fit(slow, journey_map, until=at)
+    assert FeatureSpec.fit(fast, journey_map, until=at).to_dict() == spec.to_dict()
+    from journey_ml.features import features_at
+
+    pd.testing.assert_frame_equal(features_at(fast, spec, at), features_at(slow, spec, at), check_exact=True)

@@ -627,3 +627,52 @@ def test_large_id_columns_hash_in_two_halves_like_one() -> None:
     chunked_codes, chunked_uniques = parse.encode_generic(chunked)
     np.testing.assert_array_equal(chunked_codes, codes)
     assert chunked_uniques.to_pylist() == uniques.to_pylist()
+
+
+def test_parquet_ids_and_sessions_read_as_dictionaries_match_in_memory_validation(
+    journey_map: JourneyMap, tmp_path: Path
+) -> None:
+    # Ids and sessions with whitespace variants, nulls and a duplicate, in several row
+    # groups: the Arrow path (dictionaries, no pandas frame of strings) gives the events
+    # and rejects of in-memory validation; load_checked(...).result() is load_events.
+    from journey_ml.ingest import load_checked
+
+    raw = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["b", " a", "a", None, "b ", "a", "c", "c"], dtype="str"),
+            "timestamp": pd.to_datetime([f"2026-01-01T00:0{i}:00Z" for i in (5, 1, 2, 3, 4, 0, 6, 6)]),
+            "event_type": pd.Series(["purchase", "site_visit", "site_visit", "site_visit", "product_view", "site_visit", "email_open", "email_open"], dtype="str"),
+            "channel": pd.Series(["email", None, "social", "email", " ", "direct", "email", "email"], dtype="str"),
+            "revenue": [10.0, None, None, None, None, None, 0.0, 0.0],
+            "session_id": pd.Series(["s1", " s2", None, "s3", "s1 ", "s2", "", ""], dtype="str"),
+            "note": pd.Series(["x", "y", None, "z", "x", "y", "w", "w"], dtype="str"),
+        }
+    )
+    path = tmp_path / "events.parquet"
+    raw.to_parquet(path, index=False, row_group_size=3)
+    from_file = load_events(path, journey_map, max_reject_share=1.0)
+    in_memory = validate_events(raw, journey_map, max_reject_share=1.0)
+    pd.testing.assert_frame_equal(from_file.events, in_memory.events)
+    pd.testing.assert_frame_equal(from_file.rejects, in_memory.rejects)
+    assert from_file.rejects["reject_reason"].tolist() == ["missing_customer_id", "duplicate"]
+    assert from_file.events["customer_id"].tolist() == ["a", "a", "a", "b", "b", "c"]
+    checked = load_checked(path, journey_map, max_reject_share=1.0)
+    assert checked.summary == from_file.summary
+    pd.testing.assert_frame_equal(checked.result().events, from_file.events)
+
+
+def test_factor_of_arrow_dictionaries_equals_factor_of_text() -> None:
+    # Dictionary columns skip re-cleaning their values only when trimming changes none.
+    import pyarrow as pa
+
+    from journey_ml.ingest.parse import Factor
+
+    for values in (["a", "b", None, "a", "c"], ["a", " a", "", None, "b "], ["x", "y", "x", "y", "x"]):
+        chunks = pa.chunked_array([pa.array(values[:2]).dictionary_encode(), pa.array(values[2:]).dictionary_encode()])
+        for sort in (False, True):
+            got = Factor.of(chunks, sort=sort)
+            want = Factor.of(pd.Series(values, dtype="str"), sort=sort)
+            decoded = [None if c < 0 else got.values[int(c)].as_py() for c in got.codes]
+            assert decoded == [None if c < 0 else want.values[int(c)].as_py() for c in want.codes]
+            if sort:
+                assert got.values.to_pylist() == want.values.to_pylist()

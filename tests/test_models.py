@@ -484,3 +484,34 @@ def test_tuning_fits_with_the_final_fits_weights(data: dict[str, Any], monkeypat
     )
     assert result.trials == 2 and len(seen) == 2
     assert all(s is w for s in seen)
+
+
+def test_next_stage_fits_on_the_weekly_rows_only(data: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from journey_ml.pipeline.steps import fit_models, fit_rows
+
+    # Rows past train_weekly / valid_weekly stand for the event-anchored rows (weighted ×5 here):
+    # next stage skips them (Task.anchored_rows), drop-off fits on everything with the weights.
+    frame = lambda X, y: X.assign(**{k: v for k, v in y.items()})  # noqa: E731
+    train = pd.concat([frame(data["X"], data["y"]), frame(data["Xv"], data["yv"])], ignore_index=True)
+    valid = frame(data["Xt"], data["yt"])
+    spec = SimpleNamespace(feature_names=list(data["X"].columns), categorical_features=[], friction_risk_direction={},
+                           journey_map=SimpleNamespace(stages=[None] * N_STAGES))
+    weight = np.r_[np.ones(len(data["X"])), np.full(len(data["Xv"]), 5.0)]
+    splits = SimpleNamespace(spec=spec, train=train, valid=valid, train_weight=weight, train_weekly=len(data["X"]),
+                             valid_weekly=300, tasks=("next_stage", "drop_off"), value_unit="revenue")
+    tr, w, va = fit_rows(splits, "next_stage")  # type: ignore[arg-type]
+    assert len(tr) == len(data["X"]) and (w == 1.0).all() and len(va) == 300
+    tr, w, va = fit_rows(splits, "drop_off")  # type: ignore[arg-type]
+    assert len(tr) == len(train) and w is weight and len(va) == len(valid)
+    seen: dict[str, int] = {}
+    for cls in (NextStageModel, DropOffModel):
+        fit = cls.fit
+
+        def spy(self: Any, X: Any, *args: Any, fit: Any = fit, **kwargs: Any) -> Any:
+            seen[self._kind] = len(X)
+            return fit(self, X, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "fit", spy)
+    config = TrainConfig(model=ModelConfig(**SMALL))
+    fit_models(splits, config)  # type: ignore[arg-type]
+    assert seen == {"next_stage": len(data["X"]), "drop_off": len(train)}

@@ -190,7 +190,7 @@ def test_anchored_features_undo_only_the_occurrence(make_events, journey_map) ->
 @pytest.fixture(scope="module")
 def ranked(trained_bundle):  # type: ignore[no-untyped-def]
     tb = trained_bundle
-    return improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3)
+    return improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3, shap_rows=0)
 
 
 @pytest.mark.slow
@@ -205,13 +205,13 @@ def test_ranking_totals_are_the_sum_of_per_customer_impacts(ranked, trained_bund
     per_customer = per_row.groupby("customer_id").sum()
     hit = pd.DataFrame(imp.affected, columns=imp.frictions).groupby(rows["customer_id"].to_numpy()).any()
     est = ranked.set_index("touchpoint")
-    assert est["expected_impact"].abs().max() > 0
+    assert est["shap_impact"].abs().max() > 0
     for fr in imp.frictions:
-        assert est.loc[fr, "expected_impact"] == pytest.approx(per_customer[fr].sum(), rel=1e-9, abs=1e-9)
+        assert est.loc[fr, "shap_impact"] == pytest.approx(per_customer[fr].sum(), rel=1e-9, abs=1e-9)
         assert est.loc[fr, "customers_affected"] == int(hit[fr].sum())
         assert est.loc[fr, "rows_affected"] == int(imp.affected[:, imp.frictions.index(fr)].sum())
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
-    assert list(ranked["touchpoint"]) == sorted(imp.frictions, key=lambda f: -per_customer[f].sum())
+    assert list(ranked["expected_impact"]) == sorted(ranked["expected_impact"], reverse=True)
 
 
 @pytest.mark.slow
@@ -235,7 +235,7 @@ def test_records_keep_the_ranking(ranked) -> None:  # type: ignore[no-untyped-de
 @pytest.mark.slow
 def test_ranking_is_deterministic_and_blind_to_later_events(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
     tb = trained_bundle
-    again = improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3)
+    again = improvements_for_bundle(tb.bundle, tb.events, n_bootstrap=100, seed=3, shap_rows=0)
     pd.testing.assert_frame_equal(ranked, again)
     at = tb.events["timestamp"].quantile(0.8)
     cut = improvements_for_bundle(tb.bundle, tb.events, at=at, n_bootstrap=20)
@@ -419,3 +419,129 @@ def test_reason_codes(trained_bundle) -> None:  # type: ignore[no-untyped-def]
     assert with_reasons["reasons"].str.len().gt(0).any()
     with pytest.raises(ValueError, match="top"):
         reason_codes(feats, tb.bundle, top=0)
+
+
+# ---------------------------------------------------------------- uplift: amounts from the data
+def _planted_rows(effect: float, n_occ: int = 600, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Occurrences and controls of one friction: y = 3 + 1.5 g + noise, minus ``effect``
+    after an occurrence; the models' baseline g is biased (y is not g)."""
+    from journey_ml.explain.uplift import UpliftRows
+
+    rng = np.random.default_rng(seed)
+    n_ctrl = 2 * n_occ
+    g = rng.gamma(2.0, 10.0, size=n_occ + n_ctrl)
+    control = np.arange(n_occ + n_ctrl) >= n_occ
+    y = 3.0 + 1.5 * g + rng.normal(0, 5.0, size=len(g)) - np.where(control, 0.0, effect)
+    ids = np.array([f"C{i:05d}" for i in range(len(g))], dtype=object)
+    return UpliftRows(ids, np.zeros(len(g), np.int64), control, np.ones(len(g)), y, g)
+
+
+@pytest.mark.parametrize("effect", [0.0, 4.0, 12.0])
+def test_uplift_recovers_a_planted_effect(effect: float) -> None:
+    """Σ_occ (a + b·g − y) with (a, b) fitted on the controls: the planted loss per
+    occurrence times the occurrences, within 4 standard errors (~150 here: noise 5 over
+    600 occurrences and the controls' fit)."""
+    from journey_ml.explain.uplift import uplift_from_sums, uplift_stats
+
+    rows = _planted_rows(effect)
+    codes = np.arange(len(rows.g))
+    stats = uplift_stats(rows, codes, len(codes), 1)
+    amount = uplift_from_sums(stats.sum(axis=0))[0]
+    assert amount == pytest.approx(600 * effect, abs=600)
+    # The model's raw baseline would be far off (slope 1.5, intercept 3): the fit matters.
+    naive = float((rows.g - rows.y)[~rows.control].sum())
+    assert abs(naive - 600 * effect) > 5_000 > 600
+
+
+def test_uplift_needs_enough_rows() -> None:
+    from journey_ml.explain.uplift import uplift_from_sums, uplift_stats
+
+    rows = _planted_rows(5.0, n_occ=10)
+    stats = uplift_stats(rows, np.arange(len(rows.g)), len(rows.g), 1)
+    assert np.isnan(uplift_from_sums(stats.sum(axis=0))[0])
+
+
+def test_corrected_amount_moves_to_a_contradicting_uplift() -> None:
+    """A SHAP amount at 20% of a planted effect, an uplift that contradicts it by many
+    standard errors: the estimate moves to the uplift and the interval covers the effect;
+    an uplift that agrees within noise leaves the SHAP amount as it is."""
+    from journey_ml.explain.amounts import friction_amounts
+
+    rows = _planted_rows(10.0)
+    truth = 600 * 10.0
+    impact = np.where(rows.control, 0.0, 0.2 * 10.0)[:, None]  # the under-learned SHAP amount
+    amounts, _, _ = friction_amounts(impact, pd.Series(rows.customer_id), rows, 200, 0, 1.0)
+    assert amounts.shap[0] == pytest.approx(0.2 * truth)
+    assert 0.8 * truth < amounts.expected[0] < 1.2 * truth
+    assert amounts.low[0] <= truth <= amounts.high[0]
+    assert amounts.low[0] <= amounts.expected[0] <= amounts.high[0]
+    agree = np.where(rows.control, 0.0, 10.0)[:, None]
+    same, _, _ = friction_amounts(agree, pd.Series(rows.customer_id), rows, 200, 0, 1.0)
+    assert same.expected[0] == pytest.approx(truth)
+
+
+@given(
+    st.floats(-1e4, 1e4), st.floats(0, 1e3), st.floats(-1e4, 1e4), st.floats(1e-3, 1e3),
+)
+def test_combined_interval_contains_both_and_the_estimate(s: float, sd_s: float, u: float, sd_u: float) -> None:
+    from journey_ml.explain.uplift import combine_estimates
+
+    one = np.array
+    est, lo, hi = combine_estimates(one([s]), one([sd_s]), (one([s - 2 * sd_s]), one([s + 2 * sd_s])), one([u]), one([sd_u]))
+    assert lo[0] <= est[0] <= hi[0]
+    assert lo[0] <= min(s, u - 1.959 * sd_u) + 1e-6 and hi[0] >= max(s, u + 1.959 * sd_u) - 1e-6
+    assert min(s, u) - 1e-6 <= est[0] <= max(s, u) + 1e-6
+
+
+@pytest.fixture(scope="module")
+def placebo_ranking():  # type: ignore[no-untyped-def]
+    """A small simulation with the placebo friction on, weekly models, the default ranking."""
+    from journey_ml.contract import AnchorConfig, ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.simulate import FrictionEffects, SimulationConfig, simulate
+    from journey_ml.simulate.truth import simulation_journey_map
+
+    cfg = SimulationConfig(customers=4000, days=150, seed=5, effects=FrictionEffects(placebo_rate=0.03))
+    sim = simulate(cfg, truth=True)
+    jm = simulation_journey_map(cfg)
+    config = TrainConfig(
+        seed=5, anchors=AnchorConfig(enabled=False), split=SplitConfig(min_train_labels=2, min_test_labels=1),
+        model=ModelConfig(n_estimators=80, learning_rate=0.1, num_leaves=15, min_child_samples=20, n_jobs=1),
+    )  # fmt: skip
+    splits = build_snapshot_splits(sim.events, jm, config)
+    bundle = ModelBundle(journey_map=jm, spec=splits.spec, **fit_models(splits, config), metadata={})
+    ranked = improvements_for_bundle(bundle, sim.events, n_bootstrap=100, seed=0, shap_rows=300)
+    assert sim.truth is not None
+    return ranked.set_index("touchpoint"), sim.truth
+
+
+@pytest.mark.slow
+def test_placebo_has_no_evidence_of_impact(placebo_ranking) -> None:  # type: ignore[no-untyped-def]
+    """The placebo (an error banner with no effect): truth 0, an interval containing 0,
+    flagged; the checkout errors' interval covers their truth."""
+    est, truth = placebo_ranking
+    assert truth["friction"]["placebo"]["revenue_gain"] == 0
+    p = est.loc["placebo"]
+    assert p["ci_low"] <= 0 <= p["ci_high"], p
+    assert p["evidence"] == "no evidence of impact"
+    assert np.isfinite(p["uplift_impact"]) and p["uplift_se"] > 0
+    ce = est.loc["checkout_error"]
+    assert ce["ci_low"] <= truth["friction"]["checkout_error"]["revenue_gain"] <= ce["ci_high"], ce
+    assert (est["ci_low"] <= est["expected_impact"]).all() and (est["expected_impact"] <= est["ci_high"]).all()
+    assert set(est.reset_index().columns) == set(IMPROVEMENT_COLUMNS)
+
+
+def test_customer_sample_is_seeded_and_scales_to_the_whole() -> None:
+    from journey_ml.explain.rows import sample_customers
+
+    ev = pd.DataFrame({"customer_id": pd.Series([f"C{i % 10}" for i in range(50)], dtype="str"), "x": range(50)})
+    part, scale = sample_customers(ev, 4, seed=1)
+    assert part["customer_id"].nunique() == 4 and scale == pytest.approx(10 / 4)
+    assert len(part) == 20  # every event of a sampled customer is kept
+    again, _ = sample_customers(ev, 4, seed=1)
+    pd.testing.assert_frame_equal(part, again)
+    whole, one = sample_customers(ev, 0, seed=1)
+    assert one == 1.0 and len(whole) == len(ev)
+    assert sample_customers(ev, 10, seed=1)[1] == 1.0

@@ -166,6 +166,7 @@ def shape_ranking(jm: JourneyMap, unit: str, data: Any) -> pd.DataFrame:
         "expected_impact": amount, "unit": unit, "ci_low": amount * 0.8, "ci_high": amount * 1.2,
         "customers_affected": fr["customers"], "share_affected": 0.1, "rows_affected": fr["occurrences"],
         "mean_drop_off_points": 1.0, "worst_stage": fr["stage"], "worst_stage_share": 0.6, "counterfactual_impact": amount * 0.9,
+        "shap_impact": amount, "uplift_impact": np.nan, "uplift_se": np.nan, "evidence": "impact",
     })  # fmt: skip
     df = df.sort_values("expected_impact", ascending=False, kind="stable").reset_index(drop=True)
     df["rank"] = np.arange(1, len(df) + 1)

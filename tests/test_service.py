@@ -28,6 +28,7 @@ from journey_ml.serving import (
     check_token,
     error_field,
     events_payload,
+    hot_path,
     score_request,
 )
 from journey_ml.serving import holder as serving_holder
@@ -92,6 +93,23 @@ def test_score_returns_every_field(client: Any) -> None:
     assert row["unknown_event_types"] == ["teleport"]
     assert row["as_of"].startswith("2026-03-02T20:00:00")
     assert isinstance(row["reasons"], list) and len(row["reasons"]) <= 3
+
+
+def test_score_is_answered_by_the_hot_path_with_the_routes_contract(client: Any, small_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = hot_path.score_body
+    monkeypatch.setattr(hot_path, "score_body", lambda *args: calls.append(1) or original(*args))
+    body = _body(GOOD_EVENTS)
+    resp = client.post("/score", json=body)
+    assert resp.status_code == 200 and calls == [1], resp.text
+    assert resp.headers["content-type"] == "application/json"
+    holder = ModelHolder(str(small_bundle.bundle_dir))
+    expected = score_request(ScoreRequest.model_validate(body), holder, ServiceSettings()).model_dump(mode="json")
+    assert resp.json() == expected  # what the BentoML route would answer
+    bad = client.post("/score", json=_body([{"timestamp": "2026-03-01", "event_type": 3}]))
+    assert bad.status_code == 400 and calls == [1, 1]
+    assert bad.json()["field"] == "customers[0].events[0].event_type"
+    assert bad.json()["errors"][0]["type"] == "string_type"
 
 
 def test_next_stage_probabilities_sum_to_one(client: Any) -> None:

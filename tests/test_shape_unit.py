@@ -164,3 +164,53 @@ def test_regression_revenue_model_without_revenue(trained_bundle) -> None:  # ty
     pred = models["revenue"].predict(splits.X("test"))
     converted = splits.test["future_conversions"].to_numpy() > 0
     assert pred[converted].mean() > 1.5 * pred[~converted].mean()
+
+
+@pytest.mark.slow
+def test_value_without_revenue_counts_conversions_or_money(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A simulated log with its revenue column dropped, checkout errors common enough to
+    learn from (half of checkout starts fail; their effect is the simulator's): the ranking
+    counts conversions lost, with finite intervals around each amount, the planted friction
+    first with a positive count; with ``value_per_conversion`` the same ranking is money,
+    count × value, interval and all."""
+    from dataclasses import replace
+
+    from journey_ml.contract import ModelConfig, SplitConfig, TrainConfig
+    from journey_ml.explain import improvements_for_bundle
+    from journey_ml.ingest import validate_events
+    from journey_ml.pipeline.engines.pandas import build_snapshot_splits
+    from journey_ml.pipeline.steps import fit_models
+    from journey_ml.registry.bundle import ModelBundle
+    from journey_ml.simulate import FrictionEffects, SimulationConfig, simulate
+    from tests.conftest import DEFAULT_MAP
+
+    sim = simulate(SimulationConfig(customers=4000, days=150, seed=7, effects=FrictionEffects(checkout_error_rate=0.5)), truth=False)
+    jm = JourneyMap.from_yaml(DEFAULT_MAP)
+    events = validate_events(sim.events.drop(columns=["revenue"]), jm).events
+    assert (events["revenue"] == 0).all()  # the loader fills the missing column with zeros
+    config = TrainConfig(
+        seed=7, split=SplitConfig(min_train_labels=2, min_test_labels=1),
+        model=ModelConfig(n_estimators=120, learning_rate=0.08, num_leaves=15, min_child_samples=20, n_jobs=1),
+    )  # fmt: skip
+    splits = build_snapshot_splits(events, jm, config)
+    assert splits.value_unit == "conversions" and splits.anchored_rows > 0
+    metadata = {"name": "t", "created": "2026-01-01T00:00:00+00:00", "anchored_snapshots": True, "journey_shape": splits.shape.to_dict()}
+    bundle = ModelBundle(journey_map=jm, spec=splits.spec, **fit_models(splits, config), metadata=metadata)
+    assert bundle.value_unit == "conversions"
+
+    counted = improvements_for_bundle(bundle, events, n_bootstrap=100, seed=0)
+    assert counted.attrs["unit"] == "conversions" and set(counted["unit"]) == {"conversions"}
+    amount, lo, hi = (counted[c].to_numpy(dtype=float) for c in ("expected_impact", "ci_low", "ci_high"))
+    assert np.isfinite(amount).all() and np.isfinite(lo).all() and np.isfinite(hi).all()
+    assert ((lo <= amount) & (amount <= hi)).all(), counted[["touchpoint", "expected_impact", "ci_low", "ci_high"]]
+    first = counted.iloc[0]
+    assert first["touchpoint"] == "checkout_error" and first["ci_low"] > 0, counted[["touchpoint", "expected_impact", "ci_low"]]
+    # Conversions lost: at most one per affected customer and horizon left, far below the customer count.
+    assert first["expected_impact"] < first["customers_affected"]
+
+    valued = replace(bundle, journey_map=JourneyMap.from_dict({**jm.to_dict(), "value_per_conversion": 25.0}))
+    money = improvements_for_bundle(valued, events, n_bootstrap=100, seed=0)
+    assert money.attrs["unit"] == "value" and set(money["unit"]) == {"value"}
+    assert list(money["touchpoint"]) == list(counted["touchpoint"])
+    for col in ("expected_impact", "ci_low", "ci_high", "counterfactual_impact"):
+        np.testing.assert_allclose(money[col].to_numpy(dtype=float), 25.0 * counted[col].to_numpy(dtype=float), rtol=1e-9)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journey_ml.contract import JourneyMap
+from journey_ml.contract import DEFAULT_JOURNEY_MAP, JourneyMap
 from journey_ml.contract.frictions import friction_occurs
 from journey_ml.contract.stages import (
     customer_stages,
@@ -22,6 +22,7 @@ from journey_ml.contract.stages import (
 )
 from journey_ml.exceptions import ConfigError
 from journey_ml.simulate import (
+    DEFAULT_PERSONA_MIX,
     FRICTION_NAMES,
     FrictionEffects,
     SimulationConfig,
@@ -338,3 +339,47 @@ def test_cli_writes_events_and_truth(tmp_path: Path) -> None:
     assert set(summary["truth"]) == set(FRICTION_NAMES)
     bad = CliRunner().invoke(app, ["simulate", "--customers", "10", "--days", "2", "--out", str(tmp_path / "x.txt")])
     assert bad.exit_code == 2
+
+
+# ---------------------------------------------------------------------- placebo and truth splits
+def test_placebo_is_opt_in_and_has_no_effect() -> None:
+    """Off by default (no banner, no column, no config key); on, error banners right after
+    page views, counted per customer, and a true gain of exactly 0."""
+    from journey_ml.simulate.truth import simulation_journey_map
+
+    off = simulate(TINY, truth=True)
+    assert not (off.events["event_type"] == "error_banner").any()
+    assert "friction_placebo" not in off.customers.columns
+    assert off.truth is not None and "placebo" not in off.truth["friction"]
+    assert "placebo_rate" not in off.truth["config"]["effects"]
+    on_cfg = SimulationConfig(customers=TINY.customers, days=TINY.days, seed=TINY.seed,
+                              effects=FrictionEffects(placebo_rate=0.05))  # fmt: skip
+    on = simulate(on_cfg, truth=True)
+    ev = on.events
+    banner = np.flatnonzero(ev["event_type"].to_numpy() == "error_banner")
+    assert len(banner) > 20
+    assert set(ev["event_type"].iloc[banner - 1]) <= {"product_view", "content_read"}
+    assert (ev["customer_id"].iloc[banner - 1].to_numpy() == ev["customer_id"].iloc[banner].to_numpy()).all()
+    assert on.customers["friction_placebo"].sum() == len(banner)
+    assert on.truth is not None and on.truth["friction"]["placebo"]["revenue_gain"] == 0
+    assert on.truth["friction"]["placebo"]["occurrences"] == len(banner)
+    jm = simulation_journey_map(on_cfg)
+    assert friction_mask(ev, jm, "placebo").sum() == len(banner)
+    # The banner changes nothing else: without it, the revenue is the factual one.
+    fixed = simulate(on_cfg, remove_friction=frozenset({"placebo"}))
+    assert fixed.total_revenue == pytest.approx(on.total_revenue)
+
+
+def test_truth_by_stage_and_group_add_up_to_the_gain() -> None:
+    truth = ground_truth(TINY)
+    jm = JourneyMap.from_yaml(DEFAULT_JOURNEY_MAP)
+    for name, entry in truth["friction"].items():
+        by_group, by_stage = entry["revenue_gain_by_group"], entry["revenue_gain_by_stage"]
+        assert set(by_stage) == set(jm.stage_names)
+        assert set(by_group) <= set(DEFAULT_PERSONA_MIX)
+        assert sum(by_group.values()) == pytest.approx(entry["revenue_gain"], abs=0.05)
+        if name != "late_delivery":  # a late delivery can be due after the period: no stage
+            assert sum(by_stage.values()) == pytest.approx(entry["revenue_gain"], abs=0.05)
+    # A checkout error strikes a customer who has started a checkout: decision or later.
+    ce = truth["friction"]["checkout_error"]["revenue_gain_by_stage"]
+    assert ce["awareness"] == 0 and ce["consideration"] == 0

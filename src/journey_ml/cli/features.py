@@ -48,7 +48,7 @@ def features(
     from journey_ml.contract import load_journey_map
     from journey_ml.eventlog import EventLog
     from journey_ml.features import FeatureSpec, features_at
-    from journey_ml.ingest import load_events
+    from journey_ml.ingest import load_checked
     from journey_ml.labels.cutoffs import make_cutoffs
     from journey_ml.labels.snapshots import build_snapshots
 
@@ -60,19 +60,22 @@ def features(
         with progress("building features", quiet=json_out) as bar:
             task = bar.tasks[0].id
             bar.update(task, description="loading events")
-            loaded = load_events(events, jm).events
+            checked = load_checked(events, jm)
             if at is not None:
                 try:
                     when = pd.Timestamp(at)
                 except ValueError as exc:
                     raise typer.BadParameter(f"cannot parse time '{at}'", param_hint="--at") from exc
                 bar.update(task, description="fitting the feature spec")
-                log = EventLog.build(loaded, jm)  # sorted and encoded once, for the fit and the features
+                # Encoded once, from validation's codes (no frame of event strings is built).
+                log = EventLog.from_accepted(checked.accepted, jm)
+                del checked  # the file's columns are not needed any more
                 spec = FeatureSpec.fit(log, jm, until=when)
                 bar.update(task, description="computing features")
                 frame = features_at(log, spec, when)
                 n_cutoffs = 1
             else:
+                loaded = checked.result().events
                 cutoffs = make_cutoffs(loaded, jm, cadence_days=cadence_days)
                 _require_cutoffs(cutoffs, jm)
                 bar.update(task, description="fitting the feature spec")

@@ -124,6 +124,19 @@ class RankingConfig(Section):
     """The friction ranking (:mod:`journey_ml.explain.impacts`)."""
 
     bootstrap: Count = Field(default=200, description="Bootstrap resamples of customers behind each 95% interval.")
+    sample_customers: Count = Field(
+        default=20_000,
+        description="Rank a seeded sample of this many customers when there are more, totals scaled up (the "
+        "sampling error is inside the interval); 0: every customer.",
+    )
+    shap_rows: Count = Field(
+        default=1_000,
+        description="TreeSHAP on at most this many rows of each friction (seeded sample, weighted); 0: every row.",
+    )
+    controls: Amount = Field(
+        default=2.0,
+        description="Friction-free control events per occurrence behind each friction's uplift estimate (0: no uplift, SHAP only).",
+    )
 
 
 @dataclass(frozen=True, config=STRICT)

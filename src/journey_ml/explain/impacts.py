@@ -21,9 +21,14 @@ at ``spec.friction_reference`` on a weekly row):
   activity). Without a value model, drop-offs caused: ``Δp``.
 
 The counterfactual check re-predicts the undone row with both models and values the
-change the same way. Totals are summed over rows; the 95% interval resamples customers
-(all of a customer's rows together). Research variants (other value definitions,
-references and scopes) live in ``benchmarks/ranking_variants.py``.
+change the same way. Totals are summed over rows (TreeSHAP on a weighted sample of at most
+``shap_rows`` rows per friction). A model under-learns a rare friction, so with the
+period's events each friction also gets an amount from the data -- its occurrences
+against matched friction-free controls (:mod:`journey_ml.explain.uplift`) -- and the
+reported amount and 95% interval combine the two on the same customer resamples
+(:mod:`journey_ml.explain.amounts`); the SHAP amount stays beside it (``shap_impact``).
+Research variants (other value definitions, references and scopes) live in
+``benchmarks/ranking_variants.py``.
 """
 
 from __future__ import annotations
@@ -36,15 +41,17 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from journey_ml.contract import RankingConfig
-from journey_ml.contract.time import to_utc
+from journey_ml.explain.amounts import bootstrap_interval, friction_amounts, per_group
 from journey_ml.explain.rows import (
     ANCHOR_COLUMN,
     BEFORE_PREFIX,
     anchored_features,
     period_features,
+    sample_customers,
     scoring_time,
 )
 from journey_ml.explain.shap import Bundle, drop_probability, expected_revenue, tree_shap
+from journey_ml.explain.uplift import annuity, uplift_rows
 from journey_ml.features import FeatureSpec
 from journey_ml.labels.shape import NO_FRICTIONS
 
@@ -66,6 +73,14 @@ __all__ = [
 
 #: The bootstrap resamples of a ranking's interval (``ranking.bootstrap`` of the train config).
 DEFAULT_BOOTSTRAP: int = RankingConfig().bootstrap
+#: Customers ranked at most (a seeded sample beyond), TreeSHAP rows per friction, and
+#: control events per occurrence (``ranking.*`` of the train config).
+DEFAULT_SAMPLE_CUSTOMERS: int = RankingConfig().sample_customers
+DEFAULT_SHAP_ROWS: int = RankingConfig().shap_rows
+DEFAULT_CONTROLS: float = RankingConfig().controls
+#: ``evidence`` of a friction whose 95% interval contains 0, and of one whose does not.
+NO_EVIDENCE = "no evidence of impact"
+EVIDENCE = "impact"
 
 IMPROVEMENT_COLUMNS: tuple[str, ...] = (
     "rank",
@@ -82,6 +97,10 @@ IMPROVEMENT_COLUMNS: tuple[str, ...] = (
     "worst_stage",
     "worst_stage_share",
     "counterfactual_impact",
+    "shap_impact",
+    "uplift_impact",
+    "uplift_se",
+    "evidence",
 )
 
 #: Units of a ranking's amounts (see :func:`ranking_unit`) and how each reads.
@@ -138,37 +157,6 @@ def fixed_row(Xa: NDArray[np.float64], spec: FeatureSpec, friction: str) -> NDAr
     for c in spec.friction_features[friction]:
         out[:, names.index(c)] = spec.friction_reference[c]
     return out
-
-
-def annuity(
-    features: pd.DataFrame,
-    rows: NDArray[np.int64],
-    p_drop: NDArray[np.float64],
-    horizon_days: float,
-    period_end: Any,
-) -> NDArray[np.float64]:
-    """Expected number of horizons a customer retained at the row's cutoff stays, to the period end.
-
-    With the customer's current per-horizon drop-off risk ``p`` held constant and
-    ``K = max(remaining days / H, 1)`` horizons left: ``Σ_{k<K} (1 − p)^k = (1 − (1 − p)^K) / p``.
-    """
-    cut = (
-        pd.DatetimeIndex(features["cutoff"].to_numpy()[rows])
-        if "cutoff" in features.columns
-        else None
-    )
-    if cut is None or not len(rows):
-        return np.ones(len(rows))
-    end = (
-        pd.Timestamp(period_end)
-        if period_end is not None
-        else pd.Timestamp(features["cutoff"].max())
-    )
-    end = to_utc(end)
-    remaining = np.asarray((end - cut) / pd.Timedelta(days=1), dtype=np.float64)
-    horizons = np.maximum(remaining / float(horizon_days), 1.0)
-    p = np.clip(p_drop, 1e-6, 1.0)
-    return (1.0 - (1.0 - p) ** horizons) / p
 
 
 @dataclass
@@ -263,7 +251,13 @@ def _change(
 
 
 def friction_impacts(
-    rows: pd.DataFrame, bundle: Bundle, *, cadence_days: float = 7.0, period_end: Any = None
+    rows: pd.DataFrame,
+    bundle: Bundle,
+    *,
+    cadence_days: float = 7.0,
+    period_end: Any = None,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> FrictionImpacts:
     """Per-row expected value of fixing each friction of the journey map.
 
@@ -278,6 +272,10 @@ def friction_impacts(
         the last ``cadence_days``.
     period_end : timestamp-like, optional
         End of the valued period (default: the latest cutoff).
+    max_rows : int, optional
+        Value at most this many rows of each friction, a seeded sample (``seed``), each
+        standing for ``affected / sampled`` rows (its values are multiplied by that, so
+        sums stay unbiased); TreeSHAP is then computed on the sample only. None: all rows.
     """
     spec = bundle.spec
     names = spec.feature_names
@@ -314,8 +312,9 @@ def friction_impacts(
         value,
         "anchored" if anchored else "period",
     )
-    # SHAP only where some friction bites: the other rows carry no friction to fix.
-    at = np.flatnonzero(affected.any(axis=1))
+    chosen, weight = _sample_rows(affected, max_rows, seed)
+    # SHAP only where some (sampled) friction bites: the other rows carry no friction to fix.
+    at = np.flatnonzero(chosen.any(axis=1))
     if not len(at):
         return out
     base = _base(bundle, Xa[at], rows, at, value == "total_value", period_end)
@@ -325,7 +324,7 @@ def friction_impacts(
         else None
     )
     for j, fr in enumerate(frictions):
-        a = affected[at, j]
+        a = chosen[at, j]
         if not a.any():
             continue
         if before is not None:
@@ -339,47 +338,33 @@ def friction_impacts(
             group[:, [names.index(c) for c in spec.friction_features[fr]]] = True
         dp, rev_gain, dp_cf, rev_cf = _change(bundle, base, a, Xf, group)
         ret_a, ann_a = base.retained[a], base.annuity[a]
-        drop_points[at[a], j] = dp
-        impact[at[a], j] = _value(value, dp, rev_gain, ret_a, ann_a)
-        cf[at[a], j] = _value(value, dp_cf, rev_cf, ret_a, ann_a)
+        w = weight[j]
+        drop_points[at[a], j] = w * dp
+        impact[at[a], j] = w * _value(value, dp, rev_gain, ret_a, ann_a)
+        cf[at[a], j] = w * _value(value, dp_cf, rev_cf, ret_a, ann_a)
     return out
 
 
-def bootstrap_interval(
-    impact: NDArray[np.float64], n_bootstrap: int, seed: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """95% percentile interval of the column sums of ``impact``, resampling its rows.
-
-    Multinomial weights times the rows (one row per customer in a ranking), seeded.
-    """
-    n, F = impact.shape
-    if n == 0 or n_bootstrap < 1:
-        total = impact.sum(axis=0)
-        return total, total
+def _sample_rows(
+    affected: NDArray[np.bool_], max_rows: int | None, seed: int
+) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """Per friction, a seeded sample of at most ``max_rows`` affected rows, and the
+    number of affected rows each sampled one stands for."""
+    F = affected.shape[1]
+    weight = np.ones(F)
+    if max_rows is None:
+        return affected, weight
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    chosen = np.zeros_like(affected)
     rng = np.random.default_rng(seed)
-    totals = np.empty((n_bootstrap, F))
-    # Chunks keep the (chunk, n) weight matrix small at 100k customers.
-    chunk = max(1, min(n_bootstrap, 4_000_000 // max(n, 1)))
-    for s in range(0, n_bootstrap, chunk):
-        b = min(chunk, n_bootstrap - s)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
-        totals[s : s + b] = w @ impact
-    return np.percentile(totals, 2.5, axis=0), np.percentile(totals, 97.5, axis=0)
-
-
-def _per_group(
-    codes: NDArray[np.int64], n_groups: int, values: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """(groups, F) column sums of ``values`` per group code (one bincount per column)."""
-    if not values.shape[1]:
-        return np.zeros((n_groups, 0))
-    return np.stack(
-        [
-            np.bincount(codes, weights=values[:, j], minlength=n_groups)
-            for j in range(values.shape[1])
-        ],
-        axis=1,
-    )
+    for j in range(F):
+        on = np.flatnonzero(affected[:, j])
+        if len(on) > max_rows:
+            on = np.sort(rng.choice(on, size=max_rows, replace=False))
+            weight[j] = affected[:, j].sum() / max_rows
+        chosen[on, j] = True
+    return chosen, weight
 
 
 def ranking_unit(bundle: Bundle) -> tuple[str, float]:
@@ -395,6 +380,32 @@ def ranking_unit(bundle: Bundle) -> tuple[str, float]:
     return unit, 1.0
 
 
+def _uplift_inputs(
+    rows: pd.DataFrame,
+    bundle: Bundle,
+    events: pd.DataFrame | None,
+    period_end: Any,
+    cadence_days: float,
+    controls: float,
+    seed: int,
+) -> Any:
+    """The :func:`~journey_ml.explain.uplift.uplift_rows` of the ranked period, or None
+    (no events, no value model, or ``controls`` 0)."""
+    if events is None or bundle.revenue is None or controls <= 0 or not len(rows):
+        return None
+    end = period_end if period_end is not None else rows["cutoff"].max()
+    anchored = ANCHOR_COLUMN in rows.columns
+    first = pd.Timestamp(rows["cutoff"].min())
+    start = first - (pd.Timedelta(1, "ns") if anchored else pd.Timedelta(days=cadence_days))
+    occ = rows if anchored else anchored_features(events, bundle.spec, start=start, end=end)
+    if not len(occ):
+        return None
+    return uplift_rows(
+        events, bundle, occ, np.ones(len(occ)), start=start, end=end,
+        controls_per_anchor=controls, seed=seed,
+    )  # fmt: skip
+
+
 def rank_improvements(
     rows: pd.DataFrame,
     bundle: Bundle,
@@ -403,42 +414,62 @@ def rank_improvements(
     seed: int = 0,
     cadence_days: float = 7.0,
     period_end: Any = None,
+    events: pd.DataFrame | None = None,
+    shap_rows: int | None = None,
+    controls: float = DEFAULT_CONTROLS,
+    scale: float = 1.0,
 ) -> pd.DataFrame:
-    """Frictions ranked by the value gained if each were fixed (:func:`friction_impacts`).
+    """Frictions ranked by the value gained if each were fixed.
 
-    The unit (column ``unit``, ``attrs["unit"]``) follows :func:`ranking_unit`. The 95%
-    interval resamples *customers* ``n_bootstrap`` times (seeded by ``seed``);
-    ``counterfactual_impact`` is the re-prediction check. Returns one row per friction
-    with :data:`IMPROVEMENT_COLUMNS`, ordered by ``expected_impact`` (descending).
+    ``shap_impact`` is the SHAP amount (:func:`friction_impacts`, on at most ``shap_rows``
+    rows of each friction). With ``events`` (the ranked period's), each friction also gets
+    an amount from the data, its occurrences against ``controls`` friction-free controls
+    per occurrence (``uplift_impact`` ± ``uplift_se``, :mod:`journey_ml.explain.uplift`),
+    and ``expected_impact`` is the SHAP amount moved toward the uplift by the part of their
+    gap beyond noise (the SHAP amount alone without events). The 95% interval
+    ``ci_low``-``ci_high`` spans the SHAP amount's percentile interval and the uplift's
+    ``U ± 1.96 se`` (:func:`~journey_ml.explain.uplift.combine_estimates`), both from the same
+    ``n_bootstrap`` customer resamples (seeded by ``seed``). ``evidence`` says "no evidence
+    of impact" when the interval contains 0. ``scale`` multiplies every amount and count
+    (a customer sample's totals).
+    The unit follows :func:`ranking_unit`. One row per friction with
+    :data:`IMPROVEMENT_COLUMNS`, ordered by ``expected_impact`` (descending).
     """
-    imp = friction_impacts(rows, bundle, cadence_days=cadence_days, period_end=period_end)
-    unit, scale = ranking_unit(bundle)
-    if scale != 1.0:
-        imp.impact = imp.impact * scale
-        imp.counterfactual = imp.counterfactual * scale
-    codes, uniques = pd.factorize(rows["customer_id"].astype("str"), sort=False)
-    codes = np.asarray(codes, dtype=np.int64)
-    n_cust = len(uniques)
-    lo, hi = bootstrap_interval(_per_group(codes, n_cust, imp.impact), n_bootstrap, seed)
+    imp = friction_impacts(
+        rows,
+        bundle,
+        cadence_days=cadence_days,
+        period_end=period_end,
+        max_rows=shap_rows,
+        seed=seed,
+    )
+    unit, unit_scale = ranking_unit(bundle)
+    # Amounts in the ranking's unit (value_per_conversion), for the whole population.
+    amount_scale = scale * unit_scale
+    up = _uplift_inputs(rows, bundle, events, period_end, cadence_days, controls, seed)
+    amounts, codes, n_cust = friction_amounts(
+        imp.impact, rows["customer_id"], up, n_bootstrap, seed, amount_scale
+    )
     stages = np.asarray(bundle.journey_map.stage_names, dtype=object)
-    by_stage = _per_group(imp.stage, len(stages), imp.impact)
+    by_stage = per_group(imp.stage, len(stages), imp.impact)
     worst = by_stage.argmax(axis=0) if imp.frictions else np.zeros(0, dtype=int)
     worst_amount = by_stage.max(axis=0, initial=0.0)
     total = imp.impact.sum(axis=0)
-    n_aff = (_per_group(codes, n_cust, imp.affected.astype(np.float64)) > 0).sum(axis=0)
+    n_aff = (per_group(codes, n_cust, imp.affected.astype(np.float64)) > 0).sum(axis=0)
     rows_aff = imp.affected.sum(axis=0)
     touchpoint = {f.name: f.touchpoint or f.name for f in bundle.journey_map.friction}
+    no_evidence = (amounts.low <= 0) & (amounts.high >= 0)
     df = pd.DataFrame(
         {
             "touchpoint": imp.frictions,
             "touchpoint_group": [touchpoint[f] for f in imp.frictions],
-            "expected_impact": total,
+            "expected_impact": amounts.expected,
             "unit": unit,
-            "ci_low": lo,
-            "ci_high": hi,
-            "customers_affected": n_aff.astype(np.int64),
+            "ci_low": amounts.low,
+            "ci_high": amounts.high,
+            "customers_affected": np.round(scale * n_aff).astype(np.int64),
             "share_affected": n_aff / max(n_cust, 1),
-            "rows_affected": rows_aff.astype(np.int64),
+            "rows_affected": np.round(scale * rows_aff).astype(np.int64),
             "mean_drop_off_points": 100.0
             * np.where(rows_aff > 0, imp.drop_points.sum(axis=0) / np.maximum(rows_aff, 1), 0.0),
             "worst_stage": [
@@ -447,20 +478,26 @@ def rank_improvements(
             "worst_stage_share": np.where(
                 worst_amount > 0, worst_amount / np.where(total > 0, total, 1.0), 0.0
             ),
-            "counterfactual_impact": imp.counterfactual.sum(axis=0),
+            "counterfactual_impact": amount_scale * imp.counterfactual.sum(axis=0),
+            "shap_impact": amounts.shap,
+            "uplift_impact": amounts.uplift,
+            "uplift_se": amounts.uplift_se,
+            "evidence": np.where(no_evidence, NO_EVIDENCE, EVIDENCE),
         }
     )
     df = df.sort_values("expected_impact", ascending=False, kind="stable").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.attrs.update(
         {
-            "customers": n_cust,
-            "rows": len(rows),
+            "customers": round(scale * n_cust),
+            "rows": round(scale * len(rows)),
             "value": imp.value,
             "scope": imp.scope,
             "n_bootstrap": n_bootstrap,
             "seed": seed,
             "unit": unit,
+            "estimate": "shap+uplift" if up is not None else "shap",
+            "customers_scale": scale,
         }
     )
     return df[list(IMPROVEMENT_COLUMNS)]
@@ -483,30 +520,37 @@ def improvements_for_bundle(
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     cadence_days: float = 7.0,
+    max_customers: int = DEFAULT_SAMPLE_CUSTOMERS,
+    shap_rows: int = DEFAULT_SHAP_ROWS,
+    controls: float = DEFAULT_CONTROLS,
 ) -> pd.DataFrame:
     """Rank friction fixes by the value they cost over the events' period, up to ``at``.
 
     The rows follow how the bundle was trained (``metadata["anchored_snapshots"]``): one
     row per friction occurrence, at the event, or every weekly snapshot (``cadence_days``)
-    back from ``at`` (default: the latest event). ``attrs["at"]`` holds the period end.
+    back from ``at`` (default: the latest event). Beyond ``max_customers`` customers a
+    seeded sample of them is ranked and its totals scaled up (0: all); ``shap_rows`` and
+    ``controls`` as in :func:`rank_improvements` (0 ``shap_rows``: every row). The
+    defaults are the ``ranking`` section of the train config. ``attrs["at"]`` holds the
+    period end.
     """
     ts = scoring_time(events, at)
     if not bundle.journey_map.friction:
         df = empty_ranking(bundle, f"{NO_FRICTIONS}: nothing to rank")
-    elif bundle.metadata.get("anchored_snapshots"):
+        df.attrs["at"] = ts.isoformat()
+        return df
+    events = events.loc[events["timestamp"] <= ts]
+    events, scale = sample_customers(events, max_customers, seed)
+    if bundle.metadata.get("anchored_snapshots"):
         rows = anchored_features(events, bundle.spec, end=ts)
-        df = rank_improvements(rows, bundle, n_bootstrap=n_bootstrap, seed=seed, period_end=ts)
     else:
         rows = period_features(events, bundle.spec, cadence_days=cadence_days, end=ts)
-        df = rank_improvements(
-            rows,
-            bundle,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            cadence_days=cadence_days,
-            period_end=ts,
-        )
+    df = rank_improvements(
+        rows, bundle, n_bootstrap=n_bootstrap, seed=seed, cadence_days=cadence_days, period_end=ts,
+        events=events, shap_rows=shap_rows or None, controls=controls, scale=scale,
+    )  # fmt: skip
     df.attrs["at"] = ts.isoformat()
+    df.attrs["sampled_customers"] = max_customers if scale != 1.0 else None
     return df
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "anchored_features",
     "period_cutoffs",
     "period_features",
+    "sample_customers",
     "scoring_time",
 ]
 
@@ -155,3 +156,18 @@ def _undone(
             before.loc[on, f"{stem}_mean_90d"] = before.loc[on, f"{stem}_mean_90d"].fillna(level)
     before.columns = pd.Index([BEFORE_PREFIX + c for c in names])
     return before
+
+
+def sample_customers(
+    events: pd.DataFrame, max_customers: int, seed: int
+) -> tuple[pd.DataFrame, float]:
+    """A seeded sample of ``max_customers`` customers' events when there are more, and
+    the factor from the sample's totals to the whole's (1 and the events otherwise)."""
+    ids = events["customer_id"].astype("str")
+    uniques = pd.unique(ids)
+    if max_customers <= 0 or len(uniques) <= max_customers:
+        return events, 1.0
+    rng = np.random.default_rng(seed)
+    keep = uniques[np.sort(rng.choice(len(uniques), size=max_customers, replace=False))]
+    mask = ids.isin(keep).to_numpy()
+    return events.loc[mask].reset_index(drop=True), len(uniques) / max_customers

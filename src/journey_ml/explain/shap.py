@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -231,11 +232,20 @@ def group_shap(
     phi: NDArray[np.float64], groups: dict[str, list[str]], names: list[str]
 ) -> NDArray[np.float64]:
     """(n, G) SHAP summed per group (one matrix product with a 0/1 membership matrix)."""
+    member = _membership(tuple(names), tuple(tuple(cols) for cols in groups.values()))
+    return phi[:, : len(names)] @ member
+
+
+@lru_cache(maxsize=32)
+def _membership(names: tuple[str, ...], groups: tuple[tuple[str, ...], ...]) -> NDArray[np.float64]:
+    """The (features, groups) 0/1 membership matrix, cached: online scoring asks for the
+    same one on every request (read-only: callers only multiply by it)."""
     member = np.zeros((len(names), len(groups)))
     pos = {c: i for i, c in enumerate(names)}
-    for g, cols in enumerate(groups.values()):
+    for g, cols in enumerate(groups):
         member[[pos[c] for c in cols], g] = 1.0
-    return phi[:, : len(names)] @ member
+    member.flags.writeable = False
+    return member
 
 
 def _beeswarm(

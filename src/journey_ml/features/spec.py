@@ -127,7 +127,9 @@ class FeatureSpec(Vocabulary):
         log = events if isinstance(events, EventLog) else EventLog.build(events, journey_map)
         if log.journey_map != journey_map:
             raise ValueError("the event log was encoded for another journey map")
-        keep = np.arange(log.n) if until is None else np.flatnonzero(log.ts <= to_utc(until).value)
+        upto = None if until is None else log.ts <= to_utc(until).value
+        # Every event (no ``until``, or all before it): views, not gathers of every array.
+        keep: slice | np.ndarray = slice(None) if upto is None or upto.all() else np.flatnonzero(upto)
         # Codes into the sorted distinct values present, as pd.factorize(sort=True) gives.
         et_codes, et_uniques = _sorted_codes(log.event_type[keep], log.event_types)
         ch_codes, ch_uniques = _sorted_codes(log.channel[keep], log.channel_names)

@@ -39,6 +39,8 @@ def sort_accepted(
     kind = _order_kind(codes, ts, accepted)
     if kind == _IN_ORDER:
         rows = np.flatnonzero(accepted)
+        if len(rows) == len(codes):  # every row, in order: no copies
+            return rows, codes, ts
         return rows, codes[rows], ts[rows]
     if kind == _TIME_ORDER:
         m = int(np.count_nonzero(accepted))

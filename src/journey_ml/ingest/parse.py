@@ -87,17 +87,43 @@ def _encode(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     n = len(arr)
     if n > 1 and _maybe_grouped(arr):
         # Grouped input (e.g. sorted by customer, as this package writes it): one code
-        # per run of equal values is much cheaper than hashing every row.
-        flat = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        # per run of equal values is much cheaper than hashing every row. Chunk by chunk:
+        # concatenating a file's chunks would copy every string.
+        chunks = [c for c in (arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]) if len(c)]
         change = np.ones(n, dtype=bool)
-        change[1:] = pc.fill_null(pc.not_equal(flat.slice(1), flat.slice(0, n - 1)), True).to_numpy(
-            zero_copy_only=False
-        )
+        pos = 0
+        for i, chunk in enumerate(chunks):
+            m = len(chunk)
+            pairs = pc.not_equal(chunk.slice(1), chunk.slice(0, m - 1))
+            change[pos + 1 : pos + m] = pc.fill_null(pairs, True).to_numpy(zero_copy_only=False)
+            if i:  # the first value of a chunk against the last of the previous one
+                edge = pc.not_equal(chunks[i - 1].slice(len(chunks[i - 1]) - 1), chunk.slice(0, 1))[0].as_py()
+                change[pos] = edge is not False
+            pos += m
         runs = int(np.count_nonzero(change))
-        if runs <= n // 4:
-            return np.cumsum(change) - 1, flat.take(pa.array(np.flatnonzero(change)))
+        if runs <= n // 2:  # comparing neighbours, then hashing the runs, beats hashing every row
+            starts, pos, firsts = np.flatnonzero(change), 0, []
+            for chunk in chunks:  # each chunk's run starts, taken from that chunk alone
+                lo, hi = np.searchsorted(starts, [pos, pos + len(chunk)])
+                firsts.append(chunk.take(pa.array(starts[lo:hi] - pos)))
+                pos += len(chunk)
+            return np.cumsum(change) - 1, pa.concat_arrays(firsts)
     # Arrow's hash encoding beats packing short ids into integers and hashing those.
     return encode_generic(arr)
+
+
+def _dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """(codes, -1 for null; dictionary values) of a dictionary-encoded column, its chunks'
+    dictionaries unified first (a Parquet file has one per row group)."""
+    if column.num_chunks == 0:
+        return np.zeros(0, dtype=np.int64), pa.array([], pa.string())
+    if column.num_chunks > 1:
+        column = pa.table({"c": column}).unify_dictionaries().column(0)
+    indices = pa.chunked_array([c.indices for c in column.chunks], type=column.type.index_type)
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    codes = indices.to_numpy() if indices.num_chunks != 1 else indices.chunk(0).to_numpy(zero_copy_only=False)
+    return codes, column.chunk(0).dictionary
 
 
 _RUN_SAMPLE_ROWS = 65_536
@@ -114,7 +140,7 @@ def _maybe_grouped(arr: pa.Array | pa.ChunkedArray) -> bool:
     if m < 2:
         return True
     differs = pc.fill_null(pc.not_equal(head.slice(1), head.slice(0, m - 1)), True)
-    return 1 + pc.sum(differs).as_py() <= m // 4
+    return 1 + pc.sum(differs).as_py() <= m // 2
 
 
 def encode_generic(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -161,19 +187,31 @@ class Factor:
     values: pa.Array
 
     @classmethod
-    def of(cls, series: pd.Series, *, sort: bool = False) -> Factor:
-        """Factorise ``series`` (any dtype); ``sort`` numbers the values in lexical order."""
-        if isinstance(series.dtype, pd.CategoricalDtype):
+    def of(cls, series: pd.Series | pa.ChunkedArray, *, sort: bool = False) -> Factor:
+        """Factorise ``series`` (any dtype, or Arrow strings or dictionaries); ``sort``
+        numbers the values in lexical order."""
+        distinct = True  # whether the raw values are known to be distinct
+        if isinstance(series, pa.ChunkedArray):
+            # Arrow columns of a file: dictionaries are factorised already.
+            if pa.types.is_dictionary(series.type):
+                # Unified dictionaries are distinct; one chunk's (a file's own) is checked.
+                (raw_codes, uniques), distinct = _dictionary_codes(series), series.num_chunks > 1
+            else:
+                (raw_codes, uniques), distinct = _encode(series), False
+        elif isinstance(series.dtype, pd.CategoricalDtype):
             # Already factorised: reuse the codes.
             raw_codes = series.cat.codes.to_numpy()
             uniques = _as_string(pd.Series(series.cat.categories))
         else:
-            raw_codes, uniques = _encode(_arrow_strings(series))
+            (raw_codes, uniques), distinct = _encode(_arrow_strings(series)), False
         # Clean the distinct values only; stripping can merge some ("a" and " a").
-        trimmed = pc.utf8_trim_whitespace(pa.array(uniques, type=pa.string()))
-        if isinstance(trimmed, pa.ChunkedArray):
-            trimmed = trimmed.combine_chunks()
-        if trimmed.null_count == 0 and pc.count_distinct(trimmed).as_py() == len(trimmed):
+        source = pa.array(uniques, type=pa.string())
+        if isinstance(source, pa.ChunkedArray):
+            source = source.combine_chunks()
+        trimmed = pc.utf8_trim_whitespace(source)
+        # Distinct values that trimming left alone (a file's usual case) stay distinct.
+        clean = distinct and trimmed.null_count == 0 and bool(pc.all(pc.equal(trimmed, source)).as_py())
+        if clean or (trimmed.null_count == 0 and pc.count_distinct(trimmed).as_py() == len(trimmed)):
             # Still distinct (the usual case): each is its own code, in the same order
             # pd.factorize would give, without a round trip through 300k Python strings.
             values_arr = trimmed
@@ -192,6 +230,8 @@ class Factor:
             rank[order] = np.arange(len(order), dtype=np.int64)
             remap = np.where(remap >= 0, rank[np.maximum(remap, 0)], -1)
             values_arr = values_arr.take(pa.array(order))
+        elif clean and not empty.any():
+            return cls(codes=raw_codes, values=values_arr)  # every code stays as it is
         table = np.append(remap, -1).astype(np.int64)  # raw code -1 (null) maps to -1
         return cls(codes=table[raw_codes], values=values_arr)
 
@@ -240,6 +280,10 @@ def take_strings(values: pa.Array, codes: np.ndarray) -> pd.Series:
 def parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, missing, bad): a float64 array with NaN where missing or bad."""
     dtype = series.dtype
+    if dtype == np.float64:
+        values = series.to_numpy()  # NaN is missing already: no copy
+        missing = np.isnan(values)
+        return values, missing, np.isinf(values)
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         missing = np.isnan(values)
@@ -347,9 +391,11 @@ def _parse_fallback(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def _to_ns(idx: pd.DatetimeIndex, missing: np.ndarray) -> np.ndarray:
     """int64 ns of a UTC DatetimeIndex of any unit, without overflowing out-of-range units."""
     unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[idx.unit]
-    raw = idx.asi8.copy()
-    raw[missing] = 0
-    if unit_ns == 1:
+    raw = idx.asi8
+    if missing.any():
+        raw = raw.copy()
+        raw[missing] = 0
+    if unit_ns == 1:  # may be a view of idx: never written to
         return raw  # nothing to scale (values outside 1990..2100 are rejected later)
     # Values outside 1990..2100 are rejected later; clip so the multiplication cannot overflow.
     lo, hi = _NS_MIN // unit_ns - 1, _NS_MAX // unit_ns + 1
@@ -380,8 +426,10 @@ def _epoch_to_ns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _range_check(ns: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flag values outside 1990..2100 as bad and zero missing and bad ones (``ns`` in place)."""
+    """Flag values outside 1990..2100 as bad and zero missing and bad ones (in a copy)."""
     out_of_range = (ns < _NS_MIN) | (ns >= _NS_MAX)
     bad = (bad | out_of_range) & ~missing
-    np.putmask(ns, missing | bad, 0)
+    zero = missing | bad
+    if zero.any():
+        ns = np.where(zero, 0, ns)
     return ns, missing, bad

@@ -2,19 +2,23 @@
 
 :func:`load_events` is the file boundary: read by suffix, rename columns by the journey
 map, validate every row (:mod:`journey_ml.ingest.validate`) and optionally write the
-rejects. CSV columns are read as strings so ids keep their leading zeros.
+rejects. CSV columns are read as strings so ids keep their leading zeros. Parquet columns
+stay Arrow arrays through validation (:class:`ArrowColumns`); :func:`load_checked` stops
+before the events frame, for callers that only build an event log from the codes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import os
-from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,14 +29,21 @@ from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import EventValidationError
 from journey_ml.ingest.formats import EXPORT_FORMATS, read_export
 from journey_ml.ingest.order import start_loading_kernels
-from journey_ml.ingest.parse import Factor
-from journey_ml.ingest.validate import LoadResult, check_share, require_columns, validate_frame
+from journey_ml.ingest.validate import (
+    Checked,
+    LoadResult,
+    check_frame,
+    check_share,
+    require_columns,
+)
 from journey_ml.runtime import gc_paused
 
 __all__ = [
     "CSV_SUFFIXES",
     "JSON_SUFFIXES",
     "PARQUET_SUFFIXES",
+    "ArrowColumns",
+    "load_checked",
     "load_events",
     "read_event_file",
     "write_rejects",
@@ -82,27 +93,40 @@ def load_events(
         Unreadable or unsupported file, a required column missing (``column`` names it),
         or too many rejected rows.
     """
+    return load_checked(path, journey_map, rejects_path=rejects_path, max_reject_share=max_reject_share).result()
+
+
+def load_checked(
+    path: str | Path,
+    journey_map: JourneyMap,
+    *,
+    rejects_path: str | Path | None = None,
+    max_reject_share: float | None = None,
+) -> Checked:
+    """:func:`load_events` without building the events frame: the accepted rows as codes
+    (``EventLog.from_accepted`` takes them), the rejects and the counts; ``.result()`` is
+    what :func:`load_events` returns. Same arguments and errors."""
     path = Path(path)
     if journey_map.format in EXPORT_FORMATS:
-        result = _load_export(path, journey_map)
+        checked = _load_export(path, journey_map)
     else:
-        result = _load_file(path, journey_map)
+        checked = _load_file(path, journey_map)
     if rejects_path is not None:
-        write_rejects(result.rejects, rejects_path)
-    check_share(result, journey_map, max_reject_share)
-    return result
+        write_rejects(checked.rejects, rejects_path)
+    check_share(checked, journey_map, max_reject_share)
+    return checked
 
 
-def _load_export(path: Path, journey_map: JourneyMap) -> LoadResult:
+def _load_export(path: Path, journey_map: JourneyMap) -> Checked:
     """A GA4/Segment export: rows that cannot be flattened are rejected by the reader; the
     rest are validated like any file, their row numbers mapped back to the export's."""
     export = read_export(path, journey_map.format).with_columns(journey_map.columns)
     with gc_paused():
-        checked = validate_frame(export.frame, journey_map)
-    return LoadResult(checked.events, export.merge_rejects(checked.rejects), export.rows_in)
+        checked = check_frame(export.frame, journey_map)
+    return dataclasses.replace(checked, rejects=export.merge_rejects(checked.rejects), rows_in=export.rows_in)
 
 
-def _load_file(path: Path, journey_map: JourneyMap) -> LoadResult:
+def _load_file(path: Path, journey_map: JourneyMap) -> Checked:
     """An event file read by suffix, renamed by the map's ``columns:`` and validated;
     the rejects keep the file's own column names."""
     id_columns = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
@@ -110,14 +134,13 @@ def _load_file(path: Path, journey_map: JourneyMap) -> LoadResult:
     # Loading the compiled kernels takes a while in a new process: do it while the file
     # is read (Arrow reads without the GIL), not after.
     start_loading_kernels()
-    with _bulk_arrow_pool(), gc_paused(), ThreadPoolExecutor(max_workers=1) as early:
-        # Parquet: ids are read first and hashed while the other columns are read.
-        id_jobs: list[Future[Factor]] = []
-
-        def hash_ids(ids: pd.Series) -> None:
-            id_jobs.append(early.submit(Factor.of, ids, sort=True))
-
-        raw = _read_event_file(path, id_columns, label_columns, prefetch=(id_columns[0], hash_ids))
+    with _bulk_arrow_pool(), gc_paused():
+        raw: pd.DataFrame | ArrowColumns
+        if path.name.lower().endswith(PARQUET_SUFFIXES) and path.is_file():
+            # Parquet: string columns stay Arrow dictionaries, validation encodes them as they are.
+            raw = _read_file_columns(path, id_columns, label_columns)
+        else:
+            raw = _read_event_file(path, id_columns, label_columns)
         rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
         require_columns(raw, journey_map, source=str(path))
         # A source column that clashes with a canonical name it is not mapped to would be
@@ -130,11 +153,90 @@ def _load_file(path: Path, journey_map: JourneyMap) -> LoadResult:
                     column=canon,
                 )
         frame = raw.rename(columns=rename) if rename else raw
-        result = validate_frame(frame, journey_map, id_jobs[0] if id_jobs else None)
+        checked = check_frame(frame, journey_map)
     if not rename:
-        return result
-    rejects = result.rejects.rename(columns={canon: src for src, canon in rename.items()})
-    return LoadResult(result.events, rejects, result.rows_in)
+        return checked
+    rejects = checked.rejects.rename(columns={canon: src for src, canon in rename.items()})
+    return dataclasses.replace(checked, rejects=rejects)
+
+
+_SLICED_TAKE_ROWS = 1_000
+
+
+class ArrowColumns:
+    """A Parquet file's columns as validation reads them, without a pandas frame.
+
+    The ``arrow`` columns (ids and labels, read as dictionaries) stay Arrow arrays, which
+    :class:`~journey_ml.ingest.parse.Factor` encodes as they are; every other column becomes
+    the pandas series ``to_pandas`` of the whole file would give, on first use.
+    """
+
+    def __init__(self, table: pa.Table, arrow: Collection[str], ignore_metadata: bool) -> None:
+        self.table = table
+        self.arrow = set(arrow)
+        self.ignore_metadata = ignore_metadata
+        self.columns = list(table.column_names)
+        self._series: dict[str, pd.Series] = {}
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, name: str) -> pd.Series | pa.ChunkedArray:
+        column = self.table.column(name)
+        if name in self.arrow and (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)
+                                   or pa.types.is_large_string(column.type)):  # fmt: skip
+            return column
+        if name not in self._series:
+            self._series[name] = self._pandas(self.table.select([name]))[name]
+        return self._series[name]
+
+    def rename(self, columns: dict[str, str]) -> ArrowColumns:
+        """The columns renamed (``DataFrame.rename``'s ``columns=`` mapping)."""
+        names = [columns.get(c, c) for c in self.columns]
+        return ArrowColumns(self.table.rename_columns(names), {columns.get(c, c) for c in self.arrow}, self.ignore_metadata)
+
+    def take_rows(self, rows: np.ndarray) -> pd.DataFrame:
+        """These rows as a pandas frame (index 0..), dictionary columns as their text."""
+        if len(rows) <= _SLICED_TAKE_ROWS:
+            # Arrow's take concatenates every chunk first; a few slices touch only themselves.
+            table = pa.concat_tables([self.table.slice(int(r), 1) for r in rows]) if len(rows) else self.table.slice(0, 0)
+        else:
+            table = self.table.take(pa.array(rows, type=pa.int64()))
+        for i, field in enumerate(table.schema):
+            if pa.types.is_dictionary(field.type):
+                table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+        return self._pandas(table).reset_index(drop=True)
+
+    def _pandas(self, table: pa.Table) -> pd.DataFrame:
+        return table.to_pandas(ignore_metadata=self.ignore_metadata, split_blocks=True)
+
+
+def _read_file_columns(path: Path, id_columns: Collection[str], label_columns: Collection[str]) -> ArrowColumns | pd.DataFrame:
+    """A Parquet file as :class:`ArrowColumns`, or as a frame when pandas would rebuild a
+    stored index from it. Labels are read as dictionaries, and so are ids the file stores
+    as dictionaries (decoding those costs nothing); other ids stay plain strings, which
+    validation encodes by runs when grouped (hashing them while decoding costs more)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+        coded = [c for c in id_columns if _dictionary_coded(meta, c)]
+        table, cast = _read_parquet_table(path, set(id_columns), {*label_columns, *coded})
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise EventValidationError(f"cannot read {path}: {exc}") from exc
+    pandas_meta = table.schema.pandas_metadata or {}
+    if any(isinstance(ix, str) for ix in pandas_meta.get("index_columns", [])):
+        return _to_frame(table, cast)
+    return ArrowColumns(table, [*id_columns, *label_columns], cast)
+
+
+def _dictionary_coded(meta: pq.FileMetaData, name: str) -> bool:
+    """Whether the file seems to store column ``name`` dictionary-encoded throughout: its
+    pages take under 4 bytes a value (indices; plain strings take at least 4 each)."""
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if names.count(name) != 1 or not meta.num_rows:
+        return False
+    i = names.index(name)
+    groups = [meta.row_group(g).column(i) for g in range(meta.num_row_groups)]
+    return all(c.has_dictionary_page for c in groups) and sum(c.total_uncompressed_size for c in groups) < 4 * meta.num_rows
 
 
 def read_event_file(
@@ -159,18 +261,11 @@ def read_event_file(
     EventValidationError
         The file does not exist, has an unsupported suffix or cannot be parsed.
     """
-    return _read_event_file(Path(path), string_columns, category_columns, prefetch=None)
+    return _read_event_file(Path(path), string_columns, category_columns)
 
 
-def _read_event_file(
-    path: Path,
-    string_columns: Collection[str],
-    category_columns: Collection[str],
-    prefetch: tuple[str, Callable[[pd.Series], object]] | None,
-) -> pd.DataFrame:
-    """:func:`read_event_file`; ``prefetch`` = (column, callback): a Parquet reader reads
-    that column first and hands it to the callback (as the frame will hold it) before
-    reading the others, so work on it can start early. Other readers ignore it."""
+def _read_event_file(path: Path, string_columns: Collection[str], category_columns: Collection[str]) -> pd.DataFrame:
+    """:func:`read_event_file` with a ``Path``."""
     name = path.name.lower()
     if not path.is_file():
         raise EventValidationError(f"event file not found: {path}")
@@ -178,7 +273,7 @@ def _read_event_file(
         if name.endswith(CSV_SUFFIXES):
             return _read_csv(path)
         if name.endswith(PARQUET_SUFFIXES):
-            return _read_parquet(path, set(string_columns), set(category_columns), prefetch)
+            return _to_frame(*_read_parquet_table(path, set(string_columns), set(category_columns)))
         if name.endswith(JSON_SUFFIXES):
             return _read_json(path)
     except EventValidationError:
@@ -239,48 +334,29 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _read_parquet(
-    path: Path,
-    string_columns: Collection[str],
-    category_columns: Collection[str],
-    prefetch: tuple[str, Callable[[pd.Series], object]] | None = None,
-) -> pd.DataFrame:
-    """A Parquet file: integer ids as strings, label columns as categoricals (see
-    :func:`read_event_file`); ``prefetch`` as in :func:`_read_event_file`."""
-    # Ids stay Arrow-backed (pandas ``str``); validation factorises them itself. (Reading
-    # ids dictionary-encoded is slower: their per-row-group dictionaries are large and
-    # must be unified.) Low-cardinality labels are cheaper as dictionaries.
+def _read_parquet_table(path: Path, string_columns: Collection[str], category_columns: Collection[str]) -> tuple[pa.Table, bool]:
+    """A Parquet file as Arrow: integer ids as strings, label columns as dictionaries
+    (see :func:`read_event_file`); and whether a column was cast (then pandas metadata,
+    which would turn it back into its written dtype, must be ignored)."""
     meta = pq.ParquetFile(path)
     schema = meta.schema_arrow
-    n_groups = meta.metadata.num_row_groups
     dictionary = [
         f.name for f in schema
         if f.name in category_columns and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
     ]
+    table = _read_row_groups(path, meta.metadata.num_row_groups, dictionary, None)
+    cast = False
+    for i, field in enumerate(table.schema):
+        if field.name in string_columns and pa.types.is_integer(field.type):
+            table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
+            cast = True
+    return table, cast
 
-    def as_string_ids(table: pa.Table) -> tuple[pa.Table, bool]:
-        cast = False
-        for i, field in enumerate(table.schema):
-            if field.name in string_columns and pa.types.is_integer(field.type):
-                table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
-                cast = True
-        return table, cast
 
-    names = schema.names
-    first, callback = prefetch if prefetch is not None else ("", None)
-    if callback is None or names.count(first) != 1 or len(names) < 2:
-        table, cast = as_string_ids(_read_row_groups(path, n_groups, dictionary, None))
-    else:
-        # The prefetched column is read, converted and handed over first; the rest are
-        # read while the callback's work runs.
-        head, cast = as_string_ids(_read_row_groups(path, n_groups, dictionary, [first]))
-        callback(head.column(0).to_pandas())
-        rest, cast_rest = as_string_ids(_read_row_groups(path, n_groups, dictionary, [c for c in names if c != first]))
-        table = rest.add_column(names.index(first), head.schema.field(0), head.column(0))
-        cast = cast or cast_rest
-    if dictionary:
+def _to_frame(table: pa.Table, cast: bool) -> pd.DataFrame:
+    """:func:`_read_parquet_table`'s table as pandas (dictionaries as categoricals)."""
+    if any(pa.types.is_dictionary(f.type) for f in table.schema):
         table = table.unify_dictionaries()
-    # pandas metadata would turn the cast column back into its written dtype (e.g. Int64).
     # split_blocks: no consolidation copy of the float columns; self_destruct frees each
     # Arrow column as it is converted (lower peak memory).
     return table.to_pandas(ignore_metadata=cast, split_blocks=True, self_destruct=True)

@@ -78,6 +78,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from journey_ml.contract import CANONICAL_COLUMNS, REQUIRED_COLUMNS, JourneyMap
 from journey_ml.contract.stages import stage_reach_counts
@@ -90,7 +91,10 @@ __all__ = [
     "DUPLICATE",
     "REJECT_REASONS",
     "UNKNOWN_CHANNEL",
+    "Accepted",
+    "Checked",
     "LoadResult",
+    "check_frame",
     "check_share",
     "require_columns",
     "summarize",
@@ -112,8 +116,28 @@ DUPLICATE = "duplicate"
 UNKNOWN_CHANNEL = "unknown"
 
 
+class _Counts:
+    """The counts of a load (``rejects`` and ``rows_in`` are the dataclass's fields)."""
+
+    rejects: pd.DataFrame
+    rows_in: int
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """``rows_in``, ``rows_ok``, ``rows_rejected`` and ``reasons`` (count, descending)."""
+        rejects, rows_in = self.rejects, self.rows_in
+        counts = rejects["reject_reason"].value_counts(sort=False) if len(rejects) else {}
+        reasons = sorted(((str(k), int(v)) for k, v in dict(counts).items()), key=lambda kv: (-kv[1], kv[0]))
+        return {"rows_in": rows_in, "rows_ok": rows_in - len(rejects), "rows_rejected": len(rejects), "reasons": dict(reasons)}
+
+    @property
+    def reject_share(self) -> float:
+        """Share of input rows rejected (0.0 for an empty input)."""
+        return len(self.rejects) / self.rows_in if self.rows_in else 0.0
+
+
 @dataclass(frozen=True)
-class LoadResult:
+class LoadResult(_Counts):
     """Canonical events and rejected rows of one load.
 
     Attributes
@@ -138,22 +162,60 @@ class LoadResult:
                 f"{len(self.rejects)} rejected"
             )
 
-    @property
-    def summary(self) -> dict[str, Any]:
-        """``rows_in``, ``rows_ok``, ``rows_rejected`` and ``reasons`` (count, descending)."""
-        counts = self.rejects["reject_reason"].value_counts(sort=False) if len(self.rejects) else {}
-        reasons = sorted(((str(k), int(v)) for k, v in dict(counts).items()), key=lambda kv: (-kv[1], kv[0]))
-        return {
-            "rows_in": self.rows_in,
-            "rows_ok": len(self.events),
-            "rows_rejected": len(self.rejects),
-            "reasons": dict(reasons),
-        }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The accepted rows in (customer, time) order, as codes and arrays.
+
+    The canonical events frame (:meth:`Checked.events`) and the event log
+    (``EventLog.from_accepted``) are both built from this, so a load that only feeds an
+    event log never materialises millions of strings.
+    """
+
+    rows: np.ndarray  # input position of each accepted row
+    customer: np.ndarray  # int64 code into customer_ids, non-decreasing
+    customer_ids: pa.Array  # distinct cleaned ids in lexical order (some only in rejected rows)
+    ts: np.ndarray  # int64 ns UTC
+    event_type: Factor  # per input row
+    channel: Factor  # per input row, never missing
+    session: Factor | None  # per input row; None without a session_id column
+    floats: dict[str, tuple[np.ndarray, float]]  # revenue, friction measures: (per input row, fill)
+    session_gap_minutes: float
 
     @property
-    def reject_share(self) -> float:
-        """Share of input rows rejected (0.0 for an empty input)."""
-        return len(self.rejects) / self.rows_in if self.rows_in else 0.0
+    def in_input_order(self) -> bool:
+        """Every input row accepted, already in (customer, time) order: ``rows`` is 0..n-1."""
+        return len(self.rows) == len(self.event_type.codes) and (not len(self.rows) or int(self.rows[-1]) == len(self.rows) - 1)
+
+    def at_rows(self, values: np.ndarray) -> np.ndarray:
+        """``values[rows]`` for a per-input-row array (no copy when rows are the input)."""
+        return values if self.in_input_order else values[self.rows]
+
+    def session_ids(self) -> pd.Series:
+        """The session id of each accepted row: given, else derived from the inactivity gap."""
+        given = None if self.session is None else ~self.session.missing[self.rows]
+        if given is not None and given.all():
+            return self.session.take(self.rows)  # type: ignore[union-attr]
+        derived = session_ids(self.customer_ids, self.customer, self.ts, self.session_gap_minutes)
+        if given is not None and given.any():
+            return derived.where(~given, self.session.take(self.rows))  # type: ignore[union-attr]
+        return derived
+
+
+@dataclass(frozen=True)
+class Checked(_Counts):
+    """Validation's outcome before the events frame is built: :meth:`result` builds it."""
+
+    accepted: Accepted
+    rejects: pd.DataFrame
+    rows_in: int
+    frame: Any  # the validated input (for its property columns)
+    property_columns: list[str]
+
+    def result(self) -> LoadResult:
+        """The :class:`LoadResult`, with the canonical events frame."""
+        return LoadResult(events=_events_frame(self), rejects=self.rejects, rows_in=self.rows_in)
 
 
 def validate_events(
@@ -231,6 +293,15 @@ def validate_frame(frame: pd.DataFrame, journey_map: JourneyMap, ids: Future[Fac
     ``ids``, when given, yields ``Factor.of(frame["customer_id"], sort=True)`` (started
     early by the file reader).
     """
+    return check_frame(frame, journey_map, ids).result()
+
+
+def check_frame(frame: Any, journey_map: JourneyMap, ids: Future[Factor] | None = None) -> Checked:
+    """:func:`validate_frame` up to the accepted rows' codes and the rejects (no events frame).
+
+    ``frame`` is a pandas frame or a file's columns (``readers.ArrowColumns``): string
+    columns may come as Arrow arrays, which :class:`Factor` encodes without pandas.
+    """
     n = len(frame)
     reason = np.zeros(n, dtype=np.int16)  # 0 = accepted, k = k-th reason in `names`
     names: list[str] = [*REJECT_REASONS, *(f"bad_{c}" for c in journey_map.friction_columns), DUPLICATE]
@@ -289,48 +360,54 @@ def validate_frame(frame: pd.DataFrame, journey_map: JourneyMap, ids: Future[Fac
         reason[rows[dup]] = code[DUPLICATE]
         keep = ~dup
         rows, cid_sorted, ts_sorted = rows[keep], cid_sorted[keep], ts_sorted[keep]
+    accepted = Accepted(
+        rows=rows, customer=cid_sorted, customer_ids=cid.values, ts=ts_sorted, event_type=etype, channel=channel,
+        session=session, floats={"revenue": (revenue, 0.0), **{c: (v, np.nan) for c, v in friction.items()}},
+        session_gap_minutes=journey_map.session_gap_minutes,
+    )
+    rejects = _rejects_frame(frame, reason, names)
+    return Checked(accepted=accepted, rejects=rejects, rows_in=n, frame=frame, property_columns=property_cols)
 
-    # ---- canonical frame (and the rejects, whose reasons are final now)
+
+def _events_frame(checked: Checked) -> pd.DataFrame:
+    """The canonical events frame (see the module docstring) of the accepted rows."""
+    acc, frame = checked.accepted, checked.frame
+    rows = acc.rows
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Arrow and the compiled session writer release the GIL: the four string columns
         # are built side by side while this thread gathers the numeric ones.
-        sess_job = pool.submit(session_ids, cid.values, cid_sorted, ts_sorted, journey_map.session_gap_minutes)
-        cid_job = pool.submit(take_strings, cid.values, cid_sorted)
-        etype_job = pool.submit(etype.take, rows)
-        channel_job = pool.submit(channel.take, rows)
-        rejects_job = pool.submit(_rejects_frame, frame, reason, names)
-        floats = {"revenue": (revenue, 0.0), **{c: (v, np.nan) for c, v in friction.items()}}
+        sess_job = pool.submit(acc.session_ids)
+        cid_job = pool.submit(take_strings, acc.customer_ids, acc.customer)
+        etype_job = pool.submit(acc.event_type.take, rows)
+        channel_job = pool.submit(acc.channel.take, rows)
         if len(rows) < 2 or bool(np.all(rows[1:] > rows[:-1])):
-            gathered = {col: values[rows] for col, (values, _) in floats.items()}  # sequential reads
+            gathered = {col: values[rows] for col, (values, _) in acc.floats.items()}  # sequential reads
         else:
-            gathered = take_floats(floats, rows)
+            gathered = take_floats(acc.floats, rows)
         sess_out, cid_out = sess_job.result(), cid_job.result()
         etype_out, channel_out = etype_job.result(), channel_job.result()
-    if session is not None:
-        given = ~session.missing[rows]
-        if given.any():
-            sess_out = sess_out.where(~given, session.take(rows))
     data: dict[str, Any] = {
         "customer_id": cid_out,
         # Naive ns read as UTC with one copy (tz_localize would copy them a second time).
-        "timestamp": pd.DatetimeIndex(ts_sorted.view("datetime64[ns]"), dtype="datetime64[ns, UTC]", copy=False),
+        # (The input's own times, when every row was accepted in order, are copied first.)
+        "timestamp": pd.DatetimeIndex(
+            (acc.ts if acc.ts.flags.owndata else acc.ts.copy()).view("datetime64[ns]"), dtype="datetime64[ns, UTC]", copy=False
+        ),
         "event_type": etype_out,
         "channel": channel_out,
         "revenue": gathered.pop("revenue"),
         "session_id": sess_out,
         **gathered,
     }
-    for col in property_cols:
+    for col in checked.property_columns:
         data[col] = frame[col].iloc[rows].reset_index(drop=True)
-    events = pd.DataFrame(data, copy=False)  # fresh arrays: skip pandas' consolidation copy
-
-    return LoadResult(events=events, rejects=rejects_job.result(), rows_in=n)
+    return pd.DataFrame(data, copy=False)  # fresh arrays: skip pandas' consolidation copy
 
 
-def _rejects_frame(frame: pd.DataFrame, reason: np.ndarray, names: list[str]) -> pd.DataFrame:
+def _rejects_frame(frame: Any, reason: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Rejected rows as they came in, plus ``reject_reason`` and ``row_number``."""
     bad = np.flatnonzero(reason)
-    rejects = frame.iloc[bad].reset_index(drop=True)
+    rejects = frame.iloc[bad].reset_index(drop=True) if isinstance(frame, pd.DataFrame) else frame.take_rows(bad)
     for col in rejects.columns:
         if isinstance(rejects[col].dtype, pd.CategoricalDtype):  # read as categories, kept as text
             rejects[col] = rejects[col].astype("str")  # missing stays missing
@@ -340,7 +417,7 @@ def _rejects_frame(frame: pd.DataFrame, reason: np.ndarray, names: list[str]) ->
     return rejects
 
 
-def check_share(result: LoadResult, journey_map: JourneyMap, limit: float | None) -> None:
+def check_share(result: LoadResult | Checked, journey_map: JourneyMap, limit: float | None) -> None:
     """Fail when more than ``limit`` (default: the map's) of the rows were rejected."""
     limit = journey_map.max_reject_share if limit is None else float(limit)
     if not 0.0 <= limit <= 1.0:

@@ -70,6 +70,11 @@ class Task:
     baseline_makers: Mapping[str, Callable[[int], Any]]
     #: Whether the journey shape enables the task.
     rule: Callable[[JourneyShape], bool]
+    #: Whether the model fits (and early-stops) on the event-anchored rows beside the weekly
+    #: ones. They exist for the friction ranking; their cutoffs sit at events, mid-journey,
+    #: where moves are far likelier than at the weekly cutoffs scoring sees, so the
+    #: next-stage model fits on the weekly rows only.
+    anchored_rows: bool = True
 
     def enabled(self, shape: JourneyShape | None) -> bool:
         """Whether a run with this journey shape fits the task (None: the full shape, on revenue)."""
@@ -143,6 +148,7 @@ TASKS: dict[str, Task] = {
             {"class_prior": lambda k: ClassPriorBaseline(n_classes=k),
              "markov_chain": lambda k: MarkovChainBaseline(n_classes=k)},
             lambda shape: shape.on("next_stage"),
+            anchored_rows=False,
         ),
         Task(
             "drop_off", "drop_off", "drop_off", DropOffModel, drop_off_metrics,

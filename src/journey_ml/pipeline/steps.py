@@ -39,6 +39,7 @@ __all__ = [
     "evaluate_models",
     "fit_baselines",
     "fit_models",
+    "fit_rows",
     "flatten_metrics",
     "headline",
     "tune_models",
@@ -53,47 +54,67 @@ def tune_models(splits: SnapshotSplits, config: TrainConfig, *, log_to_mlflow: b
     """
     tasks = splits.tasks
     budget = config.tuning.timeout_seconds / len(tasks) if config.tuning.timeout_seconds else None
-    train, weight = splits.train, splits.train_weight
-    if 0 < config.tuning.max_rows < len(train):
-        train = train.sample(n=config.tuning.max_rows, random_state=config.seed).sort_index()
-        weight = None if weight is None else weight[train.index.to_numpy()]
-    return {
-        task: tune(
+    names, unit = splits.spec.feature_names, splits.value_unit
+    out = {}
+    for task in tasks:
+        train, weight, valid = fit_rows(splits, task)
+        if 0 < config.tuning.max_rows < len(train):
+            train = train.sample(n=config.tuning.max_rows, random_state=config.seed).sort_index()
+            weight = None if weight is None else weight[train.index.to_numpy()]
+        out[task] = tune(
             task,
-            lambda params, task=task: make_model(task, splits.spec, config, params, unit=splits.value_unit),
-            train[splits.spec.feature_names],
-            target(task, train, splits.value_unit),
-            splits.X("valid"),
-            splits.y(task, "valid"),
+            lambda params, task=task: make_model(task, splits.spec, config, params, unit=unit),
+            train[names],
+            target(task, train, unit),
+            valid[names],
+            target(task, valid, unit),
             trials=config.tuning.trials,
             timeout_seconds=budget,
             seed=config.seed,
             sample_weight=weight,
             log_to_mlflow=log_to_mlflow,
         )
-        for task in tasks
-    }
+    return out
+
+
+def fit_rows(splits: SnapshotSplits, task: str) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame]:
+    """The training rows, their weights and the validation rows slot ``task``'s model fits on.
+
+    All of them, event-anchored rows included, unless the task fits on the weekly rows only
+    (:attr:`~journey_ml.models.tasks.Task.anchored_rows`) and the weekly rows are known.
+    """
+    train, weight, valid = splits.train, splits.train_weight, splits.valid
+    if not task_for(task, splits.value_unit).anchored_rows:
+        if splits.train_weekly is not None:
+            train = train.iloc[: splits.train_weekly]
+            weight = None if weight is None else weight[: splits.train_weekly]
+        if splits.valid_weekly is not None:
+            valid = valid.iloc[: splits.valid_weekly]
+    return train, weight, valid
 
 
 def fit_models(
     splits: SnapshotSplits, config: TrainConfig, tuned: dict[str, TuningResult] | None = None
 ) -> dict[str, Any]:
-    """Fit the shape's models on the weighted train rows, early-stopped on validation.
+    """Fit the shape's models on the weighted train rows, early-stopped on validation
+    (the next-stage model on the weekly rows only, :func:`fit_rows`).
 
     Calibration is refitted on the weekly validation rows when event-anchored rows were
     appended to validation: the weekly rows are drawn like the rows scoring sees.
     """
     tuned = tuned or {}
     models = {}
+    names, unit = splits.spec.feature_names, splits.value_unit
     for task in splits.tasks:
         params = tuned[task].best_params if task in tuned else {}
-        model = make_model(task, splits.spec, config, params, unit=splits.value_unit)
+        model = make_model(task, splits.spec, config, params, unit=unit)
+        train, weight, valid = fit_rows(splits, task)
         model.fit(
-            splits.X("train"),
-            splits.y(task, "train"),
-            X_valid=splits.X("valid"),
-            y_valid=splits.y(task, "valid"),
-            sample_weight=splits.train_weight,
+            train[names],
+            target(task, train, unit),
+            X_valid=valid[names],
+            y_valid=target(task, valid, unit),
+            sample_weight=weight,
         )
         models[task] = calibrate_on_weekly(model, task, splits)
     return models

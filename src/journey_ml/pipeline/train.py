@@ -232,28 +232,33 @@ def rank_frictions(
         improvements_to_records,
         rank_improvements,
     )
+    from journey_ml.explain.rows import sample_customers
     from journey_ml.report import journey_report
     from journey_ml.report.history import SUMMARY_ARTIFACT, retrain_history
 
     period_end = splits.test["cutoff"].max()
-    n_bootstrap = config.ranking.bootstrap
+    rc = config.ranking
+    # As `journey-ml improvements`: a seeded customer sample beyond `ranking.sample_customers`
+    # (totals scaled up, the sampling error inside the interval), SHAP on at most
+    # `ranking.shap_rows` rows per friction, and the uplift against friction-free controls.
+    sample, scale = sample_customers(events, rc.sample_customers, config.seed)
+    common = {
+        "n_bootstrap": rc.bootstrap, "seed": config.seed, "period_end": period_end, "events": sample,
+        "shap_rows": rc.shap_rows or None, "controls": rc.controls, "scale": scale,
+    }  # fmt: skip
     if splits.shape is not None and not splits.shape.on("ranking"):
         ranking = empty_ranking(bundle, splits.shape.parts["ranking"].reason)
     elif splits.anchored_rows:
-        step("ranking touchpoint improvements (SHAP)")
+        step("ranking touchpoint improvements (SHAP and uplift)")
         first = splits.valid_start if splits.valid_start is not None else splits.valid["cutoff"].min()
         start = first - pd.Timedelta(days=config.snapshots.cadence_days)
-        ranking = rank_improvements(
-            anchored_features(events, bundle.spec, start=start, end=period_end), bundle,
-            n_bootstrap=n_bootstrap, seed=config.seed, period_end=period_end,
-        )  # fmt: skip
+        ranking = rank_improvements(anchored_features(sample, bundle.spec, start=start, end=period_end), bundle, **common)
     else:
-        step("ranking touchpoint improvements (SHAP)")
+        step("ranking touchpoint improvements (SHAP and uplift)")
         window = pd.concat([splits.valid, splits.test], ignore_index=True)
-        ranking = rank_improvements(
-            window, bundle, n_bootstrap=n_bootstrap, seed=config.seed,
-            cadence_days=config.snapshots.cadence_days, period_end=period_end,
-        )  # fmt: skip
+        if scale != 1.0:
+            window = window.loc[window["customer_id"].isin(pd.unique(sample["customer_id"]))]
+        ranking = rank_improvements(window, bundle, cadence_days=config.snapshots.cadence_days, **common)
     ranking.attrs["at"] = period_end.isoformat()
     bundle.improvements = improvements_to_records(ranking)
     bundle.metadata["ranking"] = {"unit": ranking.attrs.get("unit"), "message": ranking.attrs.get("message")}

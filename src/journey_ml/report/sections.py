@@ -184,6 +184,8 @@ def fixes_section(inputs: ReportInputs) -> str:
     sentences = "".join(f"<li>{esc(fix_sentence(r, unit, period, cur))}</li>" for r in ranking.itertuples(index=False))
     comp = inputs.comparators.set_index("touchpoint") if inputs.comparators is not None and len(inputs.comparators) else None
     rows = []
+    # Partial fixes asked for (journey-ml improvements --scenario): one more column.
+    partial = "scenario_fraction" in ranking.columns and bool((ranking["scenario_fraction"] > 0).any())
     for r in ranking.itertuples(index=False):
         check, klass = _check(r, unit, cur)
         row: list[Any] = [
@@ -194,6 +196,10 @@ def fixes_section(inputs: ReportInputs) -> str:
             (f"{esc(r.worst_stage)} ({pct(r.worst_stage_share)})" if r.worst_stage else "–", r.worst_stage),
             (esc(check), r.counterfactual_impact, klass),
         ]  # fmt: skip
+        if partial:
+            cut = f"−{100 * r.scenario_fraction:g}%: {amount(r.scenario_impact, unit, cur)} " if r.scenario_fraction > 0 else "–"
+            span = f"({amount(r.scenario_ci_low, unit, cur)}–{amount(r.scenario_ci_high, unit, cur)})" if r.scenario_fraction > 0 else ""
+            row.append((esc(cut + span), r.scenario_impact))
         if comp is not None:
             c = comp.loc[r.touchpoint] if r.touchpoint in comp.index else None
             for col in ("last_touch_rank", "markov_rank"):
@@ -202,6 +208,8 @@ def fixes_section(inputs: ReportInputs) -> str:
         rows.append(row)
     label = unit.replace("_", "-")
     headers = ["#", "Fix", f"Amount ({label})", "95% interval", "Customers", "Mostly at", "Counterfactual check"]
+    if partial:
+        headers.append("Partial fix (95%)")
     if comp is not None:
         headers += ["Last-touch rank", "Markov rank"]
     df = ranking

@@ -5,7 +5,9 @@ Modules, in the order a request meets them: ``settings`` (``JOURNEY_ML_*`` envir
 ``app`` (validate and score a request; the info endpoints), ``online`` and
 ``online_model`` (the lean per-customer path: validation at the boundary, the feature
 kernels on the request's arrays, one scoring pass shared by concurrent requests),
-``overload`` (503 + Retry-After above the in-flight bound; JSON bodies only), ``profiles`` and
+``overload`` (503 + Retry-After above the in-flight bound; JSON bodies only), ``hot_path``
+(``POST /score`` answered from the ASGI layer: compiled JSON parse and serialisation, a
+thread per admitted request), ``profiles`` and
 ``profile_events`` (customer profiles kept by the service: the SQLite/Redis stores, ``POST
 /events``, erasure, scoring by id), ``bento_service`` (the BentoML
 shell, imported by ``bentoml serve``), ``server`` (run the real server for demos and tests).

@@ -21,13 +21,16 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling) and ``JOURNEY_ML_PROFILES``
 (where customer profiles are kept: a directory for SQLite, default ``profiles``, or
 ``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (default: one per core) and
-``JOURNEY_ML_MAX_IN_FLIGHT`` (4 per worker) are read when this module is imported. See
+``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per worker) are read when this module is imported. See
 ``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",
 "field": "<field>"}`` with a 4xx status; the rules live in :mod:`journey_ml.serving.app`.
 Above ``JOURNEY_ML_MAX_IN_FLIGHT`` requests in a worker the answer is 503 with
-``Retry-After`` (:mod:`journey_ml.serving.overload`).
+``Retry-After`` (:mod:`journey_ml.serving.overload`). ``POST /score`` itself is answered
+by the lean ASGI path of :mod:`journey_ml.serving.hot_path` (same contract), and is left
+out of BentoML's OpenTelemetry tracing: a span per request costs about a tenth of a
+scoring pass.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from journey_ml.serving.app import check_token, improvements, metadata, score_request, warm_up
 from journey_ml.serving.holder import ModelHolder
+from journey_ml.serving.hot_path import ScoreRoute, pydantic_error_body
 from journey_ml.serving.overload import OverloadGuard, send_json, unsupported_body
 from journey_ml.serving.profile_events import append_events, erase_customer
 from journey_ml.serving.profiles import store_for
@@ -56,7 +60,6 @@ from journey_ml.serving.schemas import (
     RequestError,
     ScoreRequest,
     ScoreResponse,
-    error_field,
 )
 from journey_ml.serving.settings import (
     HEALTH_PATHS,
@@ -116,13 +119,33 @@ class GuardMiddleware:
       that is not JSON (e.g. ``multipart/form-data``) 415 naming ``Content-Type``.
     * BentoML's pydantic 400s are rewritten so ``error`` starts with the field path
       (``customers[0].events[2].timestamp: ...``), like the service's own errors.
+    * ``POST /score`` is then answered by :class:`~journey_ml.serving.hot_path.ScoreRoute`
+      (bound to the service instance when the app starts), not by BentoML's IO descriptors.
     """
 
     def __init__(self, app: Callable[..., Awaitable[None]], settings: ServiceSettings | None = None) -> None:
         self.app = app
         self.settings = settings or ServiceSettings.from_env()
+        self.route: ScoreRoute | None = None  # bound to the service instance at start-up
+
+    def _on_lifespan(self, send: Send) -> Send:
+        """Wrap the lifespan ``send``: when start-up completes, BentoML has just created this
+        app's service instance, and the hot ``/score`` route is bound to it."""
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                self.route = ScoreRoute(bentoml.get_current_service())
+            elif message["type"] == "lifespan.shutdown.complete" and self.route is not None:
+                self.route.close()
+                self.route = None
+            await send(message)
+
+        return wrapped
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._on_lifespan(send))
+            return
         if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
@@ -156,6 +179,9 @@ class GuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if self.route is not None and self.route.handles(scope["method"], scope["path"]):
+            await self.route.answer(body, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -211,13 +237,7 @@ def _rewrite_400(raw: bytes) -> bytes:
     detail = payload.get("detail") if isinstance(payload, dict) else None
     if not isinstance(detail, list) or not detail or not isinstance(detail[0], dict):
         return json.dumps(payload).encode("utf-8")
-    errors = []
-    for item in detail:
-        loc = item.get("loc") or []
-        where = error_field(loc) or "body"
-        errors.append({"field": where, "message": item.get("msg", ""), "type": item.get("type", "")})
-    first = errors[0]
-    return json.dumps({"error": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors}).encode("utf-8")
+    return json.dumps(pydantic_error_body(detail)).encode("utf-8")
 
 
 # One worker process per core (JOURNEY_ML_WORKERS), each loading the model once, with a
@@ -226,7 +246,7 @@ def _rewrite_400(raw: bytes) -> bytes:
 # as much as scoring a customer (use the metrics).
 @bentoml.service(
     name="journey_ml", traffic={"timeout": 120}, workers=service_workers(), threads=service_threads(),
-    logging={"access": {"enabled": False}},
+    logging={"access": {"enabled": False}}, tracing={"excluded_urls": ["/score"]},
 )
 @bentoml.asgi_app(info_app, path="/")
 class JourneyService:
@@ -242,6 +262,8 @@ class JourneyService:
         warm_up(self.holder, self.settings)  # first real request then costs what later ones do
         self.holder.start_polling(self.settings.reload_seconds)
 
+    # The contract of /score (OpenAPI, validation); in the server GuardMiddleware hands the
+    # request to the hot path (journey_ml.serving.hot_path), which answers it the same way.
     @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
     def score(self, customers: Any) -> ScoreResponse | JSONResponse:
         """Score a batch of customers: stage, next stage, probabilities, drop-off risk,
@@ -269,13 +291,36 @@ class JourneyService:
         changed = self.holder.reload()
         return ReloadResponse(changed=changed, model_version=self.holder.current.version)
 
-    @info_app.get("/improvements", response_model=ImprovementsResponse, responses=_documented(_IMPROVEMENTS_EXAMPLE))
+    @info_app.get(
+        "/improvements", response_model=ImprovementsResponse, responses=_documented(_IMPROVEMENTS_EXAMPLE),
+        response_model_exclude_unset=True,  # the scenario keys only when a scenario was asked for
+    )  # fmt: skip
     def get_improvements(
         self,
         top: int | None = Query(None, ge=1, le=10_000, description="Return only the first N touchpoints."),
-    ) -> ImprovementsResponse:
-        """Touchpoint improvements of the serving model, ranked by expected revenue impact."""
-        return improvements(self.holder, top)
+        scenario: list[str] | None = Query(
+            None, description="Partial fix FRICTION=FRACTION, the share of its occurrences removed in (0, 1] "
+            "(page_timeout=0.5 or page_timeout=50%); repeat for several. Adds scenario_* keys to each entry.",
+        ),
+    ) -> ImprovementsResponse | JSONResponse:
+        """Touchpoint improvements of the serving model, ranked by expected revenue impact;
+        with ``scenario``, also what each partial fix is worth (422 naming ``query.scenario`` on bad input)."""
+        if not scenario:
+            return improvements(self.holder, top)
+        from journey_ml.explain.scenarios import ScenarioError, parse_scenarios, scenario_records
+
+        try:
+            frictions = [f.name for f in self.holder.current.bundle.journey_map.friction]
+            scenarios = parse_scenarios(scenario, frictions, key="query.scenario")
+        except ScenarioError as exc:
+            return JSONResponse(RequestError(exc.key, exc.detail).to_dict(), status_code=422)
+        full = improvements(self.holder, None)
+        items = scenario_records(full.improvements, scenarios)
+        return ImprovementsResponse(
+            model_version=full.model_version, available=full.available, unit=full.unit, message=full.message,
+            improvements=items[:top] if top is not None else items, scenario_impact=sum(r["scenario_impact"] or 0.0 for r in items),
+            scenarios=[{"friction": s.friction, "fraction": s.fraction} for s in scenarios],
+        )  # fmt: skip
 
     @info_app.delete(
         "/customers/{customer_id}", response_model=EraseResponse,

@@ -78,7 +78,7 @@ def _iso_ns(text: str) -> int | None:
     m = _ISO.fullmatch(text)
     if m is None:
         return None
-    hh, frac, off = m.group(4), m.group(7), m.group(8)
+    hh, frac, off = m.group(4, 7, 8)
     if (hh is not None and hh > "23") or (frac is not None and len(frac) > 6) or (off is not None and off[1:3] > "23"):
         return None  # the loader decides these
     try:
@@ -187,6 +187,7 @@ def validate_event_rows(events: Sequence[EventIn], where: str, journey_map: Jour
     sessions: list[str | None] = []
     columns = journey_map.friction_columns
     no_measures = (math.nan,) * len(columns)
+    no_measures_key = (None,) * len(columns)  # as the duplicate check compares them
     measures: list[tuple[float, ...]] = []
     seen: set[tuple[Any, ...]] = set()
     for j, event in enumerate(events):
@@ -213,7 +214,8 @@ def validate_event_rows(events: Sequence[EventIn], where: str, journey_map: Jour
         values = _event_measures(extra, columns, f"{where}[{j}]") if extra and columns else no_measures
         channel = (event.channel or "").strip() or UNKNOWN_CHANNEL
         session = (event.session_id or "").strip() or None
-        key = (stamp, etype, channel, rev, session, *map(_dup_value, values), _props_key(extra, columns) if extra else None)
+        dup_values = no_measures_key if values is no_measures else tuple(map(_dup_value, values))
+        key = (stamp, etype, channel, rev, session, dup_values, _props_key(extra, columns) if extra else None)
         if key in seen:
             raise RequestError(f"{where}[{j}]", "is an exact duplicate of an earlier event of this customer")
         seen.add(key)

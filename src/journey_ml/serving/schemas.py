@@ -214,6 +214,12 @@ class ImprovementsResponse(BaseModel):
         description="Touchpoints ranked by expected revenue impact, best first.",
         examples=[[{"touchpoint": "checkout_error", "expected_impact": 1234.5, "unit": "revenue", "customers_affected": 310}]],
     )
+    scenarios: list[dict[str, Any]] | None = Field(
+        None, description="The partial fixes asked for (?scenario=page_timeout=0.5): friction and share of its "
+        "occurrences removed; each entry then has scenario_fraction, scenario_impact, scenario_ci_low, scenario_ci_high.",
+        examples=[[{"friction": "page_timeout", "fraction": 0.5}]],
+    )
+    scenario_impact: float | None = Field(None, description="The partial fixes' summed amount, in `unit`.")
 
 
 class MetadataResponse(BaseModel):

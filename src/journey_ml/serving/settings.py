@@ -10,7 +10,7 @@
 ``JOURNEY_ML_MAX_BODY_BYTES``           request body size (default 10 MB)
 ``JOURNEY_ML_RELOAD_SECONDS``           how often the champion alias is polled (default 60;
                                         0 disables polling; ``POST /reload`` always works)
-``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 4); more are
+``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 8); more are
                                         answered 503 with ``Retry-After`` at once
 ``JOURNEY_ML_WORKERS``                  worker processes, each loading the model once (default:
                                         one per CPU core); read when the service is imported
@@ -61,7 +61,9 @@ class ServiceSettings:
         Poll interval of the model reference; 0 disables polling.
     max_in_flight : int
         Requests one worker holds at once; more get 503 with ``Retry-After``
-        (:class:`journey_ml.serving.overload.OverloadGuard`).
+        (:class:`journey_ml.serving.overload.OverloadGuard`). Enough for requests that
+        arrive together to share scoring passes (where the throughput comes from), few
+        enough that an admitted request waits for at most about one pass of the others.
     profiles : str
         Profile store: a directory for SQLite or a Redis URL
         (:func:`journey_ml.serving.profiles.open_store`).
@@ -74,7 +76,7 @@ class ServiceSettings:
     max_events_per_customer: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
     reload_seconds: float = 60.0
-    max_in_flight: int = 4
+    max_in_flight: int = 8
     profiles: str = "profiles"
 
     @classmethod

@@ -9,7 +9,7 @@ from journey_ml.simulate.config import SimulationConfig
 from journey_ml.simulate.output import SimulationResult, assemble
 from journey_ml.simulate.run import simulate_run
 from journey_ml.simulate.truth import ground_truth
-from journey_ml.simulate.vocab import FRICTION_NAMES
+from journey_ml.simulate.vocab import FRICTION_NAMES, PLACEBO
 
 __all__ = ["simulate"]
 
@@ -17,11 +17,11 @@ __all__ = ["simulate"]
 def _check_removed(remove_friction: frozenset[str] | set[str] | tuple[str, ...]) -> frozenset[str]:
     """The removed frictions as a frozenset; an unknown name is refused."""
     removed = frozenset(remove_friction)
+    known = (*FRICTION_NAMES, PLACEBO)
     for name in sorted(removed):
-        if name not in FRICTION_NAMES:
+        if name not in known:
             raise ConfigError(
-                f"unknown friction '{name}'{did_you_mean(name, FRICTION_NAMES)}; "
-                f"frictions: {list(FRICTION_NAMES)}",
+                f"unknown friction '{name}'{did_you_mean(name, known)}; frictions: {list(known)}",
                 key="remove_friction",
             )
     return removed

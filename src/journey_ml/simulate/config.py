@@ -17,7 +17,7 @@ import pandas as pd
 
 from journey_ml.contract.time import to_utc
 from journey_ml.exceptions import ConfigError, did_you_mean
-from journey_ml.simulate.vocab import ACQUISITION_CHANNELS, HABIT_CHANNELS
+from journey_ml.simulate.vocab import ACQUISITION_CHANNELS, FRICTION_NAMES, HABIT_CHANNELS, PLACEBO
 
 __all__ = ["DEFAULT_PERSONA_MIX", "FrictionEffects", "Persona", "SimulationConfig", "default_personas"]
 
@@ -182,6 +182,7 @@ _PROBABILITY_EFFECTS = frozenset(
         "irrelevant_email_unsubscribe",
         "irrelevant_email_click",
         "email_unsubscribe",
+        "placebo_rate",
     }
 )
 
@@ -232,6 +233,10 @@ class FrictionEffects:
         Unsubscribe chance after a relevant e-mail.
     short_window_days, long_window_days : int
         How long churn and intent effects last after the friction event.
+    placebo_rate : float
+        Chance that a page view is followed by an ``error_banner`` event: the *placebo* friction,
+        which looks bad and has no effect on anything. 0 (the default) leaves it out, and
+        every output is then what it was before the placebo existed.
     """
 
     checkout_error_rate: float = 0.15
@@ -256,6 +261,7 @@ class FrictionEffects:
     email_unsubscribe: float = 0.003
     short_window_days: int = 7
     long_window_days: int = 14
+    placebo_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -264,6 +270,15 @@ class FrictionEffects:
                 raise ConfigError(f"must be a non-negative number, got {value!r}", key=f"effects.{f.name}")
             if f.name in _PROBABILITY_EFFECTS and value > 1:
                 raise ConfigError(f"is a probability and must be <= 1, got {value!r}", key=f"effects.{f.name}")
+
+
+def _effects_dict(effects: FrictionEffects) -> dict[str, Any]:
+    """The effects as plain data; ``placebo_rate`` only when the placebo is on (so a
+    config without it describes itself as it did before the placebo existed)."""
+    out = asdict(effects)
+    if not out["placebo_rate"]:
+        del out["placebo_rate"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -336,6 +351,11 @@ class SimulationConfig:
             raise ConfigError(f"must be >= 0, got {self.activity_spread!r}", key="activity_spread")
 
     @property
+    def frictions(self) -> tuple[str, ...]:
+        """The simulated frictions: the five of the default map, and the placebo when on."""
+        return FRICTION_NAMES + ((PLACEBO,) if self.effects.placebo_rate > 0 else ())
+
+    @property
     def start_ts(self) -> pd.Timestamp:
         """The start as a UTC timestamp at midnight."""
         return pd.Timestamp(self.start)
@@ -353,7 +373,7 @@ class SimulationConfig:
             "seed": int(self.seed),
             "start": self.start_ts.isoformat(),
             "persona_mix": dict(self.persona_mix),
-            "effects": asdict(self.effects),
+            "effects": _effects_dict(self.effects),
             "activity_spread": self.activity_spread,
             "email_every_days": self.email_every_days,
             "truth_replications": self.truth_replications,

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from journey_ml.exceptions import ConfigError, did_you_mean
 from journey_ml.simulate.config import SimulationConfig
 from journey_ml.simulate.run import RunOutcome
-from journey_ml.simulate.vocab import CHANNELS, EVENT_TYPES, FRICTION_NAMES, KIND_LETTERS
+from journey_ml.simulate.vocab import CHANNELS, EVENT_TYPES, KIND_LETTERS
 
 __all__ = ["SimulationResult", "assemble", "write_simulation"]
 
@@ -130,7 +130,7 @@ def assemble(config: SimulationConfig, run: RunOutcome) -> tuple[pd.DataFrame, p
             "purchases": run.purchases.astype(np.int64),
             "churned": run.churned,
             "exited": run.exited,
-            **{f"friction_{name}": run.friction[name].astype(np.int64) for name in FRICTION_NAMES},
+            **{f"friction_{name}": run.friction[name].astype(np.int64) for name in config.frictions},
         }
     )
     return events, customers

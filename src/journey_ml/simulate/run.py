@@ -23,7 +23,6 @@ from journey_ml.simulate.vocab import (
     EMAIL_WINDOW,
     ENTRY_EVENT,
     ET,
-    FRICTION_NAMES,
     K_ADVOCACY,
     K_DELIVERY,
     K_EMAIL,
@@ -32,11 +31,15 @@ from journey_ml.simulate.vocab import (
     K_SUPPORT,
     MAX_VIEWS,
     N_SLOTS,
+    PLACEBO,
+    PLACEBO_EVENT,
     SESSION_WINDOWS,
     SLOT_CART,
     SLOT_CHECKOUT,
     SLOT_ENTRY,
     SLOT_ERROR,
+    SLOT_ORDER,
+    SLOT_PLACEBO0,
     SLOT_PURCHASE,
     SLOT_RETRY,
     SLOT_VIEW0,
@@ -134,7 +137,7 @@ class _DayLoop:
             "support_wait": fx.support_wait_churn,
             "late_delivery": fx.late_delivery_churn,
         }
-        self.occurrences = {name: np.zeros(n, dtype=np.int32) for name in FRICTION_NAMES}
+        self.occurrences = {name: np.zeros(n, dtype=np.int32) for name in config.frictions}
         # Pending deliveries and advocacy moments: parallel arrays, appended per day.
         self.dq_cust = np.zeros(0, np.int64)
         self.dq_day = np.zeros(0, np.int32)
@@ -360,9 +363,11 @@ class _DayLoop:
             u_gap = rnd.uniform_slots(Purpose.GAP, day, idx, range(slot * 100, slot * 100 + N_SLOTS))
             gaps = 15 + np.minimum(-np.log(u_gap) * 50, 220).astype(np.int64)
             gaps[:, 0] = _in_window(SESSION_WINDOWS[slot], rnd.uniform(Purpose.START, day, idx, slot))
+            # Slots in time order (a placebo banner right after its view).
+            happens, types, gaps = happens[:, SLOT_ORDER], types[:, SLOT_ORDER], gaps[:, SLOT_ORDER]
             sec = np.cumsum(np.where(happens, gaps, 0), axis=1)
             rows, cols = np.nonzero(happens)
-            rev = np.where(cols == SLOT_PURCHASE, value[rows], 0.0)
+            rev = np.where(SLOT_ORDER[cols] == SLOT_PURCHASE, value[rows], 0.0)
             self.emit(idx[rows], day, sec[rows, cols], types[rows, cols], channel[rows], kind, revenue=rev)
 
     def _browse(
@@ -384,16 +389,21 @@ class _DayLoop:
         if "page_timeout" in self.removed:
             timeout_all[:] = False
         abandon_all = rnd.uniform_slots(Purpose.ABANDON, day, idx, view_slots) < abandon_p[:, None]
+        banner = self._placebo(day, slot, idx)
         for j in range(MAX_VIEWS):
             view = going & (j < n_views)
             col = SLOT_VIEW0 + 2 * j
             types[:, col] = np.where(content[:, j], ET["content_read"], ET["product_view"])
             happens[:, col] = view
+            types[:, SLOT_PLACEBO0 + j] = ET[PLACEBO_EVENT]
+            happens[:, SLOT_PLACEBO0 + j] = view & banner[:, j]
             timeout = view & timeout_all[:, j]
             types[:, col + 1] = ET["page_timeout"]
             happens[:, col + 1] = timeout
             timed_out |= timeout
             going &= ~(timeout & abandon_all[:, j])
+        if banner.any():
+            self.occurrences[PLACEBO][idx] += happens[:, SLOT_PLACEBO0:].sum(1).astype(np.int32)
         if timed_out.any():
             hit = idx[timed_out]
             counts = happens[timed_out, SLOT_VIEW0 + 1 : SLOT_CART : 2].sum(1).astype(np.int32)
@@ -437,6 +447,14 @@ class _DayLoop:
             self.purchases[b] += 1
             self._ship(day, slot, b)
         return value
+
+    def _placebo(self, day: int, slot: int, idx: np.ndarray) -> np.ndarray:
+        """Which views get the placebo banner (``error_banner``, no effect): ``(len(idx), MAX_VIEWS)``."""
+        rate = self.fx.placebo_rate
+        if rate <= 0 or PLACEBO in self.removed:
+            return np.zeros((len(idx), MAX_VIEWS), dtype=bool)
+        view_slots = range(slot * 100, slot * 100 + MAX_VIEWS)
+        return self.rnd.uniform_slots(Purpose.PLACEBO, day, idx, view_slots) < rate
 
     def _ship(self, day: int, slot: int, b: np.ndarray) -> None:
         """Schedule the deliveries of today's orders by customers ``b``.

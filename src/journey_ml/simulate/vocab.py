@@ -17,6 +17,10 @@ FRICTION_NAMES: tuple[str, ...] = (
     "irrelevant_email",
 )
 JOURNEY_MAP_NOTE = "ecommerce (pipelines/journey_maps/ecommerce.yaml)"
+#: The opt-in placebo friction (``effects.placebo_rate`` > 0): an ``error_banner`` event right
+#: after a page view that looks bad and changes nothing. Not in the default journey map.
+PLACEBO = "placebo"
+PLACEBO_EVENT = "error_banner"
 
 EVENT_TYPES: tuple[str, ...] = (
     "ad_click",
@@ -38,6 +42,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "support_contact",
     "review",
     "referral",
+    PLACEBO_EVENT,  # last: the codes of the other types are unchanged
 )
 ET = {name: i for i, name in enumerate(EVENT_TYPES)}
 
@@ -98,4 +103,16 @@ SLOT_CHECKOUT = SLOT_CART + 1
 SLOT_ERROR = SLOT_CART + 2
 SLOT_RETRY = SLOT_CART + 3
 SLOT_PURCHASE = SLOT_CART + 4
-N_SLOTS = SLOT_PURCHASE + 1
+# The placebo banners of views 0..7 come last in the matrix (the other slots' draws are
+# unchanged) and in time right after their view: SLOT_ORDER is the slots in time order.
+SLOT_PLACEBO0 = SLOT_PURCHASE + 1
+N_SLOTS = SLOT_PLACEBO0 + MAX_VIEWS
+SLOT_ORDER = np.array(
+    [SLOT_ENTRY]
+    + [
+        c
+        for j in range(MAX_VIEWS)
+        for c in (SLOT_VIEW0 + 2 * j, SLOT_PLACEBO0 + j, SLOT_VIEW0 + 2 * j + 1)
+    ]
+    + list(range(SLOT_CART, SLOT_PURCHASE + 1))
+)

@@ -31,7 +31,7 @@ from journey_ml.labels.snapshots import LABELS
 from journey_ml.models.tasks import SLOTS, task_for
 from journey_ml.models.tuning import TuningResult
 from journey_ml.pipeline.engines.base import BuiltSplits
-from journey_ml.pipeline.engines.dask_fit import WEIGHT, fit_model
+from journey_ml.pipeline.engines.dask_fit import ANCHORED, WEIGHT, fit_model
 from journey_ml.pipeline.engines.dask_frames import (
     build_snapshots,
     compute_features,
@@ -107,12 +107,17 @@ class DaskSnapshotSplits:
         if 0 < max_rows < self.n_train:
             # Slightly oversample, then trim: dask samples each partition independently.
             train = train.sample(frac=min(1.0, 1.1 * max_rows / self.n_train), random_state=seed)
-        frame = train.compute().sort_values(["customer_id", "cutoff"], kind="stable", ignore_index=True)
+        frame = train.compute()
+        # As the pandas engine: the weekly rows first, then the anchored ones.
+        marked = ANCHORED in frame.columns
+        order = [ANCHORED, "customer_id", "cutoff"] if marked else ["customer_id", "cutoff"]
+        frame = frame.sort_values(order, kind="stable", ignore_index=True)
         # The pandas engine's column order (the stacked partitions put the features last).
         names = self.spec.feature_names
         head = [c for c in ("customer_id", "cutoff") if c in frame.columns]
-        rest = [c for c in frame.columns if c not in {*head, *names, WEIGHT}]
+        rest = [c for c in frame.columns if c not in {*head, *names, WEIGHT, ANCHORED}]
         weight = frame[WEIGHT] if WEIGHT in frame.columns else None
+        anchored = frame[ANCHORED].to_numpy(dtype=bool) if marked else None
         frame = frame[[*head, *names, *rest]]
         if 0 < max_rows < len(frame):
             frame = frame.sample(n=max_rows, random_state=seed).sort_index()
@@ -122,6 +127,7 @@ class DaskSnapshotSplits:
             spec=self.spec, train=frame, valid=self.valid, test=self.test, anchored_rows=self.anchored_rows,
             train_weight=None if weight is None else weight.loc[frame.index].to_numpy(dtype=np.float64),
             valid_start=self.valid_start, shape=self.shape, valid_weekly=self.valid_weekly,
+            train_weekly=None if anchored is None else int((~anchored[frame.index.to_numpy()]).sum()),
         )  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
@@ -195,9 +201,9 @@ def build_snapshot_splits(
     )
     snaps = build_snapshots(events, journey_map, spec, cutoffs=cutoffs)
     names, anchored = spec.feature_names, shape.on("anchored_rows")
-    keep = ["customer_id", "cutoff", *names, *_LABELS, *([WEIGHT] if anchored else [])]
+    keep = ["customer_id", "cutoff", *names, *_LABELS, *([WEIGHT, ANCHORED] if anchored else [])]
     cut = snaps["cutoff"]
-    weekly = snaps[cut.isin(list(tr["cutoff"]))].assign(**({WEIGHT: 1.0} if anchored else {}))[keep]
+    weekly = snaps[cut.isin(list(tr["cutoff"]))].assign(**({WEIGHT: 1.0, ANCHORED: False} if anchored else {}))[keep]
     # One graph: each partition's snapshots are built once and feed all three.
     train, valid, test = dask.persist(
         _float32(weekly, names), snaps[cut.isin(list(va["cutoff"]))], snaps[cut.isin(list(te["cutoff"]))]
@@ -273,7 +279,7 @@ class _Anchors:
         counts = anchored["anchor"].value_counts().compute()
         table = anchor_weight_table(counts, self.config)
         weight = anchored["anchor"].map(table, meta=(WEIGHT, np.float64))
-        return anchored.assign(**{WEIGHT: weight}), int(counts.sum())
+        return anchored.assign(**{WEIGHT: weight, ANCHORED: True}), int(counts.sum())
 
 
 def anchored_rows(
@@ -327,14 +333,20 @@ def fit_models(
     for slot in SLOTS:
         task = task_for(slot)
         params = tuned[slot].best_params if slot in tuned else {}
+        train, valid = splits.train, splits.valid
+        if not task.anchored_rows and ANCHORED in train.columns:
+            # As the pandas engine (:func:`~journey_ml.pipeline.steps.fit_rows`): weekly rows only.
+            train = train[~train[ANCHORED]]
+            if splits.valid_weekly is not None:
+                valid = valid.iloc[: splits.valid_weekly]
         model = fit_model(
             task.make_model(splits.spec, config, params),
-            splits.train,
+            train,
             task.label,
             feature_names=splits.spec.feature_names,
             client=client,
-            X_valid=splits.valid,
-            y_valid=task.target(splits.valid),
+            X_valid=valid,
+            y_valid=task.target(valid),
         )
         models[slot] = calibrate_on_weekly(model, slot, local)
     return models

@@ -24,10 +24,14 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client
 
-__all__ = ["WEIGHT", "ReplicatedEarlyStopping", "fit_model"]
+__all__ = ["ANCHORED", "WEIGHT", "ReplicatedEarlyStopping", "fit_model"]
 
 #: The training frame's optional per-row weight column.
 WEIGHT = "sample_weight"
+
+#: Marks the training frame's event-anchored rows (present with :data:`WEIGHT`): the tasks
+#: that fit on weekly rows only, and the baselines, leave them out.
+ANCHORED = "anchored_row"
 
 
 def fit_model(

@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -36,7 +35,10 @@ from journey_ml.contract.frictions import friction_measure, over_threshold
 from journey_ml.contract.journey_map import JourneyMap
 from journey_ml.contract.stages import STAGELESS_STAGE, sort_events, stage_evidence_codes
 from journey_ml.contract.time import utc_ns
+from journey_ml.eventlog import kernels
 from journey_ml.exceptions import EventValidationError
+from journey_ml.ingest.parse import Factor
+from journey_ml.ingest.validate import Accepted
 
 __all__ = [
     "NS_PER_DAY",
@@ -142,10 +144,17 @@ class EventLog:
         """
         spec = None if isinstance(spec_or_map, JourneyMap) else spec_or_map
         jm = spec_or_map if spec is None else spec.journey_map
-        log = _encode(events, jm)
+        log = _encode(_frame_columns(events), jm)
         if spec is not None:
             log.codes(spec)
         return log
+
+    @classmethod
+    def from_accepted(cls, accepted: Accepted, journey_map: JourneyMap) -> EventLog:
+        """The log of a load's accepted rows (``load_checked(...).accepted``), encoded from
+        validation's codes: the same log as :meth:`build` of the loaded events frame,
+        without that frame of strings."""
+        return _encode(_accepted_columns(accepted), journey_map)
 
     @property
     def n(self) -> int:
@@ -178,7 +187,7 @@ class EventLog:
         offsets = np.array([int(o * NS_PER_DAY) for o in offsets_days], dtype=np.int64)
         out = np.empty((len(offsets), len(t)), dtype=itype)
         if len(t):
-            _last_at_or_before(
+            kernels.last_at_or_before(
                 self.ts_safe, self.start, code.astype(np.int64, copy=False), t.astype(np.int64, copy=False), offsets, out
             )
         last = {o: out[j] for j, o in enumerate(offsets_days)}
@@ -224,7 +233,7 @@ class EventLog:
     def running_stage(self) -> np.ndarray:
         """Per event, the customer's furthest stage so far (-1 before any evidence)."""
         if "running_stage" not in self.cache:
-            out = _running_stage_kernel(self.stage, self.start) if self.n else np.zeros(1, dtype=np.int8)
+            out = kernels.running_stage(self.stage, self.start) if self.n else np.zeros(1, dtype=np.int8)
             self.cache["running_stage"] = out
         return self.cache["running_stage"]
 
@@ -279,7 +288,7 @@ def _is_int_array(values: Any) -> bool:
 def rank_right(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``np.searchsorted(p, q, side="right")`` for sorted positions ``p``: the number of
     flagged events up to each boundary ``q`` (fast when ``q`` is mostly ascending)."""
-    return _rank_right(p, q)
+    return kernels.rank_right_kernel(p, q)
 
 
 def segment_reduce(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float) -> np.ndarray:
@@ -419,28 +428,79 @@ def _sort_and_factorize(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray,
     return events, same, strings
 
 
-def _encode(events: pd.DataFrame, jm: JourneyMap) -> EventLog:
-    """Everything of the log that depends on the journey map only."""
+@dataclass
+class _Columns:
+    """What the log is encoded from, events sorted by (customer, time): from a frame or
+    straight from validation's codes (:meth:`EventLog.from_accepted`)."""
+
+    customers: pd.Index  # one id per customer, in order
+    same: np.ndarray  # event i has the same customer as event i - 1 (False at 0)
+    ts: np.ndarray
+    event_type: tuple[np.ndarray, pd.Index]  # codes, distinct values
+    channel: tuple[np.ndarray, pd.Index]
+    changed: np.ndarray | None  # event i + 1 has another session than event i (None: by the gap)
+    revenue_at: Callable[[np.ndarray], np.ndarray]  # revenue of the events at these positions
+    measure_of: Callable[[str], np.ndarray]  # a friction measure column, NaN where missing
+
+
+def _frame_columns(events: pd.DataFrame) -> _Columns:
     _check_columns(events)
     events, same, strings = _sort_and_factorize(events)
     (et_codes, et_uniques), (ch_codes, ch_uniques), changed = strings
-    ts = utc_ns(events["timestamp"])
-    n = len(events)
     starts = np.flatnonzero(~same)
-    start = np.append(starts, n).astype(np.int64)
     # Taken in Arrow: a round trip through numpy would build a Python str per customer.
     customers = pd.Index(pd.array(_arrow(events["customer_id"]).take(pa.array(starts)), dtype="str"))
+    if "revenue" in events.columns:
+        revenue = events["revenue"].to_numpy(dtype=np.float64, na_value=0.0)
+        revenue_at: Callable[[np.ndarray], np.ndarray] = lambda pos: revenue[pos]  # noqa: E731
+    else:
+        revenue_at = lambda pos: np.zeros(len(pos))  # noqa: E731
+    return _Columns(
+        customers, same, utc_ns(events["timestamp"]), (et_codes, pd.Index(et_uniques)), (ch_codes, pd.Index(ch_uniques)),
+        changed, revenue_at, lambda column: friction_measure(events, column),
+    )  # fmt: skip
+
+
+def _accepted_columns(acc: Accepted) -> _Columns:
+    """Validation's codes as the log's columns: only the customers' ids become strings."""
+    n = len(acc.rows)
+    same = np.zeros(n, dtype=bool)
+    np.equal(acc.customer[1:], acc.customer[:-1], out=same[1:])
+    starts = np.flatnonzero(~same)
+    customers = pd.Index(pd.array(acc.customer_ids.take(pa.array(acc.customer[starts])), dtype="str"))
+
+    def factor(f: Factor) -> tuple[np.ndarray, pd.Index]:
+        return acc.at_rows(f.codes.astype(_type_dtype(len(f.values)))), pd.Index(pd.array(f.values, dtype="str"))
+
+    if acc.session is None:
+        changed = np.diff(acc.ts) > round(acc.session_gap_minutes * 60 * 10**9)  # the rule of session_ids
+    elif not acc.at_rows(acc.session.missing).any():
+        codes = acc.at_rows(acc.session.codes)
+        changed = codes[1:] != codes[:-1]
+    else:  # given ids mixed with derived ones: compare the ids themselves
+        ids = pa.array(acc.session_ids())
+        changed = pc.not_equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False) if n > 1 else np.zeros(0, bool)
+    revenue = acc.floats["revenue"][0]
+    return _Columns(
+        customers, same, acc.ts, factor(acc.event_type), factor(acc.channel), changed,
+        lambda pos: revenue[acc.rows[pos]], lambda column: acc.at_rows(acc.floats[column][0]),
+    )  # fmt: skip
+
+
+def _encode(cols: _Columns, jm: JourneyMap) -> EventLog:
+    """Everything of the log that depends on the journey map only."""
+    (et_codes, et_uniques), (ch_codes, ch_uniques) = cols.event_type, cols.channel
+    same, ts, changed = cols.same, cols.ts, cols.changed
+    n = len(ts)
+    start = np.append(np.flatnonzero(~same), n).astype(np.int64)
     stage = stage_evidence_codes(et_codes, et_uniques, ~same, jm) if n else np.zeros(0, dtype=np.int8)
     where_type = _type_positions(et_codes, et_uniques, jm, n)
     pos = _position_dtype(n)
-    flags, measure = friction_flags(jm, where_type, lambda column: friction_measure(events, column))
+    flags, measure = friction_flags(jm, where_type, cols.measure_of)
     conv = where_type(list(jm.conversion_events))
     flags["conversion"] = conv
     flags["exit"] = where_type(list(jm.exit_events))
-    if "revenue" in events.columns:
-        conv_value = events["revenue"].to_numpy(dtype=np.float64, na_value=0.0)[conv]
-    else:
-        conv_value = np.zeros(len(conv))
+    conv_value = cols.revenue_at(conv)
     if changed is not None:
         session_start = ~same
         session_start[1:] |= changed
@@ -450,13 +510,13 @@ def _encode(events: pd.DataFrame, jm: JourneyMap) -> EventLog:
     flags["session_start"] = np.flatnonzero(session_start).astype(pos)
     return EventLog(
         journey_map=jm,
-        customers=customers,
+        customers=cols.customers,
         start=start,
         ts=ts,
-        event_type=et_codes.astype(_type_dtype(len(et_uniques))),
-        event_types=pd.Index(et_uniques),
-        channel=ch_codes.astype(_type_dtype(len(ch_uniques))),
-        channel_names=pd.Index(ch_uniques),
+        event_type=et_codes.astype(_type_dtype(len(et_uniques)), copy=False),
+        event_types=et_uniques,
+        channel=ch_codes.astype(_type_dtype(len(ch_uniques)), copy=False),
+        channel_names=ch_uniques,
         stage=stage,
         flags=flags,
         conv_value=conv_value,
@@ -498,9 +558,9 @@ def _type_positions(
     member = member.reshape(len(et_uniques), len(type_sets))
     if n:
         bounds = np.zeros(len(type_sets) + 1, dtype=np.int64)
-        np.cumsum(_count_in_sets(et_codes, member), out=bounds[1:])
+        np.cumsum(kernels.count_in_sets(et_codes, member), out=bounds[1:])
         in_sets = np.empty(int(bounds[-1]), dtype=pos)
-        _positions_in_sets(et_codes, member, bounds, in_sets)
+        kernels.positions_in_sets(et_codes, member, bounds, in_sets)
     else:
         bounds, in_sets = np.zeros(len(type_sets) + 1, dtype=np.int64), np.zeros(0, dtype=pos)
     set_of = {tuple(names): k for k, names in reversed(list(enumerate(type_sets)))}
@@ -552,7 +612,7 @@ def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:
     if n:
         new = np.zeros(n, dtype=bool)
         new[log.start[:-1]] = True
-        _encode_codes(
+        kernels.encode_codes(
             log.event_type, log.channel, new, log.stage, et_map, ch_map, tp_map, n_ch, ev_table, n_e, st_table, n_s,
             out.etype, out.channel, out.touchpoint, out.event_bigram, out.stage_bigram,
         )
@@ -572,129 +632,3 @@ def _type_dtype(distinct: int) -> type[np.signedinteger[Any]]:
 def _code_dtype(largest: int) -> type[np.signedinteger[Any]]:
     """Per-event codes in ``[-1, largest]``: int8 when they fit (less memory and traffic)."""
     return np.int8 if largest < 127 else np.int16
-
-
-# ============================================================================ kernels
-# Compiled once (cached on disk); each loops over customer-sorted events.
-
-
-@numba.njit(cache=True, nogil=True)
-def _encode_codes(
-    et_codes: np.ndarray, ch_codes: np.ndarray, new: np.ndarray, stage: np.ndarray,
-    et_map: np.ndarray, ch_map: np.ndarray, tp_map: np.ndarray, n_ch: int,
-    ev_table: np.ndarray, n_e: int, st_table: np.ndarray, n_s: int,
-    etype: np.ndarray, channel: np.ndarray, touchpoint: np.ndarray, event_bigram: np.ndarray, stage_bigram: np.ndarray,
-) -> None:
-    """One pass from factorized strings to every per-event vocabulary code.
-
-    ``new[e]``: event e starts a customer. Touchpoints look up ``et * n_ch + ch``
-    (``n_ch = 0``: by event type alone). Event bigrams pair consecutive events of a
-    customer; stage bigrams consecutive stage-evidencing events of a customer.
-    """
-    prev_stage = -1
-    for e in range(len(et_codes)):
-        et = et_codes[e]
-        ch = ch_codes[e]
-        a = et_map[et]
-        etype[e] = a
-        channel[e] = ch_map[ch]
-        touchpoint[e] = tp_map[et * n_ch + ch] if n_ch else tp_map[et]
-        if new[e]:
-            prev_stage = -1
-            event_bigram[e] = -1
-        else:
-            event_bigram[e] = ev_table[etype[e - 1] * n_e + a]
-        s = stage[e]
-        stage_bigram[e] = -1
-        if s >= 0:
-            if prev_stage >= 0:
-                stage_bigram[e] = st_table[prev_stage * n_s + s]
-            prev_stage = s
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_in_sets(type_codes: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """Per set s, the number of events whose type code c has ``member[c, s]``."""
-    counts = np.zeros(member.shape[1], dtype=np.int64)
-    for e in range(len(type_codes)):
-        row = member[type_codes[e]]
-        for s in range(len(counts)):
-            if row[s]:
-                counts[s] += 1
-    return counts
-
-
-@numba.njit(cache=True, nogil=True)
-def _positions_in_sets(type_codes: np.ndarray, member: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
-    """Fill ``out[offsets[s]:offsets[s + 1]]`` with the sorted positions of set s's events."""
-    fill = offsets[:-1].copy()
-    for e in range(len(type_codes)):
-        row = member[type_codes[e]]
-        for s in range(len(fill)):
-            if row[s]:
-                out[fill[s]] = e
-                fill[s] += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _rank_right(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(p, q, side="right")``, linear in ``len(q)`` plus the stretch of
-    ``p`` covered when ``q`` is mostly ascending (rows in customer order)."""
-    n = len(p)
-    out = np.empty(len(q), dtype=np.int64)
-    i = 0
-    prev = np.int64(0)
-    for r in range(len(q)):
-        x = np.int64(q[r])
-        if r == 0 or x < prev or (i + 8 < n and p[i + 8] <= x):
-            i = np.searchsorted(p, x, side="right")
-        else:
-            while i < n and p[i] <= x:
-                i += 1
-        out[r] = i
-        prev = x
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _last_at_or_before(
-    ts: np.ndarray, start: np.ndarray, code: np.ndarray, t: np.ndarray, offsets: np.ndarray, out: np.ndarray
-) -> None:
-    """``out[j, r]``: index of row r's customer's last event with ``ts <= t[r] - offsets[j]``
-    (the customer's first index - 1 when none; -1 for an unknown customer, code < 0).
-    A binary search within the customer's own events: no (events)-long temporaries."""
-    nq = len(offsets)
-    for r in range(len(t)):
-        c = code[r]
-        if c < 0:
-            out[:, r] = -1
-            continue
-        lo0 = start[c]
-        hi0 = start[c + 1]
-        # The customer's previous row at an earlier cutoff bounds the search from below
-        # (weekly cutoffs: a few events apart instead of the whole history).
-        after_prev = r > 0 and code[r - 1] == c and t[r - 1] <= t[r]
-        for j in range(nq):
-            x = t[r] - offsets[j]
-            lo = np.int64(out[j, r - 1]) + 1 if after_prev else lo0
-            hi = hi0
-            while lo < hi:  # first event with ts > x
-                mid = (lo + hi) >> 1
-                if ts[mid] <= x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out[j, r] = lo - 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _running_stage_kernel(stage: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Per event, the furthest stage of the customer's events so far (-1 before any)."""
-    out = np.empty(len(stage), dtype=np.int8)
-    for c in range(len(start) - 1):
-        run = np.int8(-1)
-        for e in range(start[c], start[c + 1]):
-            if stage[e] > run:
-                run = stage[e]
-            out[e] = run
-    return out
