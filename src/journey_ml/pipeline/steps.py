@@ -134,8 +134,8 @@ def fit_baselines(splits: SnapshotSplits) -> dict[str, dict[str, Any]]:
 
     Baselines have no calibration step, so they are fitted on the weekly training rows, the
     distribution the test rows and scoring see (the model is fitted on the weighted rows and
-    calibrated on the weekly validation rows). Where the weekly rows are not known (the Dask
-    engine's training sample), on all training rows with the model's weights.
+    calibrated on the weekly validation rows); both engines mark them. Without anchored rows
+    every training row is weekly.
     """
     k = len(splits.spec.journey_map.stages)
     if splits.train_weekly is not None:
