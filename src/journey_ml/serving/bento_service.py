@@ -21,7 +21,7 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling) and ``JOURNEY_ML_PROFILES``
 (where customer profiles are kept: a directory for SQLite, default ``profiles``, or
 ``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (default: one per core) and
-``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per worker) are read when this module is imported. See
+``JOURNEY_ML_MAX_IN_FLIGHT`` (4 per worker) are read when this module is imported. See
 ``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",

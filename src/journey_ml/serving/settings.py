@@ -10,7 +10,7 @@
 ``JOURNEY_ML_MAX_BODY_BYTES``           request body size (default 10 MB)
 ``JOURNEY_ML_RELOAD_SECONDS``           how often the champion alias is polled (default 60;
                                         0 disables polling; ``POST /reload`` always works)
-``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 8); more are
+``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 4); more are
                                         answered 503 with ``Retry-After`` at once
 ``JOURNEY_ML_WORKERS``                  worker processes, each loading the model once (default:
                                         one per CPU core); read when the service is imported
@@ -76,7 +76,7 @@ class ServiceSettings:
     max_events_per_customer: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
     reload_seconds: float = 60.0
-    max_in_flight: int = 8
+    max_in_flight: int = 4
     profiles: str = "profiles"
 
     @classmethod
