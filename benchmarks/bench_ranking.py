@@ -156,6 +156,10 @@ def main() -> None:
     ap.add_argument("--timing", action="store_true", help="also time ranking --rows customers")
     ap.add_argument("--timing-only", action="store_true", help="only the timing (first seed's bundles)")
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument(
+        "--sample-customers", type=int, default=None,
+        help="customers ranked (0: all); default: the train config's ranking.sample_customers",
+    )  # fmt: skip
     args = ap.parse_args()
 
     from journey_ml.explain import improvements_for_bundle
@@ -179,7 +183,8 @@ def main() -> None:
             if args.timing_only:
                 continue
             t0 = time.perf_counter()
-            ranked = improvements_for_bundle(bundle, events)
+            sample = {} if args.sample_customers is None else {"max_customers": args.sample_customers}
+            ranked = improvements_for_bundle(bundle, events, **sample)
             seconds = time.perf_counter() - t0
             lines += [*_rank_table(seed, mode, ranked, truth, seconds), ""]
             est = ranked.set_index("touchpoint")
