@@ -94,12 +94,12 @@ def friction_amounts(
     multiplied by ``scale``; with the customer codes of the rows and their number."""
     F = impact.shape[1]
     ids = customer_id.astype("str")
+    ranked = pd.Index(pd.unique(ids))
+    # The ranked customers first, then those only the uplift's controls bring.
     extra = pd.Index(pd.unique(up.customer_id)) if up is not None else pd.Index([])
-    uniques = pd.Index(pd.unique(ids)).append(
-        extra.difference(pd.Index(pd.unique(ids)), sort=False)
-    )
+    uniques = ranked.append(extra.difference(ranked, sort=False))
     codes = np.asarray(uniques.get_indexer(ids), dtype=np.int64)
-    n_cust = len(pd.unique(ids))
+    n_cust = len(ranked)
     per_customer = per_group(codes, len(uniques), impact)
     if up is not None:
         up_codes = np.asarray(uniques.get_indexer(pd.Index(up.customer_id)), dtype=np.int64)

@@ -41,6 +41,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from journey_ml.contract import RankingConfig
+from journey_ml.eventlog import EventLog
 from journey_ml.explain.amounts import bootstrap_interval, friction_amounts, per_group
 from journey_ml.explain.rows import (
     ANCHOR_COLUMN,
@@ -383,7 +384,7 @@ def ranking_unit(bundle: Bundle) -> tuple[str, float]:
 def _uplift_inputs(
     rows: pd.DataFrame,
     bundle: Bundle,
-    events: pd.DataFrame | None,
+    events: pd.DataFrame | EventLog | None,
     period_end: Any,
     cadence_days: float,
     controls: float,
@@ -393,15 +394,17 @@ def _uplift_inputs(
     (no events, no value model, or ``controls`` 0)."""
     if events is None or bundle.revenue is None or controls <= 0 or not len(rows):
         return None
+    # One event log for the occurrences and the controls (EventLog: the caller's, reused).
+    log = events if isinstance(events, EventLog) else EventLog.build(events, bundle.spec)
     end = period_end if period_end is not None else rows["cutoff"].max()
     anchored = ANCHOR_COLUMN in rows.columns
     first = pd.Timestamp(rows["cutoff"].min())
     start = first - (pd.Timedelta(1, "ns") if anchored else pd.Timedelta(days=cadence_days))
-    occ = rows if anchored else anchored_features(events, bundle.spec, start=start, end=end)
+    occ = rows if anchored else anchored_features(log, bundle.spec, start=start, end=end)
     if not len(occ):
         return None
     return uplift_rows(
-        events, bundle, occ, np.ones(len(occ)), start=start, end=end,
+        log, bundle, occ, np.ones(len(occ)), start=start, end=end,
         controls_per_anchor=controls, seed=seed,
     )  # fmt: skip
 
@@ -414,7 +417,7 @@ def rank_improvements(
     seed: int = 0,
     cadence_days: float = 7.0,
     period_end: Any = None,
-    events: pd.DataFrame | None = None,
+    events: pd.DataFrame | EventLog | None = None,
     shap_rows: int | None = None,
     controls: float = DEFAULT_CONTROLS,
     scale: float = 1.0,
@@ -541,13 +544,14 @@ def improvements_for_bundle(
         return df
     events = events.loc[events["timestamp"] <= ts]
     events, scale = sample_customers(events, max_customers, seed)
+    log = EventLog.build(events, bundle.spec)  # once, for the rows and the uplift
     if bundle.metadata.get("anchored_snapshots"):
-        rows = anchored_features(events, bundle.spec, end=ts)
+        rows = anchored_features(log, bundle.spec, end=ts)
     else:
         rows = period_features(events, bundle.spec, cadence_days=cadence_days, end=ts)
     df = rank_improvements(
         rows, bundle, n_bootstrap=n_bootstrap, seed=seed, cadence_days=cadence_days, period_end=ts,
-        events=events, shap_rows=shap_rows or None, controls=controls, scale=scale,
+        events=log, shap_rows=shap_rows or None, controls=controls, scale=scale,
     )  # fmt: skip
     df.attrs["at"] = ts.isoformat()
     df.attrs["sampled_customers"] = max_customers if scale != 1.0 else None

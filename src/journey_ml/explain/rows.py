@@ -78,7 +78,7 @@ def period_features(
 
 
 def anchored_features(
-    events: pd.DataFrame, spec: FeatureSpec, *, start: Any = None, end: Any = None
+    events: pd.DataFrame | EventLog, spec: FeatureSpec, *, start: Any = None, end: Any = None
 ) -> pd.DataFrame:
     """Features at every friction occurrence in ``(start, end]``, the cutoff on the event.
 
@@ -96,9 +96,10 @@ def anchored_features(
 
     Returns ``customer_id``, ``cutoff``, ``spec.feature_names``, ``anchor`` (the friction)
     and ``before:<feature>`` for every feature; customers who exited before an
-    occurrence are left out.
+    occurrence are left out. ``events`` may be the period's :class:`EventLog` already built
+    for ``spec`` (the ranking's uplift reuses it).
     """
-    log = EventLog.build(events, spec)
+    log = events if isinstance(events, EventLog) else EventLog.build(events, spec)
     anchors = anchor_cutoffs(log, spec.journey_map, start=start, end=end, controls_per_anchor=0)
     ids = anchors["customer_id"].astype("str").array
     t = utc_ns(anchors["cutoff"])

@@ -226,6 +226,7 @@ def rank_frictions(
     """
     import mlflow
 
+    from journey_ml.eventlog import EventLog
     from journey_ml.explain import (
         anchored_features,
         empty_ranking,
@@ -242,8 +243,9 @@ def rank_frictions(
     # (totals scaled up, the sampling error inside the interval), SHAP on at most
     # `ranking.shap_rows` rows per friction, and the uplift against friction-free controls.
     sample, scale = sample_customers(events, rc.sample_customers, config.seed)
+    log = EventLog.build(sample, bundle.spec)  # once, for the anchored rows and the uplift
     common = {
-        "n_bootstrap": rc.bootstrap, "seed": config.seed, "period_end": period_end, "events": sample,
+        "n_bootstrap": rc.bootstrap, "seed": config.seed, "period_end": period_end, "events": log,
         "shap_rows": rc.shap_rows or None, "controls": rc.controls, "scale": scale,
     }  # fmt: skip
     if splits.shape is not None and not splits.shape.on("ranking"):
@@ -252,7 +254,7 @@ def rank_frictions(
         step("ranking touchpoint improvements (SHAP and uplift)")
         first = splits.valid_start if splits.valid_start is not None else splits.valid["cutoff"].min()
         start = first - pd.Timedelta(days=config.snapshots.cadence_days)
-        ranking = rank_improvements(anchored_features(sample, bundle.spec, start=start, end=period_end), bundle, **common)
+        ranking = rank_improvements(anchored_features(log, bundle.spec, start=start, end=period_end), bundle, **common)
     else:
         step("ranking touchpoint improvements (SHAP and uplift)")
         window = pd.concat([splits.valid, splits.test], ignore_index=True)
