@@ -25,49 +25,18 @@ import numpy as np
 import pandas as pd
 
 from journey_ml.explain.impacts import scoring_time
-from journey_ml.explain.shap import Bundle, drop_probability, reason_groups, tree_shap
+from journey_ml.explain.shap import (
+    FAMILIES,
+    Bundle,
+    behaviour_family,
+    drop_probability,
+    reason_groups,
+    tree_shap,
+)
 from journey_ml.features import FeatureSpec, features_at
 from journey_ml.features.vocabulary import OTHER
 
 __all__ = ["FAMILIES", "action_groups", "add_reason_codes", "reason_codes", "reason_phrase", "reasons_from_shap"]
-
-#: The behaviour groups outside touchpoints and frictions, in the order they are listed.
-FAMILIES: tuple[str, ...] = (
-    "recent activity",
-    "tenure",
-    "conversions",
-    "spend",
-    "purchase rhythm",
-    "journey stage",
-    "sessions",
-    "channels",
-    "journey path",
-)
-_SESSION_COLS = ("sessions_", "events_per_session", "mean_gap_hours", "last_gap_hours", "max_gap_days")
-
-
-def _family(col: str) -> str:
-    """The behaviour group of a column outside touchpoints and frictions."""
-    if col.startswith(_SESSION_COLS):
-        return "sessions"
-    if col in ("recency_days", "events_total") or col.startswith(("events_", "trend")):
-        return "recent activity"
-    if col == "tenure_days":
-        return "tenure"
-    if col in ("conversions_total", "conversions_90d", "days_since_last_conversion"):
-        return "conversions"
-    if col.startswith("revenue_") or col == "avg_order_value":
-        return "spend"
-    if col.startswith(("btyd_", "ipt_", "conversion_days_", "since_conversion_")):
-        return "purchase rhythm"
-    if col == "current_stage" or col.startswith("stage_"):
-        return "journey stage"
-    if col.startswith("channel_") or col in ("last_channel", "first_channel"):
-        return "channels"
-    if col.startswith("trans_") or col == "last_event_type":
-        return "journey path"
-    return col.replace("_", " ")  # a column this version does not know: its own group
-
 
 def action_groups(spec: FeatureSpec, groups: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Non-overlapping reason groups a person can act on, refined from ``groups``.
@@ -93,7 +62,7 @@ def action_groups(spec: FeatureSpec, groups: dict[str, list[str]] | None = None)
                 tp = tp_of.get(c, name)
                 target = pure.get(tp.split(":", 1)[0], tp)
             else:
-                target = _family(c)
+                target = behaviour_family(c)
             out.setdefault(target, []).append(c)
     return {name: list(dict.fromkeys(cols)) for name, cols in out.items() if cols}
 
@@ -360,7 +329,7 @@ def reason_phrase(
     if group in spec.feature_groups:
         return _touchpoint_phrase(group, cols, row, dominant)
     v = _val(row, dominant)
-    family = _family(dominant)
+    family = behaviour_family(dominant)
     if family == "recent activity":
         return _activity_phrase(dominant, v, row)
     if family == "tenure":

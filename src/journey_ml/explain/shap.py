@@ -21,9 +21,11 @@ from journey_ml.features import FeatureSpec
 from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 
 __all__ = [
+    "FAMILIES",
     "Bundle",
     "Model",
     "ShapComparison",
+    "behaviour_family",
     "compare_shap_backends",
     "drop_probability",
     "expected_revenue",
@@ -182,23 +184,42 @@ def compare_shap_backends(
     )
 
 
-# Feature families outside the journey map's touchpoints and frictions, by column prefix.
-_FAMILIES: dict[str, tuple[str, ...]] = {
-    "recent activity": (
-        "recency_days",
-        "events_total",
-        "tenure_days",
-        "trend",
-        "rfm",
-        "recency",
-        "frequency",
-        "monetary",
-    ),
-    "journey stage": ("stage", "current_stage"),
-    "sessions": ("sessions", "events_per_session", "mean_gap", "last_gap", "max_gap"),
-    "channel mix": ("channel_", "last_channel", "first_channel"),
-    "journey path": ("trans_", "last_event_type"),
-}
+#: The behaviour groups outside touchpoints and frictions, in the order they are listed.
+FAMILIES: tuple[str, ...] = (
+    "recent activity",
+    "tenure",
+    "conversions",
+    "spend",
+    "purchase rhythm",
+    "journey stage",
+    "sessions",
+    "channels",
+    "journey path",
+)
+_SESSION_COLS = ("sessions_", "events_per_session", "mean_gap_hours", "last_gap_hours", "max_gap_days")
+
+
+def behaviour_family(col: str) -> str:
+    """The behaviour group (:data:`FAMILIES`) of a column outside touchpoints and frictions."""
+    if col.startswith(_SESSION_COLS):
+        return "sessions"
+    if col in ("recency_days", "events_total") or col.startswith(("events_", "trend")):
+        return "recent activity"
+    if col == "tenure_days":
+        return "tenure"
+    if col in ("conversions_total", "conversions_90d", "days_since_last_conversion"):
+        return "conversions"
+    if col.startswith("revenue_") or col == "avg_order_value":
+        return "spend"
+    if col.startswith(("btyd_", "ipt_", "conversion_days_", "since_conversion_")):
+        return "purchase rhythm"
+    if col == "current_stage" or col.startswith("stage_"):
+        return "journey stage"
+    if col.startswith("channel_") or col in ("last_channel", "first_channel"):
+        return "channels"
+    if col.startswith("trans_") or col == "last_event_type":
+        return "journey path"
+    return col.replace("_", " ")  # a column this version does not know: its own group
 
 
 def reason_groups(spec: FeatureSpec) -> dict[str, list[str]]:
@@ -221,10 +242,7 @@ def reason_groups(spec: FeatureSpec) -> dict[str, list[str]]:
     for c in spec.feature_names:
         if c in used:
             continue
-        family = next(
-            (f for f, prefixes in _FAMILIES.items() if c.startswith(prefixes)), "other behaviour"
-        )
-        groups.setdefault(family, []).append(c)
+        groups.setdefault(behaviour_family(c), []).append(c)
     return groups
 
 
