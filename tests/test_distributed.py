@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from journey_ml.labels.snapshots import build_snapshots
 from journey_ml.models.tasks import SLOTS, task_for
 from journey_ml.pipeline import steps
 from journey_ml.pipeline.engines import dask as dask_engine
-from journey_ml.pipeline.engines import dask_frames, dask_io
+from journey_ml.pipeline.engines import dask_fit, dask_frames, dask_io
 from journey_ml.pipeline.engines.pandas import build_snapshot_splits
 from journey_ml.pipeline.splits import SnapshotSplits
 from journey_ml.pipeline.train import run_training
@@ -349,3 +350,49 @@ def test_dask_engine_refuses_a_shape_it_cannot_train(events: pd.DataFrame, journ
     with pytest.raises(ConfigError, match=r"revenue off: no revenue on conversion events.*--engine pandas"):
         config = replace(CONFIG, tracking=TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
         run_training(dask_io.read_events(tmp_path, journey_map), journey_map, config, client=dask_client)
+
+
+# ------------------------------------------------------------------ early stopping
+class _RoundBooster:
+    """A booster whose round ``i`` adds ``steps[i]`` to every raw score."""
+
+    def __init__(self, steps: list[float]) -> None:
+        self.steps = steps
+
+    def predict(self, X: np.ndarray, *, raw_score: bool, start_iteration: int, num_iteration: int) -> np.ndarray:
+        assert raw_score and num_iteration == 1
+        return np.full(len(X), self.steps[start_iteration])
+
+
+def _stop_round(stopper: dask_fit.ReplicatedEarlyStopping, boosters: list[_RoundBooster], rounds: int) -> list[int]:
+    """Drive ``stopper`` round by round for every booster in turn (as workers sharing one
+    process do); the round at which each booster is told to stop."""
+    import lightgbm as lgb
+
+    stopped: dict[int, int] = {}
+    for i in range(rounds):
+        for b, booster in enumerate(boosters):
+            if b in stopped:
+                continue
+            env = SimpleNamespace(model=booster, iteration=i, begin_iteration=0, end_iteration=rounds)
+            try:
+                stopper(env)
+            except lgb.callback.EarlyStopException as stop:
+                stopped[b] = stop.best_iteration
+    return [stopped[b] for b in range(len(boosters))]
+
+
+def test_replicated_early_stopping_keeps_each_boosters_rounds_apart() -> None:
+    """Workers in one process share the callback: each still stops where it would alone."""
+    X = np.zeros((6, 2), dtype=np.float32)
+    y = np.array([1, 1, 1, 1, 0, 0], dtype=np.float64)
+    # Raw scores climb towards the positive share's log-odds (~0.69), then overshoot.
+    steps = [0.3, 0.3, 0.1, 0.4, 0.4, 0.4, 0.4, 0.4]
+
+    def stopper() -> dask_fit.ReplicatedEarlyStopping:
+        return dask_fit.ReplicatedEarlyStopping(X, y, None, "binary", {}, patience=2)
+
+    alone = _stop_round(stopper(), [_RoundBooster(steps)], len(steps))
+    assert alone == [2]
+    shared = _stop_round(stopper(), [_RoundBooster(steps), _RoundBooster(steps)], len(steps))
+    assert shared == alone * 2

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -288,7 +289,14 @@ def _is_int_array(values: Any) -> bool:
 def rank_right(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``np.searchsorted(p, q, side="right")`` for sorted positions ``p``: the number of
     flagged events up to each boundary ``q`` (fast when ``q`` is mostly ascending)."""
+    if len(q) <= _SEARCH_ROWS:
+        # A few boundaries (a serving request): the kernel's dispatch costs more than the work.
+        return np.searchsorted(p, q, side="right").astype(np.int64, copy=False)
     return kernels.rank_right_kernel(p, q)
+
+
+#: Up to this many boundaries, :func:`rank_right` searches with numpy.
+_SEARCH_ROWS = 32
 
 
 def segment_reduce(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float) -> np.ndarray:
@@ -549,20 +557,17 @@ def friction_flags(
 def _type_positions(
     et_codes: np.ndarray, et_uniques: pd.Index, jm: JourneyMap, n: int
 ) -> Callable[[Sequence[str] | None], np.ndarray]:
-    """Positions of the events of every event-type set a flag needs, in one compiled pass;
-    returns the lookup ``names -> positions`` (all events for None)."""
+    """Positions of the events of every event-type set a flag needs (a table lookup per
+    event, then the hits); returns the lookup ``names -> positions`` (all events for None)."""
     pos = _position_dtype(n)  # flag positions: int32 halves these arrays
     type_sets = [[fr.event_type] for fr in jm.friction if fr.event_type is not None]
     type_sets += [list(jm.conversion_events), list(jm.exit_events)]
     member = np.array([[u in names for names in type_sets] for u in et_uniques], dtype=bool)
     member = member.reshape(len(et_uniques), len(type_sets))
-    if n:
-        bounds = np.zeros(len(type_sets) + 1, dtype=np.int64)
-        np.cumsum(kernels.count_in_sets(et_codes, member), out=bounds[1:])
-        in_sets = np.empty(int(bounds[-1]), dtype=pos)
-        kernels.positions_in_sets(et_codes, member, bounds, in_sets)
-    else:
-        bounds, in_sets = np.zeros(len(type_sets) + 1, dtype=np.int64), np.zeros(0, dtype=pos)
+    parts = [np.flatnonzero(member[:, k][et_codes]).astype(pos) if n else np.zeros(0, dtype=pos) for k in range(len(type_sets))]
+    bounds = np.zeros(len(type_sets) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=bounds[1:])
+    in_sets = np.concatenate(parts) if parts else np.zeros(0, dtype=pos)
     set_of = {tuple(names): k for k, names in reversed(list(enumerate(type_sets)))}
 
     def where_type(names: Sequence[str] | None) -> np.ndarray:
@@ -574,23 +579,36 @@ def _type_positions(
     return where_type
 
 
-def _lookup(uniques: pd.Index, vocab: Sequence[str], other: int) -> np.ndarray:
-    pos = {v: i for i, v in enumerate(vocab)}
+def _lookup(uniques: Sequence[Any], pos: dict[str, int], other: int) -> np.ndarray:
     return np.array([pos.get(str(u), other) for u in uniques], dtype=np.int16)
 
 
-def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:
-    """Vocabulary lookups per distinct string, then one compiled pass over the events."""
-    jm = log.journey_map
-    et_uniques = log.event_types
-    et_map = _lookup(et_uniques, spec.event_types, len(spec.event_types))
-    ch_map = _lookup(log.channel_names, spec.channels, len(spec.channels))
-    if "channel" in jm.touchpoints_by:
-        names = [f"{e}:{c}" for e in et_uniques for c in log.channel_names]
-        tp_map = _lookup(pd.Index(names), spec.touchpoints, len(spec.touchpoints))
-        n_ch = len(log.channel_names)
-    else:
-        tp_map, n_ch = _lookup(et_uniques, spec.touchpoints, len(spec.touchpoints)), 0
+@dataclass(frozen=True)
+class _SpecTables:
+    """What the per-event codes need of a vocabulary alone (built once per vocabulary)."""
+
+    et_pos: dict[str, int]
+    ch_pos: dict[str, int]
+    tp_pos: dict[str, int]
+    ev_table: np.ndarray  # event bigram code of (a, b) at a * n_e + b, -1 none
+    n_e: int
+    st_table: np.ndarray  # stage bigram code of (a, b) at a * n_s + b, -1 none
+    n_s: int
+
+
+#: Recently used vocabularies' tables, by (id(vocab), id(map)); each entry keeps both
+#: alive so their ids cannot be reused. A one-customer log per request (serving) then
+#: pays only for its own few distinct strings.
+_SPEC_TABLES: dict[tuple[int, int], tuple[Any, JourneyMap, _SpecTables]] = {}
+_SPEC_TABLES_KEPT = 8
+_SPEC_TABLES_LOCK = threading.Lock()
+
+
+def _spec_tables(spec: VocabularyLike, jm: JourneyMap) -> _SpecTables:
+    key = (id(spec), id(jm))
+    hit = _SPEC_TABLES.get(key)
+    if hit is not None:
+        return hit[2]
     n_e = len(spec.event_types) + 1
     ev_table = np.full(n_e * n_e, -1, dtype=np.int16)
     epos = {e: i for i, e in enumerate(spec.event_types)}
@@ -601,6 +619,31 @@ def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:
     st_table = np.full(n_s * n_s, -1, dtype=np.int16)
     for k, (a, b) in enumerate(spec.stage_bigrams):
         st_table[a * n_s + b] = k
+    tables = _SpecTables(
+        et_pos=epos, ch_pos={v: i for i, v in enumerate(spec.channels)},
+        tp_pos={v: i for i, v in enumerate(spec.touchpoints)}, ev_table=ev_table, n_e=n_e, st_table=st_table, n_s=n_s,
+    )  # fmt: skip
+    with _SPEC_TABLES_LOCK:  # serving threads share the cache
+        while len(_SPEC_TABLES) >= _SPEC_TABLES_KEPT:
+            _SPEC_TABLES.pop(next(iter(_SPEC_TABLES)))
+        _SPEC_TABLES[key] = (spec, jm, tables)
+    return tables
+
+
+def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:
+    """Vocabulary lookups per distinct string, then one compiled pass over the events."""
+    jm = log.journey_map
+    tables = _spec_tables(spec, jm)
+    et_uniques = log.event_types
+    et_map = _lookup(et_uniques, tables.et_pos, len(spec.event_types))
+    ch_map = _lookup(log.channel_names, tables.ch_pos, len(spec.channels))
+    if "channel" in jm.touchpoints_by:
+        names = [f"{e}:{c}" for e in et_uniques for c in log.channel_names]
+        tp_map = _lookup(names, tables.tp_pos, len(spec.touchpoints))
+        n_ch = len(log.channel_names)
+    else:
+        tp_map, n_ch = _lookup(et_uniques, tables.tp_pos, len(spec.touchpoints)), 0
+    ev_table, n_e, st_table, n_s = tables.ev_table, tables.n_e, tables.st_table, tables.n_s
     n = log.n
     out = VocabCodes(
         etype=np.empty(n, dtype=_code_dtype(len(spec.event_types))),

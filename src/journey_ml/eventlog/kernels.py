@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["count_in_sets", "encode_codes", "last_at_or_before", "positions_in_sets", "rank_right_kernel", "running_stage"]
+__all__ = ["encode_codes", "last_at_or_before", "rank_right_kernel", "running_stage"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -40,30 +40,6 @@ def encode_codes(
             if prev_stage >= 0:
                 stage_bigram[e] = st_table[prev_stage * n_s + s]
             prev_stage = s
-
-
-@numba.njit(cache=True, nogil=True)
-def count_in_sets(type_codes: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """Per set s, the number of events whose type code c has ``member[c, s]``."""
-    counts = np.zeros(member.shape[1], dtype=np.int64)
-    for e in range(len(type_codes)):
-        row = member[type_codes[e]]
-        for s in range(len(counts)):
-            if row[s]:
-                counts[s] += 1
-    return counts
-
-
-@numba.njit(cache=True, nogil=True)
-def positions_in_sets(type_codes: np.ndarray, member: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
-    """Fill ``out[offsets[s]:offsets[s + 1]]`` with the sorted positions of set s's events."""
-    fill = offsets[:-1].copy()
-    for e in range(len(type_codes)):
-        row = member[type_codes[e]]
-        for s in range(len(fill)):
-            if row[s]:
-                out[fill[s]] = e
-                fill[s] += 1
 
 
 @numba.njit(cache=True, nogil=True)

@@ -150,7 +150,11 @@ def compute_features(events: pd.DataFrame | EventLog, spec: FeatureSpec, cutoffs
 
 def compute_rows(log: EventLog, spec: FeatureSpec, customer_id: Any, t: np.ndarray) -> pd.DataFrame:
     """:func:`compute_features` on an event log, rows given as ids and int64 ns cutoffs."""
-    code = log.codes_of(customer_id)
+    return _rows_frame(log, spec, log.codes_of(customer_id), customer_id, t)
+
+
+def _rows_frame(log: EventLog, spec: FeatureSpec, code: np.ndarray, customer_id: Any, t: np.ndarray) -> pd.DataFrame:
+    """Feature rows of (customer code, cutoff ns), with their ``customer_id`` and ``cutoff`` columns."""
     feats = features_frame(log, code, t, spec)
     # Inserting the id columns adds blocks; pd.concat would copy the whole float block.
     feats.insert(0, "customer_id", customer_id)
@@ -176,8 +180,9 @@ def features_at(events: pd.DataFrame | EventLog, spec: FeatureSpec, at: Any) -> 
     """
     log = _log_of(events, spec)
     code, t = log.active_at([at])
-    # Same path as compute_features, reusing the encoding instead of redoing it.
-    return compute_rows(log, spec, log.customers.take(code).array, t)
+    # Same path as compute_features, reusing the encoding (and the codes: the ids of
+    # active customers need no lookup) instead of redoing it.
+    return _rows_frame(log, spec, code, log.customers.take(code).array, t)
 
 
 def features_for_customer(events: pd.DataFrame, spec: FeatureSpec, at: Any) -> pd.DataFrame:

@@ -90,7 +90,10 @@ class Context:
         """Days from event ``idx`` to the cutoff (NaN where not ``valid``); any shape."""
         one = idx.ndim == 1
         idx2, valid2 = (idx[None, :], valid[None, :]) if one else (idx, valid)
-        valid2 = np.broadcast_to(valid2, idx2.shape)
+        # One argument type for every caller (int64, contiguous, writable): each distinct
+        # type is one more compiled specialisation to load in a new process.
+        idx2 = np.ascontiguousarray(idx2, dtype=np.int64)
+        valid2 = np.ascontiguousarray(np.broadcast_to(valid2, idx2.shape), dtype=np.bool_)
         out = days_since(self.rows.t, self.log.ts_safe, idx2, valid2)
         return out[0] if one else out
 

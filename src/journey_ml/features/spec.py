@@ -333,7 +333,8 @@ def _sorted_codes(codes: np.ndarray, names: pd.Index) -> tuple[np.ndarray, pd.In
     """Re-code ``codes`` (into ``names``) into the sorted distinct names they use."""
     present = np.flatnonzero(np.bincount(codes, minlength=len(names)) > 0)
     order = np.array(sorted(present, key=lambda i: str(names[i])), dtype=np.int64)
-    remap = np.full(len(names), -1, dtype=np.int64)
+    # int32 codes: the per-event gather writes half the bytes of int64.
+    remap = np.full(len(names), -1, dtype=np.int32 if len(names) < 2**31 else np.int64)
     remap[order] = np.arange(len(order))
     return remap[codes], pd.Index(names[order])
 

@@ -211,7 +211,8 @@ class Factor:
         trimmed = pc.utf8_trim_whitespace(source)
         # Distinct values that trimming left alone (a file's usual case) stay distinct.
         clean = distinct and trimmed.null_count == 0 and bool(pc.all(pc.equal(trimmed, source)).as_py())
-        if clean or (trimmed.null_count == 0 and pc.count_distinct(trimmed).as_py() == len(trimmed)):
+        # (``unique`` is the cheaper of Arrow's two hash counts here; see BENCHMARKS.md, features at one time.)
+        if clean or (trimmed.null_count == 0 and len(pc.unique(trimmed)) == len(trimmed)):
             # Still distinct (the usual case): each is its own code, in the same order
             # pd.factorize would give, without a round trip through 300k Python strings.
             values_arr = trimmed

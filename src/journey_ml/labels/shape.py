@@ -167,7 +167,10 @@ class JourneyShape:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """The models to fit; ``revenue`` is the value model (revenue, or conversions)."""
+        """The slots to fit; ``revenue`` is the value model (revenue, or conversions).
+
+        The one definition of which tasks a shape enables: the task registry
+        (``journey_ml.models.tasks``, a later stage) reads it rather than restating it."""
         tasks = ["next_stage"] if self.on("next_stage") else []
         tasks.append("drop_off")
         if self.value_unit != "drop_offs":

@@ -2,8 +2,10 @@
 
 A :class:`Task` names its label column, estimator, how a model's output becomes the
 prediction that is scored, its metrics, the gate's primary metric and direction, the
-LightGBM validation metric (early stopping and tuning), its baselines, and the rule
-that enables it from the journey shape (:class:`~journey_ml.labels.shape.JourneyShape`).
+LightGBM validation metric (early stopping and tuning) and its baselines. Which tasks a
+run fits is the journey shape's decision (:attr:`~journey_ml.labels.shape.JourneyShape.tasks`,
+the slots; labels come before models in the data flow, so the rule lives there once and
+:meth:`Task.enabled` reads it).
 
 Models, reports and bundles are keyed by *slot*: ``next_stage``, ``drop_off`` and
 ``revenue``. The ``revenue`` slot holds the value model, which is the ``revenue`` task,
@@ -68,8 +70,6 @@ class Task:
     direction: Literal["max", "min"] | None
     #: Baseline name -> constructor taking the number of stages.
     baseline_makers: Mapping[str, Callable[[int], Any]]
-    #: Whether the journey shape enables the task.
-    rule: Callable[[JourneyShape], bool]
     #: Whether the model fits (and early-stops) on the event-anchored rows beside the weekly
     #: ones. They exist for the friction ranking; their cutoffs sit at events, mid-journey,
     #: where moves are far likelier than at the weekly cutoffs scoring sees, so the
@@ -80,7 +80,8 @@ class Task:
         """Whether a run with this journey shape fits the task (None: the full shape, on revenue)."""
         if shape is None:
             return self.name != "conversions"
-        return self.rule(shape)
+        # The shape lists the slots; the value slot's task is the one in its value unit.
+        return self.slot in shape.tasks and (self.slot != "revenue" or self.name == shape.value_unit)
 
     def target(self, frame: pd.DataFrame) -> np.ndarray:
         """The label of every row of ``frame`` (float64 for the value tasks)."""
@@ -147,7 +148,6 @@ TASKS: dict[str, Task] = {
             "multi_logloss", "log_loss", "min",
             {"class_prior": lambda k: ClassPriorBaseline(n_classes=k),
              "markov_chain": lambda k: MarkovChainBaseline(n_classes=k)},
-            lambda shape: shape.on("next_stage"),
             anchored_rows=False,
         ),
         Task(
@@ -155,17 +155,14 @@ TASKS: dict[str, Task] = {
             "binary_logloss", "roc_auc", "max",
             {"class_prior": lambda _k: ClassPriorBaseline(n_classes=2),
              "recency": lambda _k: RecencyBaseline(recency_column="recency_days")},
-            lambda shape: True,
         ),
         Task(
             "revenue", "revenue", "future_revenue", RevenueModel, revenue_metrics,
             "tweedie", None, None, _value_makers(),
-            lambda shape: shape.value_unit == "revenue",
         ),
         Task(
             "conversions", "revenue", "future_conversions", RevenueModel, revenue_metrics,
             "tweedie", None, None, _value_makers(),
-            lambda shape: shape.value_unit == "conversions",
         ),
     )
 }

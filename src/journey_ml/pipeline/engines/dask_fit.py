@@ -185,6 +185,10 @@ class ReplicatedEarlyStopping:
     together, at the iteration :func:`lightgbm.early_stopping` picks in the in-memory fit:
     the model's metric (multi/binary log loss or Tweedie negative log-likelihood, as
     LightGBM computes them) without a strict improvement for ``patience`` rounds.
+
+    Workers that share one process (a threaded cluster) share this object: the running
+    scores are kept per booster, or the workers would add their rounds into one sum and
+    stop at a round that depends on thread timing.
     """
 
     order = 30
@@ -198,20 +202,23 @@ class ReplicatedEarlyStopping:
         self.objective = objective
         self.params = params
         self.patience = patience
-        self._raw: np.ndarray | None = None
-        self._best = (np.inf, 0)
+        # Per booster (id of the worker's Booster): running raw scores, (best loss, its round).
+        self._state: dict[int, tuple[np.ndarray, tuple[float, int]]] = {}
 
     def __call__(self, env: Any) -> None:
         import lightgbm as lgb
 
-        if self._raw is None:
-            self._raw = np.zeros(len(self.X)) if self.offset is None else np.array(self.offset, dtype=np.float64)
+        key = id(env.model)
+        if key not in self._state:
+            start = np.zeros(len(self.X)) if self.offset is None else np.array(self.offset, dtype=np.float64)
+            self._state[key] = (start, (np.inf, 0))
+        raw, (best_loss, best) = self._state[key]
         i = env.iteration - env.begin_iteration
-        self._raw = self._raw + env.model.predict(self.X, raw_score=True, start_iteration=i, num_iteration=1)
-        loss = _metric(self.objective, self._raw, self.y, self.params)
-        if loss < self._best[0]:
-            self._best = (loss, i)
-        best_loss, best = self._best
+        raw = raw + env.model.predict(self.X, raw_score=True, start_iteration=i, num_iteration=1)
+        loss = _metric(self.objective, raw, self.y, self.params)
+        if loss < best_loss:
+            best_loss, best = loss, i
+        self._state[key] = (raw, (best_loss, best))
         if i - best >= self.patience or env.iteration == env.end_iteration - 1:
             raise lgb.callback.EarlyStopException(best, [("valid", self.objective, best_loss, False)])
 
