@@ -86,6 +86,33 @@ def test_default_as_of_is_each_customers_latest_event(trained_bundle: Any, model
         assert row["status"] == "scored" and row["drop_off_risk"] == one["drop_off_risk"].iloc[0]
 
 
+def test_fast_single_row_predictions_equal_booster_predict(trained_bundle: Any, model: Any) -> None:
+    from journey_ml.serving.fast_predict import FAST_ROWS, fast_model
+
+    bundle = model.bundle
+    events = trained_bundle.events
+    events = events[events["timestamp"] <= AT]
+    ids = events["customer_id"].drop_duplicates().iloc[:60]
+    feats = features_at(events[events["customer_id"].isin(ids)], bundle.spec, AT)
+    X = np.ascontiguousarray(feats[bundle.spec.feature_names].to_numpy(dtype=np.float64))
+    assert len(X) > FAST_ROWS
+    for fitted in (bundle.next_stage, bundle.drop_off, bundle.revenue):
+        if fitted is None:
+            continue
+        fast = fast_model(fitted)
+        assert fast is fast_model(fitted) and fast.booster_ is not fitted.booster_
+        it = fitted.best_iteration_
+        for rows in (X[:1], X[:FAST_ROWS], X):  # the last one is handed to the real booster
+            want = fitted.booster_.predict(rows, raw_score=True, num_iteration=it, num_threads=1)
+            got = fast.booster_.predict(rows, raw_score=True, num_iteration=it, num_threads=1)
+            assert got.shape == want.shape and np.array_equal(got, want)
+            assert np.array_equal(fast.raw_margin(rows, num_threads=1), fitted.raw_margin(rows, num_threads=1))
+    drop = bundle.drop_off
+    want = drop.booster_.predict(X[:FAST_ROWS], pred_contrib=True, num_iteration=drop.best_iteration_, num_threads=1)
+    got = fast_model(drop).booster_.predict(X[:FAST_ROWS], pred_contrib=True, num_iteration=drop.best_iteration_, num_threads=1)
+    assert got.shape == want.shape and np.array_equal(got, want)
+
+
 TIMESTAMPS = [
     "2026-03-01", "2026-03-01T10:00:00", "2026-03-01 10:00:00", "2026-03-01T10:00:00Z",
     "2026-03-01T10:00:00.5Z", "2026-03-01T10:00:00.123456+05:30", "2026-03-01T10:00:00.123456789Z",

@@ -97,8 +97,8 @@ def test_score_returns_every_field(client: Any) -> None:
 
 def test_score_is_answered_by_the_hot_path_with_the_routes_contract(client: Any, small_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    original = hot_path.score_body
-    monkeypatch.setattr(hot_path, "score_body", lambda *args: calls.append(1) or original(*args))
+    original = hot_path.start_body
+    monkeypatch.setattr(hot_path, "start_body", lambda *args: calls.append(1) or original(*args))
     body = _body(GOOD_EVENTS)
     resp = client.post("/score", json=body)
     assert resp.status_code == 200 and calls == [1], resp.text
@@ -110,6 +110,44 @@ def test_score_is_answered_by_the_hot_path_with_the_routes_contract(client: Any,
     assert bad.status_code == 400 and calls == [1, 1]
     assert bad.json()["field"] == "customers[0].events[0].event_type"
     assert bad.json()["errors"][0]["type"] == "string_type"
+
+
+def test_requests_that_arrive_together_share_one_scoring_pass(small_bundle: Any, tmp_path: Path) -> None:
+    """The hot route scores the requests read meanwhile in one pass, each answered exactly
+    as when scored alone, and a bad request among them gets its own 4xx only."""
+    import asyncio
+    from types import SimpleNamespace
+
+    holder = ModelHolder(str(small_bundle.bundle_dir))
+    settings = ServiceSettings(profiles=str(tmp_path / "profiles"))
+    events = small_bundle.events
+    events = events[events["timestamp"] <= AT]
+    ids = events["customer_id"].drop_duplicates().iloc[:5].tolist()
+    bodies = [json.dumps(events_payload(events[events["customer_id"] == c])).encode() for c in ids]
+    bodies.insert(2, json.dumps(_body([{"timestamp": "2026-03-01", "event_type": "x", "revenue": -1}])).encode())
+    alone = [hot_path.score_body(b, holder, settings) for b in bodies]
+    route = hot_path.ScoreRoute(SimpleNamespace(holder=holder, settings=settings))
+
+    async def one(body: bytes) -> tuple[int, bytes]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await route.answer(body, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    async def together() -> list[tuple[int, bytes]]:
+        return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+    got = asyncio.run(together())
+    assert route.passes == 1
+    assert [s for s, _ in got] == [200, 200, 400, 200, 200, 200]
+    assert json.loads(got[2][1])["field"] == "customers[0].events[0].revenue"
+    for (s_got, b_got), (s_alone, b_alone) in zip(got, alone, strict=True):
+        assert s_got == s_alone
+        assert json.loads(b_got) == json.loads(b_alone)
+    assert sum(json.loads(b)["customers"][0]["status"] == "scored" for s, b in got if s == 200) >= 3
 
 
 def test_next_stage_probabilities_sum_to_one(client: Any) -> None:

@@ -24,8 +24,8 @@ import time
 from datetime import datetime
 
 from journey_ml.serving.holder import ModelHolder
-from journey_ml.serving.online import score_customers
-from journey_ml.serving.profile_events import score_with_profiles
+from journey_ml.serving.online import ScoreSteps, run_steps, score_customers_steps
+from journey_ml.serving.profile_events import score_with_profiles_steps
 from journey_ml.serving.profiles import store_for
 from journey_ml.serving.schemas import (
     EXAMPLE_EVENTS,
@@ -43,6 +43,7 @@ __all__ = [
     "improvements",
     "metadata",
     "score_request",
+    "score_request_steps",
     "warm_up",
 ]
 
@@ -74,9 +75,15 @@ def score_request(request: ScoreRequest, holder: ModelHolder, settings: ServiceS
     and scored in one pass of the batch feature families and models). Customers sent by id
     get their stored profile (:func:`journey_ml.serving.profile_events.score_with_profiles`).
     """
+    return run_steps(score_request_steps(request, holder, settings, now=now))
+
+
+def score_request_steps(request: ScoreRequest, holder: ModelHolder, settings: ServiceSettings, *, now: datetime | None = None) -> ScoreSteps:
+    """:func:`score_request` as steps (:data:`~journey_ml.serving.online.ScoreSteps`), so the
+    caller can score the jobs of several requests in one pass."""
     model = holder.current
-    return score_with_profiles(
-        request, store_for(settings.profiles), model, settings, lambda req: score_customers(req, model, settings, now=now)
+    return score_with_profiles_steps(
+        request, store_for(settings.profiles), model, settings, lambda req: score_customers_steps(req, model, settings, now=now)
     )
 
 

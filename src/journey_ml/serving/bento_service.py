@@ -21,7 +21,7 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling) and ``JOURNEY_ML_PROFILES``
 (where customer profiles are kept: a directory for SQLite, default ``profiles``, or
 ``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (default: one per core) and
-``JOURNEY_ML_MAX_IN_FLIGHT`` (4 per worker) are read when this module is imported. See
+``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per worker) are read when this module is imported. See
 ``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",
@@ -240,10 +240,10 @@ def _rewrite_400(raw: bytes) -> bytes:
     return json.dumps(pydantic_error_body(detail)).encode("utf-8")
 
 
-# One worker process per core (JOURNEY_ML_WORKERS), each loading the model once, with a
-# thread for every request it admits (JOURNEY_ML_MAX_IN_FLIGHT): concurrent requests then
-# share scoring passes. BentoML's access log is off: a log line per request costs about
-# as much as scoring a customer (use the metrics).
+# One worker process per core (JOURNEY_ML_WORKERS), each loading the model once; /score is
+# scored in shared passes on one scoring thread (hot_path), the other routes on BentoML's
+# threads. BentoML's access log is off: a log line per request costs about as
+# much as scoring a customer (use the metrics).
 @bentoml.service(
     name="journey_ml", traffic={"timeout": 120}, workers=service_workers(), threads=service_threads(),
     logging={"access": {"enabled": False}}, tracing={"excluded_urls": ["/score"]},
@@ -253,8 +253,8 @@ class JourneyService:
     """Scores customers with the champion model bundle (same feature code as training)."""
 
     def __init__(self) -> None:
-        # The event loop (reading requests, answering 503s) shares the GIL with the request
-        # threads; a short switch interval keeps it responsive while a thread scores.
+        # The event loop (reading requests, answering 503s) shares the GIL with the scoring
+        # thread; a short switch interval keeps it responsive while a pass runs.
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.settings = ServiceSettings.from_env()
         self.holder = ModelHolder(self.settings.model, tracking_uri=self.settings.tracking_uri)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,11 +54,15 @@ __all__ = [
     "COMBINER",
     "CustomerEvents",
     "ScoreCombiner",
+    "ScoreJob",
+    "ScoreSteps",
     "check_customers",
     "customer_events",
     "datetime_ns",
     "parse_timestamp",
+    "run_steps",
     "score_customers",
+    "score_customers_steps",
     "validate_event_rows",
 ]
 
@@ -289,8 +293,9 @@ def _cutoffs(customers: Sequence[CustomerIn], events: list[CustomerEvents], now_
 
 
 @dataclass
-class _Job:
-    """One request's validated customers, waiting for a scoring pass."""
+class ScoreJob:
+    """One request's validated customers, waiting for a scoring pass (``result`` or
+    ``error`` is filled in by the pass)."""
 
     customers: list[CustomerEvents]
     cutoffs: np.ndarray
@@ -314,27 +319,32 @@ class ScoreCombiner:
     def __init__(self) -> None:
         self._queue_lock = threading.Lock()
         self._turn = threading.Lock()
-        self._pending: list[_Job] = []
+        self._pending: list[ScoreJob] = []
 
     def score(self, customers: list[CustomerEvents], cutoffs: np.ndarray, bundle: ModelBundle) -> OnlineScores:
         """:func:`~journey_ml.serving.online_model.score_logs` of one request, maybe combined."""
-        job = _Job(customers, cutoffs, bundle)
+        job = ScoreJob(customers, cutoffs, bundle)
+        self.score_job(job)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def score_job(self, job: ScoreJob) -> None:
+        """Fill in ``job``'s result (or error), in a pass shared with concurrent jobs."""
         with self._queue_lock:
             self._pending.append(job)
         with self._turn:
             if job.result is None and job.error is None:
                 with self._queue_lock:
                     batch, self._pending = self._pending, []
-                self._run(batch)
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+                self.run(batch)
 
-    def _run(self, batch: list[_Job]) -> None:
-        """Score the jobs, one pass per model; a failing pass is retried job by job, so an
-        error only reaches the request that caused it."""
-        groups: dict[int, list[_Job]] = {}
+    @staticmethod
+    def run(batch: Sequence[ScoreJob]) -> None:
+        """Score the jobs, one pass per model, in the calling thread; a failing pass is
+        retried job by job, so an error only reaches the request that caused it."""
+        groups: dict[int, list[ScoreJob]] = {}
         for job in batch:
             groups.setdefault(id(job.bundle), []).append(job)
         for jobs in groups.values():
@@ -366,19 +376,46 @@ class ScoreCombiner:
 COMBINER = ScoreCombiner()
 
 
+#: A request's scoring as steps: it yields the one job it needs scored (the caller runs a
+#: pass, maybe shared with other requests, and resumes it) and returns the response.
+ScoreSteps = Generator[ScoreJob, None, ScoreResponse]
+
+
+def run_steps(steps: ScoreSteps) -> ScoreResponse:
+    """Drive ``steps`` to its response, each job scored through :data:`COMBINER`."""
+    try:
+        job = next(steps)
+        while True:
+            COMBINER.score_job(job)
+            job = next(steps)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
 def score_customers(request: ScoreRequest, model: LoadedModel, settings: ServiceSettings, *, now: datetime | None = None) -> ScoreResponse:
     """Validate and score a parsed request with one loaded model (taken once by the caller).
 
     Statuses, errors and ``as_of`` rules are those of the batch code (see
     :mod:`journey_ml.serving.app`); every customer needs at least one event.
     """
+    return run_steps(score_customers_steps(request, model, settings, now=now))
+
+
+def score_customers_steps(request: ScoreRequest, model: LoadedModel, settings: ServiceSettings, *, now: datetime | None = None) -> ScoreSteps:
+    """:func:`score_customers` as steps (:data:`ScoreSteps`): validation raises before the
+    job is yielded; the pass's result (or error) is read when resumed."""
     customers = request.customers
     check_customers(customers, settings)
     jm = model.bundle.journey_map
     events = [customer_events(c, i, jm) for i, c in enumerate(customers)]
     now_ns = datetime_ns(now or datetime.now(UTC))
     cut = _cutoffs(customers, events, now_ns)
-    scores = COMBINER.score([ev.sorted() for ev in events], np.asarray(cut, dtype=np.int64), model.bundle)
+    job = ScoreJob([ev.sorted() for ev in events], np.asarray(cut, dtype=np.int64), model.bundle)
+    yield job
+    if job.error is not None:
+        raise job.error
+    scores = job.result
+    assert scores is not None
     known = set(jm.known_event_types)
     out = [
         _customer_score(k, ev, cut[k], scores, known)

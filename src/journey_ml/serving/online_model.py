@@ -7,7 +7,8 @@ conversion, exit and session flags). The feature families of
 :mod:`journey_ml.features.families` then run on it exactly as the batch driver runs them
 on one chunk, into one float64 matrix in ``spec.feature_names`` order (values pass
 through float32, as the batch feature block stores them). Predictions call each
-LightGBM booster once for all rows with one thread; reason codes come from the drop-off
+LightGBM booster once for all rows with one thread (LightGBM's single-row fast C path for
+a few rows, :mod:`journey_ml.serving.fast_predict`); reason codes come from the drop-off
 model's TreeSHAP through :func:`journey_ml.explain.reasons.reasons_from_shap`.
 """
 
@@ -30,6 +31,7 @@ from journey_ml.features.context import Context
 from journey_ml.features.families import FEATURE_FAMILIES
 from journey_ml.features.spec import FeatureSpec
 from journey_ml.registry.bundle import ModelBundle
+from journey_ml.serving.fast_predict import fast_model
 
 __all__ = ["CustomerEvents", "OnlineScores", "feature_matrix", "request_log", "score_logs"]
 
@@ -116,6 +118,22 @@ class OnlineScores:
     reasons: list[list[dict[str, Any]]]
 
 
+_NAMES: dict[tuple[str, ...], pd.Index] = {}
+
+
+def _names_index(names: list[str]) -> pd.Index:
+    """``pd.Index(names, dtype=object)``, kept for name lists seen before (requests mostly
+    repeat the same few event type and channel lists; building an Index costs about as
+    much as a feature family)."""
+    key = tuple(names)
+    hit = _NAMES.get(key)
+    if hit is None:
+        if len(_NAMES) >= 1024:  # bounded: a worker never holds more than this many lists
+            _NAMES.clear()
+        hit = _NAMES[key] = pd.Index(names, dtype=object)
+    return hit
+
+
 def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
     """int16 codes by first appearance, and the distinct values (pandas' factorize order)."""
     index: dict[str, int] = {}
@@ -174,9 +192,9 @@ def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) ->
         start=start,
         ts=ts,
         event_type=et_codes,
-        event_types=pd.Index(et_names, dtype=object),
+        event_types=_names_index(et_names),
         channel=ch_codes,
-        channel_names=pd.Index(ch_names, dtype=object),
+        channel_names=_names_index(ch_names),
         stage=stage,
         flags=flags,
         conv_value=revenue[conv],
@@ -210,10 +228,12 @@ def _predictions(X: np.ndarray, bundle: ModelBundle) -> list[dict[str, Any]]:
     stages = list(bundle.journey_map.stage_names)
     n = len(X)
     if bundle.next_stage is not None:
-        proba = bundle.next_stage.calibrated(bundle.next_stage.raw_margin(X, num_threads=1))
+        next_stage = fast_model(bundle.next_stage)
+        proba = next_stage.calibrated(next_stage.raw_margin(X, num_threads=1))
     else:  # one stage: nothing to progress to
         proba = np.ones((n, len(stages)))
-    drop = np.asarray(bundle.drop_off.calibrated(bundle.drop_off.raw_margin(X, num_threads=1)), dtype=np.float64)
+    drop_off = fast_model(bundle.drop_off)
+    drop = np.asarray(drop_off.calibrated(drop_off.raw_margin(X, num_threads=1)), dtype=np.float64)
     drop = drop[:, 1] if drop.ndim == 2 else drop
     current = np.clip(X[:, _tables(bundle.spec).column["current_stage"]].astype(np.int64), 0, len(stages) - 1)
     reachable = np.arange(len(stages))[None, :] >= current[:, None]
@@ -221,7 +241,8 @@ def _predictions(X: np.ndarray, bundle: ModelBundle) -> list[dict[str, Any]]:
     unit = bundle.value_unit
     value = None
     if bundle.revenue is not None:
-        value = np.maximum(bundle.revenue.calibrated(bundle.revenue.raw_margin(X, num_threads=1)), 0.0)
+        revenue = fast_model(bundle.revenue)
+        value = np.maximum(revenue.calibrated(revenue.raw_margin(X, num_threads=1)), 0.0)
     out = []
     for r in range(n):
         v = None if value is None else float(value[r])
@@ -259,7 +280,7 @@ def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle:
     if len(active):
         X = feature_matrix(log, code[active], t[active], bundle.spec)
         values = _predictions(X, bundle)
-        drop = bundle.drop_off
+        drop = fast_model(bundle.drop_off)
         phi = np.asarray(
             drop.booster_.predict(X, pred_contrib=True, num_iteration=drop.best_iteration_, num_threads=1), dtype=np.float64
         )

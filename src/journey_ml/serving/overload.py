@@ -1,7 +1,7 @@
 """Answer overload instead of queueing it, and refuse bodies the service cannot read.
 
 :class:`OverloadGuard` bounds the requests one worker holds (being read, queued for the
-scoring thread or being scored) at ``JOURNEY_ML_MAX_IN_FLIGHT``. Above it a request is
+scoring pass or being scored) at ``JOURNEY_ML_MAX_IN_FLIGHT``. Above it a request is
 answered at once with 503 and ``Retry-After``, before its body is read, so the accepted
 requests keep their latency and the excess learns within milliseconds to come back later
 (or go to another replica), instead of waiting in an unbounded queue.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,13 @@ import pandas as pd
 from journey_ml.contract import JourneyMap
 from journey_ml.ingest import validate_events
 from journey_ml.serving.holder import LoadedModel
-from journey_ml.serving.online import check_customers, datetime_ns, ns_datetime
+from journey_ml.serving.online import (
+    ScoreSteps,
+    check_customers,
+    datetime_ns,
+    ns_datetime,
+    run_steps,
+)
 from journey_ml.serving.profiles import ProfileStore, StoredEvent, StoreUnavailable, history_days
 from journey_ml.serving.schemas import (
     CustomerIn,
@@ -44,7 +50,7 @@ from journey_ml.serving.schemas import (
 )
 from journey_ml.serving.settings import CLOCK_SKEW, ServiceSettings
 
-__all__ = ["append_events", "erase_customer", "score_with_profiles", "stored_events_of", "to_event_in"]
+__all__ = ["append_events", "erase_customer", "score_with_profiles", "score_with_profiles_steps", "stored_events_of", "to_event_in"]
 
 _CANONICAL = ("customer_id", "timestamp", "event_type", "channel", "revenue", "session_id")
 _NS = 10**9
@@ -228,6 +234,23 @@ def score_with_profiles(
     with events (at most ``settings.max_events_per_customer`` each) and errors it raises
     are re-indexed to this request's customers.
     """
+
+    def steps(req: ScoreRequest) -> ScoreSteps:
+        return score(req)
+        yield  # a generator that never waits for a pass
+
+    return run_steps(score_with_profiles_steps(request, store, model, settings, steps))
+
+
+def score_with_profiles_steps(
+    request: ScoreRequest,
+    store: ProfileStore,
+    model: LoadedModel,
+    settings: ServiceSettings,
+    score: Callable[[ScoreRequest], ScoreSteps],
+) -> Generator[Any, None, ScoreResponse]:
+    """:func:`score_with_profiles` as steps (:data:`~journey_ml.serving.online.ScoreSteps`):
+    ``score`` gives the ordinary scorer's steps, whose scoring job is passed through."""
     customers = request.customers
     check_customers(customers, settings)  # before the store is asked about thousands of ids
     try:
@@ -247,12 +270,12 @@ def score_with_profiles(
             customer = CustomerIn.model_construct(customer_id=customer.customer_id, as_of=customer.as_of, events=events)
         joined.append(customer)
     if len(known) == len(customers) and not any(held):
-        return score(request)  # nothing stored: the request as it came
+        return (yield from score(request))  # nothing stored: the request as it came
     scored: list[CustomerScore] = []
     version = model.version
     if joined:
         try:
-            response = score(ScoreRequest.model_construct(customers=joined))
+            response = yield from score(ScoreRequest.model_construct(customers=joined))
         except RequestError as exc:
             raise _reindexed(exc, known) from None
         scored, version = list(response.customers), response.model_version

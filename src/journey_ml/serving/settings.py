@@ -10,7 +10,7 @@
 ``JOURNEY_ML_MAX_BODY_BYTES``           request body size (default 10 MB)
 ``JOURNEY_ML_RELOAD_SECONDS``           how often the champion alias is polled (default 60;
                                         0 disables polling; ``POST /reload`` always works)
-``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 4); more are
+``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 8); more are
                                         answered 503 with ``Retry-After`` at once
 ``JOURNEY_ML_WORKERS``                  worker processes, each loading the model once (default:
                                         one per CPU core); read when the service is imported
@@ -61,9 +61,10 @@ class ServiceSettings:
         Poll interval of the model reference; 0 disables polling.
     max_in_flight : int
         Requests one worker holds at once; more get 503 with ``Retry-After``
-        (:class:`journey_ml.serving.overload.OverloadGuard`). Enough for requests that
-        arrive together to share scoring passes (where the throughput comes from), few
-        enough that an admitted request waits for at most about one pass of the others.
+        (:class:`journey_ml.serving.overload.OverloadGuard`). It also bounds a scoring pass
+        (:mod:`journey_ml.serving.hot_path`): enough for requests that arrive together to
+        share a pass (where the throughput comes from), few enough that an admitted request
+        waits for at most about two passes (the one running and its own).
     profiles : str
         Profile store: a directory for SQLite or a Redis URL
         (:func:`journey_ml.serving.profiles.open_store`).
@@ -76,7 +77,7 @@ class ServiceSettings:
     max_events_per_customer: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
     reload_seconds: float = 60.0
-    max_in_flight: int = 4
+    max_in_flight: int = 8
     profiles: str = "profiles"
 
     @classmethod
@@ -115,9 +116,10 @@ def service_workers(environ: Mapping[str, str] | None = None) -> int:
 
 
 def service_threads(environ: Mapping[str, str] | None = None) -> int:
-    """Request threads per worker: one for every request a worker admits
-    (``JOURNEY_ML_MAX_IN_FLIGHT``), so concurrent requests can share a scoring pass
-    (:class:`journey_ml.serving.online.ScoreCombiner`)."""
+    """Request threads per worker for the routes BentoML runs on threads (``/events``,
+    ``/reload``, the GET routes): one for every request a worker admits
+    (``JOURNEY_ML_MAX_IN_FLIGHT``). ``/score`` has its own scoring thread
+    (:mod:`journey_ml.serving.hot_path`)."""
     env = os.environ if environ is None else environ
     return env_number(env, "JOURNEY_ML_MAX_IN_FLIGHT", ServiceSettings.max_in_flight, int, lambda v: v > 0, "a positive integer")
 
