@@ -196,7 +196,8 @@ def ranked(trained_bundle):  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_ranking_totals_are_the_sum_of_per_customer_impacts(ranked, trained_bundle) -> None:  # type: ignore[no-untyped-def]
     """Each friction's amount, customers and rows are the per-row impacts summed over
-    customers, recomputed here from :func:`friction_impacts` on the same rows."""
+    customers, recomputed here from :func:`friction_impacts` on the same rows; the amount
+    counts the occurrences a fix would remove (``attrs["reach"]``: per occurrence seen)."""
     tb = trained_bundle
     assert ranked.attrs["scope"] == "period"  # the fixture's models are weekly-only
     rows = period_features(tb.events, tb.bundle.spec)
@@ -207,7 +208,9 @@ def test_ranking_totals_are_the_sum_of_per_customer_impacts(ranked, trained_bund
     est = ranked.set_index("touchpoint")
     assert est["shap_impact"].abs().max() > 0
     for fr in imp.frictions:
-        assert est.loc[fr, "shap_impact"] == pytest.approx(per_customer[fr].sum(), rel=1e-9, abs=1e-9)
+        reach = ranked.attrs["reach"][fr]
+        assert 1 / (1 + 0.5) <= reach <= 1 / (1 - 0.5)
+        assert est.loc[fr, "shap_impact"] == pytest.approx(reach * per_customer[fr].sum(), rel=1e-9, abs=1e-9)
         assert est.loc[fr, "customers_affected"] == int(hit[fr].sum())
         assert est.loc[fr, "rows_affected"] == int(imp.affected[:, imp.frictions.index(fr)].sum())
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
@@ -422,42 +425,56 @@ def test_reason_codes(trained_bundle) -> None:  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------- uplift: amounts from the data
-def _planted_rows(effect: float, n_occ: int = 600, seed: int = 0):  # type: ignore[no-untyped-def]
-    """Occurrences and controls of one friction: y = 3 + 1.5 g + noise, minus ``effect``
-    after an occurrence; the models' baseline g is biased (y is not g)."""
+def _planted_rows(effect: float, n_occ: int = 600, seed: int = 0, reach: float = 0.0):  # type: ignore[no-untyped-def]
+    """Occurrences and controls of one friction: y = 3 + 0.2 x + noise (x: the customer's
+    activity, the same spread in both), minus ``effect`` after an occurrence; later
+    occurrences ~ Poisson(1) after a control, Poisson(1 - reach) after an occurrence."""
     from journey_ml.explain.uplift import UpliftRows
 
     rng = np.random.default_rng(seed)
     n_ctrl = 2 * n_occ
-    g = rng.gamma(2.0, 10.0, size=n_occ + n_ctrl)
+    x = rng.gamma(2.0, 10.0, size=n_occ + n_ctrl)
     control = np.arange(n_occ + n_ctrl) >= n_occ
-    y = 3.0 + 1.5 * g + rng.normal(0, 5.0, size=len(g)) - np.where(control, 0.0, effect)
-    ids = np.array([f"C{i:05d}" for i in range(len(g))], dtype=object)
-    return UpliftRows(ids, np.zeros(len(g), np.int64), control, np.ones(len(g)), y, g)
+    y = 3.0 + 0.2 * x + rng.normal(0, 5.0, size=len(x)) - np.where(control, 0.0, effect)
+    later = rng.poisson(np.where(control, 1.0, 1.0 - reach)).astype(np.float64)
+    ids = np.array([f"C{i:05d}" for i in range(len(x))], dtype=object)
+    return UpliftRows(ids, np.zeros(len(x), np.int64), control, np.ones(len(x)), y, later)
 
 
 @pytest.mark.parametrize("effect", [0.0, 4.0, 12.0])
 def test_uplift_recovers_a_planted_effect(effect: float) -> None:
-    """Σ_occ (a + b·g − y) with (a, b) fitted on the controls: the planted loss per
-    occurrence times the occurrences, within 4 standard errors (~150 here: noise 5 over
-    600 occurrences and the controls' fit)."""
-    from journey_ml.explain.uplift import uplift_from_sums, uplift_stats
+    """Σ_occ (ȳ_controls − y): the planted loss per occurrence times the occurrences,
+    within 4 standard errors (~180 here: sd ~6 over 600 occurrences and 1,200 controls)."""
+    from journey_ml.explain.uplift import uplift_from_sums, uplift_parts, uplift_stats
 
     rows = _planted_rows(effect)
-    codes = np.arange(len(rows.g))
+    codes = np.arange(len(rows.y))
     stats = uplift_stats(rows, codes, len(codes), 1)
     amount = uplift_from_sums(stats.sum(axis=0))[0]
-    assert amount == pytest.approx(600 * effect, abs=600)
-    # The model's raw baseline would be far off (slope 1.5, intercept 3): the fit matters.
-    naive = float((rows.g - rows.y)[~rows.control].sum())
-    assert abs(naive - 600 * effect) > 5_000 > 600
+    assert amount == pytest.approx(600 * effect, abs=720)
+    assert abs(uplift_parts(stats.sum(axis=0))[1][0]) < 0.2  # no planted reach
+
+
+def test_uplift_counts_the_occurrences_a_fix_lets_happen() -> None:
+    """Each occurrence prevents 0.25 later ones (Poisson 0.75 against 1 after a control):
+    fixing the friction removes 1 / (1 - 0.25) occurrences per occurrence seen, so the
+    amount is the own effect x 4/3 (the planted reach within ~4 standard errors)."""
+    from journey_ml.explain.uplift import uplift_from_sums, uplift_parts, uplift_stats
+
+    rows = _planted_rows(10.0, n_occ=3000, reach=0.25)
+    codes = np.arange(len(rows.y))
+    sums = uplift_stats(rows, codes, len(codes), 1).sum(axis=0)
+    own, reach = uplift_parts(sums)
+    assert reach[0] == pytest.approx(0.25, abs=0.1)
+    assert own[0] == pytest.approx(3000 * 10.0, abs=1500)
+    assert uplift_from_sums(sums)[0] == pytest.approx(own[0] / (1 - reach[0]))
 
 
 def test_uplift_needs_enough_rows() -> None:
     from journey_ml.explain.uplift import uplift_from_sums, uplift_stats
 
     rows = _planted_rows(5.0, n_occ=10)
-    stats = uplift_stats(rows, np.arange(len(rows.g)), len(rows.g), 1)
+    stats = uplift_stats(rows, np.arange(len(rows.y)), len(rows.y), 1)
     assert np.isnan(uplift_from_sums(stats.sum(axis=0))[0])
 
 
@@ -465,9 +482,11 @@ def test_corrected_amount_moves_to_a_contradicting_uplift() -> None:
     """A SHAP amount at 20% of a planted effect, an uplift that contradicts it by many
     standard errors: the estimate moves to the uplift and the interval covers the effect;
     an uplift that agrees within noise leaves the SHAP amount as it is."""
+    from dataclasses import replace
+
     from journey_ml.explain.amounts import friction_amounts
 
-    rows = _planted_rows(10.0)
+    rows = replace(_planted_rows(10.0), later=None)  # no later occurrences: reach 1
     truth = 600 * 10.0
     impact = np.where(rows.control, 0.0, 0.2 * 10.0)[:, None]  # the under-learned SHAP amount
     amounts, _, _ = friction_amounts(impact, pd.Series(rows.customer_id), rows, 200, 0, 1.0)

@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from journey_ml.explain.uplift import combine_estimates, uplift_from_sums, uplift_stats
+from journey_ml.explain.uplift import (
+    REACH_BOUNDS,
+    combine_estimates,
+    uplift_parts,
+    uplift_stats,
+)
 
 __all__ = ["Amounts", "bootstrap_interval", "bootstrap_totals", "friction_amounts", "per_group"]
 
@@ -78,6 +83,7 @@ class Amounts:
     shap: NDArray[np.float64]
     uplift: NDArray[np.float64]
     uplift_se: NDArray[np.float64]
+    reach: NDArray[np.float64] | None = None  # occurrences without the friction / occurrences
 
 
 def friction_amounts(
@@ -106,20 +112,34 @@ def friction_amounts(
         per_customer = np.hstack([per_customer, uplift_stats(up, up_codes, len(uniques), F)])
     boot = bootstrap_totals(per_customer, n_bootstrap, seed)
     total = per_customer.sum(axis=0)
-    shap = scale * total[:F]
-    shap_b = scale * boot[:, :F]
+    # Each amount counts the occurrences that would happen without the friction:
+    # ``n / (1 - r)`` (``r``: uplift_parts), with ``r`` from the same resample.
+    reach, reach_b = np.ones(F), np.ones((len(boot), F))
+    uplift, uplift_sd = np.full(F, np.nan), np.full(F, np.nan)
+    if up is not None:
+        own, r = uplift_parts(total[F:])
+        reach = _reach(r)
+        uplift = scale * own * reach
+        if len(boot):
+            own_b, r_b = uplift_parts(boot[:, F:])
+            reach_b = _reach(r_b)
+            u_b = scale * own_b * reach_b
+            if len(boot) > 1:
+                with np.errstate(invalid="ignore"):
+                    finite = np.isfinite(u_b).mean(axis=0) > 0.9
+                    uplift_sd = np.where(finite, np.nanstd(u_b, axis=0, ddof=1), np.nan)
+    shap = scale * total[:F] * reach
+    shap_b = scale * boot[:, :F] * reach_b
     if len(shap_b):
         lo, hi = np.percentile(shap_b, 2.5, axis=0), np.percentile(shap_b, 97.5, axis=0)
         shap_sd = shap_b.std(axis=0, ddof=1) if len(shap_b) > 1 else np.zeros(F)
     else:
         lo, hi, shap_sd = shap, shap, np.zeros(F)
-    uplift, uplift_sd = np.full(F, np.nan), np.full(F, np.nan)
-    if up is not None:
-        uplift = scale * uplift_from_sums(total[F:])
-        if len(boot) > 1:
-            u_b = scale * uplift_from_sums(boot[:, F:])
-            with np.errstate(invalid="ignore"):
-                finite = np.isfinite(u_b).mean(axis=0) > 0.9
-                uplift_sd = np.where(finite, np.nanstd(u_b, axis=0, ddof=1), np.nan)
     est, lo, hi = combine_estimates(shap, shap_sd, (lo, hi), uplift, uplift_sd)
-    return Amounts(est, lo, hi, shap, uplift, uplift_sd), codes, n_cust
+    return Amounts(est, lo, hi, shap, uplift, uplift_sd, reach), codes, n_cust
+
+
+def _reach(r: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``1 / (1 - r)`` with ``r`` within :data:`~journey_ml.explain.uplift.REACH_BOUNDS`; 1 where
+    ``r`` is unknown (too few rows)."""
+    return np.where(np.isfinite(r), 1.0 / (1.0 - np.clip(np.nan_to_num(r), *REACH_BOUNDS)), 1.0)

@@ -54,6 +54,7 @@ from journey_ml.explain.rows import (
 from journey_ml.explain.shap import Bundle, drop_probability, expected_revenue, tree_shap
 from journey_ml.explain.uplift import annuity, uplift_rows
 from journey_ml.features import FeatureSpec
+from journey_ml.labels.anchors import anchor_cutoffs
 from journey_ml.labels.shape import NO_FRICTIONS
 
 __all__ = [
@@ -400,7 +401,8 @@ def _uplift_inputs(
     anchored = ANCHOR_COLUMN in rows.columns
     first = pd.Timestamp(rows["cutoff"].min())
     start = first - (pd.Timedelta(1, "ns") if anchored else pd.Timedelta(days=cadence_days))
-    occ = rows if anchored else anchored_features(log, bundle.spec, start=start, end=end)
+    # The uplift needs only who, when and which friction of each occurrence.
+    occ = rows if anchored else anchor_cutoffs(log, bundle.journey_map, start=start, end=end, controls_per_anchor=0)
     if not len(occ):
         return None
     return uplift_rows(
@@ -434,7 +436,9 @@ def rank_improvements(
     ``U ± 1.96 se`` (:func:`~journey_ml.explain.uplift.combine_estimates`), both from the same
     ``n_bootstrap`` customer resamples (seeded by ``seed``). ``evidence`` says "no evidence
     of impact" when the interval contains 0. ``scale`` multiplies every amount and count
-    (a customer sample's totals).
+    (a customer sample's totals). With events, the SHAP and uplift amounts also count the
+    later occurrences a fix lets happen (``attrs["reach"]``: occurrences without the
+    friction per occurrence seen, :func:`~journey_ml.explain.uplift.uplift_from_sums`).
     The unit follows :func:`ranking_unit`. One row per friction with
     :data:`IMPROVEMENT_COLUMNS`, ordered by ``expected_impact`` (descending).
     """
@@ -501,6 +505,10 @@ def rank_improvements(
             "unit": unit,
             "estimate": "shap+uplift" if up is not None else "shap",
             "customers_scale": scale,
+            # Occurrences without the friction per occurrence (the amounts count them all).
+            "reach": dict(zip(imp.frictions, map(float, amounts.reach), strict=True))
+            if amounts.reach is not None
+            else {},
         }
     )
     return df[list(IMPROVEMENT_COLUMNS)]

@@ -1,21 +1,28 @@
-"""Each friction's amount from the data itself: occurrences against matched friction-free controls.
+"""Each friction's amount from the data itself: occurrences against friction-free controls.
 
 The SHAP amount (:mod:`journey_ml.explain.impacts`) is what the models learned, and a model
 under-learns a rare friction. Where a friction strikes at random among comparable events
 (a checkout error among checkout starts, a late delivery among deliveries), the outcome
 after its occurrences against the outcome after friction-free *control* events
-(:func:`journey_ml.labels.anchors.anchor_cutoffs`) measures its effect without the model:
+(:func:`journey_ml.labels.anchors.anchor_cutoffs`) measures its effect without the model.
+The amount estimates what a product team means by fixing the friction: the value gained
+over the period if it never happened.
 
 * outcome ``y``: the value (revenue, or conversions) the customer brought from the event
-  to the period end -- what the true gain of fixing the friction is counted in;
-* baseline ``g``: the models' expectation over the same span,
-  ``E[rev] + E[rev]/(1 - p) · (A − 1)`` (:func:`annuity`), from what precedes the friction
-  only (a covariate it cannot change): the state at a pure friction event's preceding
-  event (a checkout start) against a control event's own row; the state just before a
-  measured friction's event (a support contact) and just before its control's;
-* per friction, ``y ≈ a + b·g`` fitted on the controls (regression adjustment: it removes
-  the differences in customers and time left that ``g`` sees, and it corrects ``g``'s bias);
-  the *uplift* amount is ``Σ_occurrences (a + b·g − y)``, the value fixing them brings back.
+  to the period end;
+* the *own effect* of the occurrences: ``Σ_occ (ȳ_controls − y)``, the difference in means
+  (the friction strikes at random among its control events, so the controls' mean is the
+  occurrences' friction-free outcome). The models' expectation is not used as a baseline:
+  they were fitted on this period's outcomes, and at an occurrence's pre-friction state
+  their prediction already carries the friction (a delivery that is days overdue, a
+  checkout start whose failed sale was a training label), so adjusting on it moves the
+  estimate away from the truth, not toward it;
+* *reach*: the own effect is measured with the customer's later life as it is, later
+  occurrences of the same friction included; fixing the friction removes those too, and
+  every fixed occurrence lets the customer live into ``r`` more of them (fewer churn
+  after it). ``r`` is the same difference in means on the outcome "later occurrences of
+  the friction", and the amount is the own effect times ``1 / (1 − r)``
+  (:func:`uplift_from_sums`).
 
 Customers are resampled (all their rows together) for the uplift's standard error, with
 the same resamples as the SHAP amount's, and the two are combined
@@ -35,26 +42,30 @@ from numpy.typing import NDArray
 
 from journey_ml.contract.time import to_utc, utc_ns
 from journey_ml.eventlog import EventLog
-from journey_ml.explain.rows import ANCHOR_COLUMN, BEFORE_PREFIX
-from journey_ml.explain.shap import Bundle, drop_probability, expected_revenue
-from journey_ml.features import compute_rows
+from journey_ml.explain.rows import ANCHOR_COLUMN
+from journey_ml.explain.shap import Bundle
 from journey_ml.labels.anchors import anchor_cutoffs
 
 __all__ = [
+    "REACH_BOUNDS",
     "UPLIFT_STATS",
     "UpliftRows",
     "annuity",
     "combine_estimates",
-    "friction_free_value",
+    "later_occurrences",
     "outcome_to_end",
     "uplift_from_sums",
+    "uplift_parts",
     "uplift_rows",
     "uplift_stats",
 ]
 
-#: Per-customer sums behind one friction's uplift: controls' count, Σg, Σy, Σg², Σgy;
-#: occurrences' (weighted) count, Σg, Σy.
-UPLIFT_STATS: tuple[str, ...] = ("nc", "gc", "yc", "ggc", "gyc", "no", "go", "yo")
+#: Per-customer sums behind one friction's uplift: controls' count, Σy, Σc; occurrences'
+#: (weighted) count, Σy, Σc (``c``: the friction's later occurrences).
+UPLIFT_STATS: tuple[str, ...] = ("nc", "yc", "cc", "no", "yo", "co")
+#: Bounds of the share of later occurrences a fixed one lets happen (``r``,
+#: :func:`uplift_from_sums`): a noisy ``r`` near 1 would blow the amount up.
+REACH_BOUNDS: tuple[float, float] = (-0.5, 0.5)
 # Fewer controls or occurrences than this in a resample: no uplift for the friction.
 _MIN_ROWS = 20
 _Z95 = 1.959963984540054
@@ -91,23 +102,23 @@ def annuity(
     return (1.0 - (1.0 - p) ** horizons) / p
 
 
-def _raw(model: Any, X: NDArray[np.float64], names: list[str]) -> NDArray[np.float64]:
-    if not len(X):
-        return np.zeros(0)
-    frame = pd.DataFrame(X, columns=pd.Index(names, dtype=object))
-    return np.asarray(model.predict_raw(frame), dtype=np.float64)
-
-
-def friction_free_value(
-    bundle: Bundle, X: NDArray[np.float64], cutoffs: pd.DataFrame, period_end: Any
+def _between(
+    log: EventLog, code: NDArray[np.int64], t: NDArray[np.int64], end: Any,
+    positions: NDArray[np.int64], values: NDArray[np.float64],
 ) -> NDArray[np.float64]:
-    """The models' expected value from each row's cutoff to the period end (``g``, module docstring)."""
-    names = bundle.spec.feature_names
-    p = np.clip(drop_probability(bundle.drop_off, _raw(bundle.drop_off, X, names)), 0.0, 1.0 - 1e-6)
-    assert bundle.revenue is not None
-    rev = expected_revenue(bundle.revenue, _raw(bundle.revenue, X, names))
-    ann = annuity(cutoffs, np.arange(len(X)), p, bundle.journey_map.horizon_days, period_end)
-    return rev + rev / (1.0 - p) * (ann - 1.0)
+    """Per row, the sum of ``values`` at the event ``positions`` (sorted) of the row's
+    customer in ``(t, end]``."""
+    cum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    end_ns = np.full(len(t), to_utc(end).value, dtype=np.int64)
+    at_t = log.locate(code, np.asarray(t, dtype=np.int64), (0,))
+    at_end = log.locate(code, end_ns, (0,))
+
+    # Sum over the positions <= the customer's last event at or before a time.
+    def upto(rows: Any) -> NDArray[np.float64]:
+        last = np.where(rows.last[0] >= rows.first, rows.last[0], rows.first - 1)
+        return cum[np.searchsorted(positions, last, side="right")]
+
+    return upto(at_end) - upto(at_t)
 
 
 def outcome_to_end(
@@ -116,18 +127,21 @@ def outcome_to_end(
     """Value each customer brought in ``(t, end]``: revenue, or conversions (``unit``)."""
     conv = np.asarray(log.flags["conversion"], dtype=np.int64)
     value = log.conv_value if unit == "revenue" else np.ones(len(conv))
-    cum = np.concatenate([[0.0], np.cumsum(value, dtype=np.float64)])
+    return _between(log, log.codes_of(pd.Series(customer_id)), t, end, conv, value)
+
+
+def later_occurrences(
+    log: EventLog, customer_id: Any, t: NDArray[np.int64], end: Any, friction: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Per row, how often the row's friction (``friction``: index into the map's frictions)
+    struck its customer again in ``(t, end]``."""
+    out = np.zeros(len(t))
     code = log.codes_of(pd.Series(customer_id))
-    end_ns = np.full(len(t), to_utc(end).value, dtype=np.int64)
-    at_t = log.locate(code, np.asarray(t, dtype=np.int64), (0,))
-    at_end = log.locate(code, end_ns, (0,))
-
-    # Value of the conversions at positions <= the customer's last event at or before a time.
-    def upto(rows: Any) -> NDArray[np.float64]:
-        last = np.where(rows.last[0] >= rows.first, rows.last[0], rows.first - 1)
-        return cum[np.searchsorted(conv, last, side="right")]
-
-    return upto(at_end) - upto(at_t)
+    for j in np.unique(friction):
+        on = np.flatnonzero(friction == j)
+        pos = np.asarray(log.flags[f"friction:{int(j)}"], dtype=np.int64)
+        out[on] = _between(log, code[on], np.asarray(t)[on], end, pos, np.ones(len(pos)))
+    return out
 
 
 @dataclass
@@ -135,7 +149,8 @@ class UpliftRows:
     """Occurrences and controls of the uplift estimate, one entry per row.
 
     ``friction`` indexes the map's frictions; ``weight`` is how many occurrences a row
-    stands for (1, or more when occurrences were sampled; controls weigh 1).
+    stands for (1, or more when occurrences were sampled; controls weigh 1); ``y`` the
+    value to the period end; ``later`` the friction's later occurrences (None: 0).
     """
 
     customer_id: NDArray[Any]
@@ -143,7 +158,7 @@ class UpliftRows:
     control: NDArray[np.bool_]
     weight: NDArray[np.float64]
     y: NDArray[np.float64]
-    g: NDArray[np.float64]
+    later: NDArray[np.float64] | None = None
 
 
 def uplift_rows(
@@ -157,11 +172,11 @@ def uplift_rows(
     controls_per_anchor: float = 2.0,
     seed: int = 0,
 ) -> UpliftRows:
-    """Outcomes and baselines of ``occurrences`` (anchored rows with ``before:`` columns,
-    :func:`~journey_ml.explain.rows.anchored_features`) and of seeded controls drawn in
-    ``(start, end]``: ``controls_per_anchor`` per occurrence of each friction."""
+    """Outcomes of ``occurrences`` (rows with ``customer_id``, ``cutoff`` and the ``anchor``
+    friction, e.g. :func:`~journey_ml.explain.rows.anchored_features`) and of seeded
+    controls drawn in ``(start, end]``: ``controls_per_anchor`` per occurrence of each
+    friction; with each row's later occurrences of its friction up to ``end``."""
     spec = bundle.spec
-    names = spec.feature_names
     frictions = [f.name for f in spec.journey_map.friction]
     log = events if isinstance(events, EventLog) else EventLog.build(events, spec)
     anchors = anchor_cutoffs(
@@ -174,41 +189,27 @@ def uplift_rows(
     )
     ctrl = anchors.loc[anchors["is_control"].to_numpy(dtype=bool)].reset_index(drop=True)
     ctrl = ctrl.loc[_clean_controls(log, ctrl, frictions)].reset_index(drop=True)
-    ctrl_ids = ctrl["customer_id"].astype("str").array
-    ctrl_t = utc_ns(ctrl["cutoff"])
-    occ_ids = occurrences["customer_id"].astype("str").to_numpy()
-    occ_t = utc_ns(occurrences["cutoff"])
-    # The baseline sees only what precedes the friction (a covariate it cannot change):
-    # a pure friction event's preceding event (the ``before:`` row) against the control
-    # event's own row; a measured friction's event (a support contact) and its control
-    # both just before the event.
-    pure = [
-        f.name for f in spec.journey_map.friction if f.column is None and f.event_type is not None
-    ]
-    c_pure = np.isin(ctrl["anchor"].astype("str").to_numpy(), pure)
-    o_pure = np.isin(occurrences[ANCHOR_COLUMN].astype("str").to_numpy(), pure)
-    Xc = compute_rows(log, spec, ctrl_ids, np.where(c_pure, ctrl_t, ctrl_t - 1))[names]
-    Xc = Xc.to_numpy(dtype=np.float64, na_value=np.nan)
-    Xo = occurrences[[BEFORE_PREFIX + c for c in names]].to_numpy(dtype=np.float64, na_value=np.nan)
-    measured = np.flatnonzero(~o_pure)
-    if len(measured):
-        prior = compute_rows(log, spec, occ_ids[measured], occ_t[measured] - 1)[names]
-        Xo[measured] = prior.to_numpy(dtype=np.float64, na_value=np.nan)
-    g_c = friction_free_value(bundle, Xc, ctrl[["cutoff"]], end)
-    g_o = friction_free_value(bundle, Xo, occurrences[["cutoff"]], end)
-    unit = "revenue" if bundle.value_unit == "revenue" else "conversions"
-    y_o = outcome_to_end(log, occ_ids, occ_t, end, unit)
-    y_c = outcome_to_end(log, np.asarray(ctrl_ids, dtype=object), ctrl_t, end, unit)
+    ids = np.concatenate(
+        [
+            occurrences["customer_id"].astype("str").to_numpy(dtype=object),
+            ctrl["customer_id"].astype("str").to_numpy(dtype=object),
+        ]
+    )
+    t = np.concatenate([utc_ns(occurrences["cutoff"]), utc_ns(ctrl["cutoff"])])
     index = {f: j for j, f in enumerate(frictions)}
-    f_o = np.array([index[a] for a in occurrences[ANCHOR_COLUMN].astype("str")], dtype=np.int64)
-    f_c = np.array([index[a] for a in ctrl["anchor"].astype("str")], dtype=np.int64)
+    names = np.concatenate(
+        [occurrences[ANCHOR_COLUMN].astype("str").to_numpy(), ctrl["anchor"].astype("str").to_numpy()]
+    )
+    friction = np.array([index[a] for a in names], dtype=np.int64)
+    n_occ, n_ctrl = len(occurrences), len(ctrl)
+    unit = "revenue" if bundle.value_unit == "revenue" else "conversions"
     return UpliftRows(
-        customer_id=np.concatenate([occ_ids, np.asarray(ctrl_ids, dtype=object)]),
-        friction=np.concatenate([f_o, f_c]),
-        control=np.concatenate([np.zeros(len(f_o), bool), np.ones(len(f_c), bool)]),
-        weight=np.concatenate([np.asarray(occurrence_weight, dtype=np.float64), np.ones(len(f_c))]),
-        y=np.concatenate([y_o, y_c]),
-        g=np.concatenate([g_o, g_c]),
+        customer_id=ids,
+        friction=friction,
+        control=np.concatenate([np.zeros(n_occ, bool), np.ones(n_ctrl, bool)]),
+        weight=np.concatenate([np.asarray(occurrence_weight, dtype=np.float64), np.ones(n_ctrl)]),
+        y=outcome_to_end(log, ids, t, end, unit),
+        later=later_occurrences(log, ids, t, end, friction),
     )
 
 
@@ -251,10 +252,11 @@ def uplift_stats(
     """(customers, frictions x :data:`UPLIFT_STATS`) per-customer sums (``codes``: customer codes of the rows)."""
     out = np.zeros((n_customers, n_frictions * len(UPLIFT_STATS)))
     c, o = rows.control, ~rows.control
-    w, g, y = rows.weight, rows.g, rows.y
+    w, y = rows.weight, rows.y
+    later = rows.later if rows.later is not None else np.zeros_like(y)
     parts = {
-        "nc": (c, np.ones_like(g)), "gc": (c, g), "yc": (c, y), "ggc": (c, g * g), "gyc": (c, g * y),
-        "no": (o, w), "go": (o, w * g), "yo": (o, w * y),
+        "nc": (c, np.ones_like(y)), "yc": (c, y), "cc": (c, later),
+        "no": (o, w), "yo": (o, w * y), "co": (o, w * later),
     }  # fmt: skip
     k = len(UPLIFT_STATS)
     for s, name in enumerate(UPLIFT_STATS):
@@ -265,19 +267,32 @@ def uplift_stats(
     return out
 
 
-def uplift_from_sums(sums: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Uplift amounts ``Σ_occ (a + b·g − y)`` from summed :data:`UPLIFT_STATS` (``(..., F·8)``);
-    NaN where a friction has fewer than 20 controls or occurrences."""
+def uplift_parts(sums: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """From summed :data:`UPLIFT_STATS` (``(..., F·6)``): the occurrences' own effect
+    ``Σ_occ (ȳ_controls − y)`` and their reach ``r = Σ_occ (c̄_controls − c) / n_occ``, the
+    later occurrences each one prevents; NaN where a friction has fewer than 20 controls
+    or occurrences."""
     k = len(UPLIFT_STATS)
     s = sums.reshape(*sums.shape[:-1], -1, k)
-    nc, gc, yc, ggc, gyc, no, go, yo = (s[..., i] for i in range(k))
+    nc, yc, cc, no, yo, co = (s[..., i] for i in range(k))
+    ok = (nc >= _MIN_ROWS) & (no >= _MIN_ROWS)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sxx = ggc - gc * gc / nc
-        sxy = gyc - gc * yc / nc
-        b = np.where(sxx > 1e-12 * np.maximum(ggc, 1e-300), sxy / sxx, 0.0)
-        a = (yc - b * gc) / nc
-        out = no * a + b * go - yo
-    return np.where((nc >= _MIN_ROWS) & (no >= _MIN_ROWS), out, np.nan)
+        own = no * yc / nc - yo
+        reach = (no * cc / nc - co) / no
+    return np.where(ok, own, np.nan), np.where(ok, reach, np.nan)
+
+
+def uplift_from_sums(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Uplift amounts: the own effect over ``1 − r`` (:func:`uplift_parts`, ``r`` within
+    :data:`REACH_BOUNDS`), NaN where a friction has too few rows.
+
+    Fixing the friction removes the occurrences that happened and the ``r`` per fixed
+    occurrence that the customers it kept would then have met: the period's gain is
+    the occurrences that would happen without the fix, ``n / (1 − r)``, times the own
+    effect of each, ``own / n``.
+    """
+    own, reach = uplift_parts(sums)
+    return own / (1.0 - np.clip(reach, *REACH_BOUNDS))
 
 
 def combine_estimates(
