@@ -137,6 +137,41 @@ def test_chunked_threaded_path_matches_one_chunk(
     assert nobody["events_total"] == 0 and math.isnan(nobody["recency_days"])
 
 
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_few_row_chunks_rank_flags_at_once_with_the_same_values(
+    journey_map: JourneyMap, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Chunks of a few rows (as a serving request) rank each flag at every boundary in one
+    search (:meth:`Context.flag_rank`); the values are those of one search per boundary."""
+    from journey_ml.eventlog import EventLog
+    from journey_ml.features import compute as features_module
+    from journey_ml.features.context import Context
+    from journey_ml.simulate import SimulationConfig, simulate
+
+    events = simulate(SimulationConfig(customers=40, days=120, seed=9)).events
+    spec = FeatureSpec.fit(events, journey_map)
+    ids = events["customer_id"].drop_duplicates().tolist()
+    times = [pd.Timestamp(events["timestamp"].min()) + pd.Timedelta(days=d) for d in (30, 80, 119)]
+    cut = pd.DataFrame({"customer_id": [c for c in ids for _ in times], "cutoff": times * len(ids)})
+    whole = compute_features(events, spec, cut)
+    monkeypatch.setattr(features_module, "ROW_CHUNK", chunk)
+    pd.testing.assert_frame_equal(compute_features(events, spec, cut), whole)
+    # The two paths directly: one row (at once) against the same row among many.
+    log = EventLog.build(events, spec)
+    code, t = log.active_at([times[1]])
+    assert len(code) > 5  # so that ``many`` searches once per boundary
+    many = Context(log, log.codes(spec), log.locate(code, t, features_module.ROW_OFFSETS), spec)
+    names = [n for n in log.flags if n.startswith("friction:")]
+    windows = [7, 30, 90, None]
+    wide = many.flag_windows(names, windows)
+    for r in (0, len(code) // 2, len(code) - 1):
+        one = Context(log, log.codes(spec), log.locate(code[r : r + 1], t[r : r + 1], features_module.ROW_OFFSETS), spec)
+        np.testing.assert_array_equal(one.flag_windows(names, windows)[:, :, 0], wide[:, :, r])
+        for name in names:
+            for w in windows:
+                assert one.flag_rank(name, w)[0] == many.flag_rank(name, w)[r]
+
+
 def test_spec_round_trip_and_declarations(journey_map: JourneyMap, events: pd.DataFrame) -> None:
     spec = FeatureSpec.fit(events, journey_map)
     d = json.loads(json.dumps(spec.to_dict()))

@@ -18,6 +18,9 @@ from journey_ml.features.vocabulary import Vocabulary
 
 __all__ = ["Context", "Family", "f32", "ratio"]
 
+#: Up to this many boundaries in all, :meth:`Context.flag_rank` ranks all of a flag's at once.
+_SEARCH_AT_ONCE = 32
+
 
 @dataclass
 class Family:
@@ -41,6 +44,11 @@ class Context:
         self.some = rows.last[0] >= rows.first  # the row has at least one event
         self._families: dict[str, Family] = {}
         self._ranks: dict[tuple[str, float | None], np.ndarray] = {}
+        self._matrices: dict[str, np.ndarray] = {}
+        # A few rows (a serving request): each flag is ranked at every boundary at once
+        # (boundary -> row of its rank matrix); None: one search per (flag, boundary).
+        keys: list[float | None] = [*rows.last, None]
+        self._at_once = {d: i for i, d in enumerate(keys)} if self.n_rows * len(keys) <= _SEARCH_AT_ONCE else None
 
     def boundary(self, days: float | None) -> np.ndarray:
         """Each row's last event index at or before ``t - days`` (``first - 1`` for None)."""
@@ -60,14 +68,37 @@ class Context:
 
     def flag_rank(self, name: str, days: float | None) -> np.ndarray:
         """Number of ``name``-flagged events up to each row's boundary ``t - days``."""
+        if self._at_once is not None:
+            return self._rank_matrix(name)[self._at_once[days]]
         key = (name, days)
-        if key not in self._ranks:
-            self._ranks[key] = rank_right(self.log.flags[name], self.boundary(days))
-        return self._ranks[key]
+        hit = self._ranks.get(key)
+        if hit is None:
+            hit = self._ranks[key] = rank_right(self.log.flags[name], self.boundary(days))
+        return hit
+
+    def _rank_matrix(self, name: str) -> np.ndarray:
+        """(boundaries x rows) ranks of ``name`` at every boundary, in one search (few rows:
+        the same search as one per boundary, without a call per window)."""
+        hit = self._matrices.get(name)
+        if hit is None:
+            keys = self._at_once or {}
+            q = np.concatenate([self.boundary(d) for d in keys])
+            hit = self._matrices[name] = rank_right(self.log.flags[name], q).reshape(len(keys), self.n_rows)
+        return hit
 
     def flag_window(self, name: str, days: float | None) -> np.ndarray:
         """Flagged events in ``(t - days, t]`` (all history when None)."""
         return self.flag_rank(name, 0) - self.flag_rank(name, days)
+
+    def flag_windows(self, names: Sequence[str], windows: Sequence[float | None]) -> np.ndarray:
+        """(windows x names x rows): :meth:`flag_window` of every name and window."""
+        if not names:
+            return np.zeros((len(windows), 0, self.n_rows), dtype=np.int64)
+        if self._at_once is None:
+            return np.stack([np.stack([self.flag_window(n, w) for n in names]) for w in windows])
+        m = np.stack([self._rank_matrix(n) for n in names])  # names x boundaries x rows
+        at = self._at_once
+        return (m[:, at[0]][:, None, :] - m[:, [at[w] for w in windows]]).transpose(1, 0, 2)
 
     def flag_last(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Index of the last flagged event at or before ``t`` and whether there is one."""
@@ -93,7 +124,9 @@ class Context:
         # One argument type for every caller (int64, contiguous, writable): each distinct
         # type is one more compiled specialisation to load in a new process.
         idx2 = np.ascontiguousarray(idx2, dtype=np.int64)
-        valid2 = np.ascontiguousarray(np.broadcast_to(valid2, idx2.shape), dtype=np.bool_)
+        if valid2.shape != idx2.shape:  # broadcasting costs more than the kernel on a few rows
+            valid2 = np.broadcast_to(valid2, idx2.shape)
+        valid2 = np.ascontiguousarray(valid2, dtype=np.bool_)
         out = days_since(self.rows.t, self.log.ts_safe, idx2, valid2)
         return out[0] if one else out
 

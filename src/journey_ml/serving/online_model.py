@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 
 from journey_ml.contract.journey_map import JourneyMap
 from journey_ml.contract.stages import stage_evidence_codes
-from journey_ml.eventlog import EventLog, friction_flags
+from journey_ml.eventlog import EventLog, Rows, friction_flags
 from journey_ml.explain.reasons import reasons_from_shap
 from journey_ml.explain.shap import reason_groups
 from journey_ml.features.compute import ROW_OFFSETS
@@ -136,9 +137,9 @@ def _names_index(names: list[str]) -> pd.Index:
 
 def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
     """int16 codes by first appearance, and the distinct values (pandas' factorize order)."""
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int16, count=len(values))
-    return codes, list(index)
+    distinct = list(dict.fromkeys(values))
+    index = {v: k for k, v in enumerate(distinct)}
+    return np.array([index[v] for v in values], dtype=np.int16).reshape(len(values)), distinct
 
 
 def _session_starts(customers: Sequence[CustomerEvents], new: np.ndarray, gap_minutes: float) -> np.ndarray:
@@ -147,6 +148,9 @@ def _session_starts(customers: Sequence[CustomerEvents], new: np.ndarray, gap_mi
     gap_ns = round(gap_minutes * 60 * 10**9)
     ids: list[str] = []
     for ev in customers:
+        if None not in ev.session_id:
+            ids += ev.session_id  # type: ignore[arg-type]  # every id given
+            continue
         k = 1
         ts = ev.ts.tolist()
         for j, given in enumerate(ev.session_id):
@@ -154,9 +158,8 @@ def _session_starts(customers: Sequence[CustomerEvents], new: np.ndarray, gap_mi
                 k += 1
             ids.append(given if given is not None else f"{ev.customer_id}#{k}")
     start = new.copy()
-    for e in range(1, len(ids)):
-        if ids[e] != ids[e - 1]:
-            start[e] = True
+    if len(ids) > 1:
+        start[1:] |= np.array([a != b for a, b in pairwise(ids)], dtype=bool)
     return start
 
 
@@ -202,23 +205,28 @@ def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) ->
     )
 
 
-def feature_matrix(log: EventLog, code: np.ndarray, t: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def feature_matrix(log: EventLog, code: np.ndarray, t: np.ndarray, spec: FeatureSpec, rows: Rows | None = None) -> np.ndarray:
     """Features of rows (customer code, cutoff ns) as a float64 (rows x features) matrix in
-    ``spec.feature_names`` order: the batch driver's values, through float32 (int32 for
-    the categorical codes) exactly as its feature block stores them."""
+    ``spec.feature_names`` order: the batch driver's values, written as it writes them (into
+    a float32 features x rows block, the categorical codes into int32 columns). ``rows``:
+    ``log.locate(code, t, ROW_OFFSETS)`` when the caller has it already."""
     tables = _tables(spec)
     col = tables.column
-    X = np.empty((len(t), len(col)), dtype=np.float64)
-    ctx = Context(log, log.codes(spec), log.locate(code, t, ROW_OFFSETS), spec)
+    block = np.empty((len(col), len(t)), dtype=np.float32)
+    cats: dict[int, np.ndarray] = {}
+    ctx = Context(log, log.codes(spec), log.locate(code, t, ROW_OFFSETS) if rows is None else rows, spec)
     for compute, _ in FEATURE_FAMILIES:
         for key, values in compute(ctx).items():
             if isinstance(key, tuple):
                 c0 = col[key[0]]
-                X[:, c0 : c0 + len(key)] = np.asarray(values).astype(np.float32).T
+                block[c0 : c0 + len(key)] = values
             elif key in tables.categorical:
-                X[:, col[key]] = np.asarray(values).astype(np.int32)
+                cats[col[key]] = np.asarray(values).astype(np.int32)
             else:
-                X[:, col[key]] = np.asarray(values).astype(np.float32)
+                block[col[key]] = values
+    X = block.T.astype(np.float64, order="C")
+    for c, values in cats.items():
+        X[:, c] = values
     return X
 
 
@@ -269,7 +277,8 @@ def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle:
     code = np.empty(len(customers), dtype=np.int64)
     code[order] = np.arange(len(customers), dtype=np.int64)
     t = np.asarray(cutoffs, dtype=np.int64)
-    act = log.activity(code, t)
+    rows = log.locate(code, t, ROW_OFFSETS)  # the activity rule's and the features' positions
+    act = log.activity(code, t, rows)
     status = np.full(len(customers), "scored", dtype=object)
     status[act.has_history & ~act.recent] = "inactive"
     status[act.has_history & act.exited] = "exited"
@@ -278,7 +287,8 @@ def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle:
     values: list[dict[str, Any]] = []
     reasons: list[list[dict[str, Any]]] = []
     if len(active):
-        X = feature_matrix(log, code[active], t[active], bundle.spec)
+        every = len(active) == len(customers)
+        X = feature_matrix(log, code[active], t[active], bundle.spec, rows if every else None)
         values = _predictions(X, bundle)
         drop = fast_model(bundle.drop_off)
         phi = np.asarray(
