@@ -98,6 +98,12 @@ def table(report: dict[str, Any]) -> list[str]:
     for key, label in KEYS:
         lines.append(f"| {label} | {model[key]:.4f} | {markov[key]:.4f} |")
     lines.append(f"| movers / test rows | {model['n_movers']:,.0f} / {model['n']:,.0f} | |")
+    # Accuracy against "everyone stays" is (exact stage right) - (stayed) rows.
+    counts = [
+        f"{r['n_predicted_moves']:,.0f} / {r['n_predicted_moves_right']:,.0f} / {r['n_predicted_moves_stayed']:,.0f}"
+        for r in (model, markov)
+    ]
+    lines.append(f"| predicted moves: all / exact stage right / stayed | {counts[0]} | {counts[1]} |")
     return lines
 
 

@@ -169,6 +169,7 @@ def test_movers_metrics_by_hand() -> None:
     P = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.6, 0.3], [0.1, 0.3, 0.6]])
     m = movers_metrics(y, P, current)
     assert (m["n_movers"], m["move_recall"], m["move_precision"], m["movers_accuracy"]) == (2, 0.5, 0.5, 0.5)
+    assert (m["n_predicted_moves"], m["n_predicted_moves_right"], m["n_predicted_moves_stayed"]) == (2, 1, 1)
     assert m["movers_log_loss"] == pytest.approx(-(np.log(0.7) + np.log(0.3)) / 2)
     # P(move) = 1 - P(current): 0.2, 0.8, 0.4, 0.7 for moved 0, 1, 1, 0.
     assert m["move_roc_auc"] == pytest.approx(0.75)

@@ -218,7 +218,10 @@ def movers_metrics(y_true: ArrayLike, proba: ArrayLike, current: ArrayLike) -> d
     Returns
     -------
     dict
-        ``n_movers``, ``mover_share``; ``move_recall`` (movers predicted to move),
+        ``n_movers``, ``mover_share``; ``n_predicted_moves`` (argmax is not the current
+        stage), of which ``n_predicted_moves_right`` (the exact next stage) and
+        ``n_predicted_moves_stayed`` (accuracy against "everyone stays" is right - stayed);
+        ``move_recall`` (movers predicted to move),
         ``move_precision`` (predicted moves that happen; NaN without any),
         ``move_f1``; ``movers_accuracy`` (movers whose next stage is predicted exactly);
         ``movers_log_loss`` (multiclass log loss over the movers); ``move_log_loss`` and
@@ -241,6 +244,9 @@ def movers_metrics(y_true: ArrayLike, proba: ArrayLike, current: ArrayLike) -> d
     both = 0 < moved.sum() < y.size
     return {
         "n_movers": float(moved.sum()),
+        "n_predicted_moves": float(pred_moves.sum()),
+        "n_predicted_moves_right": float(np.sum(pred_moves & (pred == y))),
+        "n_predicted_moves_stayed": float(np.sum(pred_moves & ~moved)),
         "mover_share": float(moved.mean()) if y.size else np.nan,
         "move_recall": float(recall),
         "move_precision": float(precision),
