@@ -98,7 +98,8 @@ def _quality(est: dict[str, float], truth: dict[str, float], names: list[str]) -
 
 
 def _ratio(value: float, truth: float) -> str:
-    return f"{value / truth:.2f}x" if truth else f"{value:,.0f} (truth 0)"
+    """``value`` as a multiple of ``truth``; "–" where the truth is 0 (the placebo)."""
+    return f"{value / truth:.2f}x" if truth else "– (truth 0)"
 
 
 def _rank_table(seed: int, mode: str, ranked: pd.DataFrame, truth: dict[str, Any], seconds: float) -> list[str]:
