@@ -450,7 +450,7 @@ def test_uplift_recovers_a_planted_effect(effect: float) -> None:
     rows = _planted_rows(effect)
     codes = np.arange(len(rows.y))
     stats = uplift_stats(rows, codes, len(codes), 1)
-    amount = uplift_from_sums(stats.sum(axis=0))[0]
+    amount = uplift_from_sums(stats.sum(axis=0))[0][0]
     assert amount == pytest.approx(600 * effect, abs=720)
     assert abs(uplift_parts(stats.sum(axis=0))[1][0]) < 0.2  # no planted reach
 
@@ -467,7 +467,7 @@ def test_uplift_counts_the_occurrences_a_fix_lets_happen() -> None:
     own, reach = uplift_parts(sums)
     assert reach[0] == pytest.approx(0.25, abs=0.1)
     assert own[0] == pytest.approx(3000 * 10.0, abs=1500)
-    assert uplift_from_sums(sums)[0] == pytest.approx(own[0] / (1 - reach[0]))
+    assert uplift_from_sums(sums)[0][0] == pytest.approx(own[0] / (1 - reach[0]))
 
 
 def test_uplift_needs_enough_rows() -> None:
@@ -475,7 +475,7 @@ def test_uplift_needs_enough_rows() -> None:
 
     rows = _planted_rows(5.0, n_occ=10)
     stats = uplift_stats(rows, np.arange(len(rows.y)), len(rows.y), 1)
-    assert np.isnan(uplift_from_sums(stats.sum(axis=0))[0])
+    assert np.isnan(uplift_from_sums(stats.sum(axis=0))[0][0])
 
 
 def test_corrected_amount_moves_to_a_contradicting_uplift() -> None:
@@ -486,7 +486,7 @@ def test_corrected_amount_moves_to_a_contradicting_uplift() -> None:
 
     from journey_ml.explain.amounts import friction_amounts
 
-    rows = replace(_planted_rows(10.0), later=None)  # no later occurrences: reach 1
+    rows = replace(_planted_rows(10.0), later=np.zeros(3 * 600))  # no later occurrences: reach 1
     truth = 600 * 10.0
     impact = np.where(rows.control, 0.0, 0.2 * 10.0)[:, None]  # the under-learned SHAP amount
     amounts, _, _ = friction_amounts(impact, pd.Series(rows.customer_id), rows, 200, 0, 1.0)

@@ -14,12 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from journey_ml.explain.uplift import (
-    REACH_BOUNDS,
-    combine_estimates,
-    uplift_parts,
-    uplift_stats,
-)
+from journey_ml.explain.uplift import combine_estimates, uplift_from_sums, uplift_stats
 
 __all__ = ["Amounts", "bootstrap_interval", "bootstrap_totals", "friction_amounts", "per_group"]
 
@@ -83,7 +78,7 @@ class Amounts:
     shap: NDArray[np.float64]
     uplift: NDArray[np.float64]
     uplift_se: NDArray[np.float64]
-    reach: NDArray[np.float64] | None = None  # occurrences without the friction / occurrences
+    reach: NDArray[np.float64]  # occurrences without the friction / occurrences (1: no uplift)
 
 
 def friction_amounts(
@@ -113,17 +108,15 @@ def friction_amounts(
     boot = bootstrap_totals(per_customer, n_bootstrap, seed)
     total = per_customer.sum(axis=0)
     # Each amount counts the occurrences that would happen without the friction:
-    # ``n / (1 - r)`` (``r``: uplift_parts), with ``r`` from the same resample.
+    # ``n / (1 - r)`` (``uplift_from_sums``), with ``r`` from the same resample.
     reach, reach_b = np.ones(F), np.ones((len(boot), F))
     uplift, uplift_sd = np.full(F, np.nan), np.full(F, np.nan)
     if up is not None:
-        own, r = uplift_parts(total[F:])
-        reach = _reach(r)
-        uplift = scale * own * reach
+        uplift, reach = uplift_from_sums(total[F:])
+        uplift = scale * uplift
         if len(boot):
-            own_b, r_b = uplift_parts(boot[:, F:])
-            reach_b = _reach(r_b)
-            u_b = scale * own_b * reach_b
+            u_b, reach_b = uplift_from_sums(boot[:, F:])
+            u_b = scale * u_b
             if len(boot) > 1:
                 with np.errstate(invalid="ignore"):
                     finite = np.isfinite(u_b).mean(axis=0) > 0.9
@@ -138,8 +131,3 @@ def friction_amounts(
     est, lo, hi = combine_estimates(shap, shap_sd, (lo, hi), uplift, uplift_sd)
     return Amounts(est, lo, hi, shap, uplift, uplift_sd, reach), codes, n_cust
 
-
-def _reach(r: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``1 / (1 - r)`` with ``r`` within :data:`~journey_ml.explain.uplift.REACH_BOUNDS`; 1 where
-    ``r`` is unknown (too few rows)."""
-    return np.where(np.isfinite(r), 1.0 / (1.0 - np.clip(np.nan_to_num(r), *REACH_BOUNDS)), 1.0)

@@ -41,6 +41,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from journey_ml.contract import RankingConfig
+from journey_ml.contract.time import to_utc
 from journey_ml.eventlog import EventLog
 from journey_ml.explain.amounts import bootstrap_interval, friction_amounts, per_group
 from journey_ml.explain.rows import (
@@ -52,7 +53,7 @@ from journey_ml.explain.rows import (
     scoring_time,
 )
 from journey_ml.explain.shap import Bundle, drop_probability, expected_revenue, tree_shap
-from journey_ml.explain.uplift import annuity, uplift_rows
+from journey_ml.explain.uplift import uplift_rows
 from journey_ml.features import FeatureSpec
 from journey_ml.labels.anchors import anchor_cutoffs
 from journey_ml.labels.shape import NO_FRICTIONS
@@ -133,6 +134,37 @@ class FrictionImpacts:
     stage: NDArray[np.int64]
     value: str
     scope: str
+
+
+def annuity(
+    features: pd.DataFrame,
+    rows: NDArray[np.int64],
+    p_drop: NDArray[np.float64],
+    horizon_days: float,
+    period_end: Any,
+) -> NDArray[np.float64]:
+    """Expected number of horizons a customer retained at the row's cutoff stays, to the period end.
+
+    With the customer's current per-horizon drop-off risk ``p`` held constant and
+    ``K = max(remaining days / H, 1)`` horizons left: ``Σ_{k<K} (1 − p)^k = (1 − (1 − p)^K) / p``.
+    """
+    cut = (
+        pd.DatetimeIndex(features["cutoff"].to_numpy()[rows])
+        if "cutoff" in features.columns
+        else None
+    )
+    if cut is None or not len(rows):
+        return np.ones(len(rows))
+    end = (
+        pd.Timestamp(period_end)
+        if period_end is not None
+        else pd.Timestamp(features["cutoff"].max())
+    )
+    end = to_utc(end)
+    remaining = np.asarray((end - cut) / pd.Timedelta(days=1), dtype=np.float64)
+    horizons = np.maximum(remaining / float(horizon_days), 1.0)
+    p = np.clip(p_drop, 1e-6, 1.0)
+    return (1.0 - (1.0 - p) ** horizons) / p
 
 
 def weekly_occurrences(
@@ -438,7 +470,7 @@ def rank_improvements(
     of impact" when the interval contains 0. ``scale`` multiplies every amount and count
     (a customer sample's totals). With events, the SHAP and uplift amounts also count the
     later occurrences a fix lets happen (``attrs["reach"]``: occurrences without the
-    friction per occurrence seen, :func:`~journey_ml.explain.uplift.uplift_from_sums`).
+    friction per occurrence seen, :func:`~journey_ml.explain.uplift.reach_factor`).
     The unit follows :func:`ranking_unit`. One row per friction with
     :data:`IMPROVEMENT_COLUMNS`, ordered by ``expected_impact`` (descending).
     """
@@ -506,9 +538,7 @@ def rank_improvements(
             "estimate": "shap+uplift" if up is not None else "shap",
             "customers_scale": scale,
             # Occurrences without the friction per occurrence (the amounts count them all).
-            "reach": dict(zip(imp.frictions, map(float, amounts.reach), strict=True))
-            if amounts.reach is not None
-            else {},
+            "reach": dict(zip(imp.frictions, map(float, amounts.reach), strict=True)),
         }
     )
     return df[list(IMPROVEMENT_COLUMNS)]

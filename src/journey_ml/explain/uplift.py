@@ -50,10 +50,10 @@ __all__ = [
     "REACH_BOUNDS",
     "UPLIFT_STATS",
     "UpliftRows",
-    "annuity",
     "combine_estimates",
     "later_occurrences",
     "outcome_to_end",
+    "reach_factor",
     "uplift_from_sums",
     "uplift_parts",
     "uplift_rows",
@@ -69,37 +69,6 @@ REACH_BOUNDS: tuple[float, float] = (-0.5, 0.5)
 # Fewer controls or occurrences than this in a resample: no uplift for the friction.
 _MIN_ROWS = 20
 _Z95 = 1.959963984540054
-
-
-def annuity(
-    features: pd.DataFrame,
-    rows: NDArray[np.int64],
-    p_drop: NDArray[np.float64],
-    horizon_days: float,
-    period_end: Any,
-) -> NDArray[np.float64]:
-    """Expected number of horizons a customer retained at the row's cutoff stays, to the period end.
-
-    With the customer's current per-horizon drop-off risk ``p`` held constant and
-    ``K = max(remaining days / H, 1)`` horizons left: ``Σ_{k<K} (1 − p)^k = (1 − (1 − p)^K) / p``.
-    """
-    cut = (
-        pd.DatetimeIndex(features["cutoff"].to_numpy()[rows])
-        if "cutoff" in features.columns
-        else None
-    )
-    if cut is None or not len(rows):
-        return np.ones(len(rows))
-    end = (
-        pd.Timestamp(period_end)
-        if period_end is not None
-        else pd.Timestamp(features["cutoff"].max())
-    )
-    end = to_utc(end)
-    remaining = np.asarray((end - cut) / pd.Timedelta(days=1), dtype=np.float64)
-    horizons = np.maximum(remaining / float(horizon_days), 1.0)
-    p = np.clip(p_drop, 1e-6, 1.0)
-    return (1.0 - (1.0 - p) ** horizons) / p
 
 
 def _between(
@@ -150,7 +119,7 @@ class UpliftRows:
 
     ``friction`` indexes the map's frictions; ``weight`` is how many occurrences a row
     stands for (1, or more when occurrences were sampled; controls weigh 1); ``y`` the
-    value to the period end; ``later`` the friction's later occurrences (None: 0).
+    value to the period end; ``later`` the friction's later occurrences.
     """
 
     customer_id: NDArray[Any]
@@ -158,7 +127,7 @@ class UpliftRows:
     control: NDArray[np.bool_]
     weight: NDArray[np.float64]
     y: NDArray[np.float64]
-    later: NDArray[np.float64] | None = None
+    later: NDArray[np.float64]
 
 
 def uplift_rows(
@@ -252,8 +221,7 @@ def uplift_stats(
     """(customers, frictions x :data:`UPLIFT_STATS`) per-customer sums (``codes``: customer codes of the rows)."""
     out = np.zeros((n_customers, n_frictions * len(UPLIFT_STATS)))
     c, o = rows.control, ~rows.control
-    w, y = rows.weight, rows.y
-    later = rows.later if rows.later is not None else np.zeros_like(y)
+    w, y, later = rows.weight, rows.y, rows.later
     parts = {
         "nc": (c, np.ones_like(y)), "yc": (c, y), "cc": (c, later),
         "no": (o, w), "yo": (o, w * y), "co": (o, w * later),
@@ -282,9 +250,15 @@ def uplift_parts(sums: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArra
     return np.where(ok, own, np.nan), np.where(ok, reach, np.nan)
 
 
-def uplift_from_sums(sums: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Uplift amounts: the own effect over ``1 − r`` (:func:`uplift_parts`, ``r`` within
-    :data:`REACH_BOUNDS`), NaN where a friction has too few rows.
+def reach_factor(reach: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Occurrences without the friction per occurrence seen, ``1 / (1 − r)``, with ``r``
+    (:func:`uplift_parts`) within :data:`REACH_BOUNDS`; 1 where ``r`` is unknown (too few rows)."""
+    return np.where(np.isfinite(reach), 1.0 / (1.0 - np.clip(np.nan_to_num(reach), *REACH_BOUNDS)), 1.0)
+
+
+def uplift_from_sums(sums: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Uplift amounts and the reach factor (:func:`reach_factor`) from summed
+    :data:`UPLIFT_STATS`; the amount is NaN where a friction has too few rows.
 
     Fixing the friction removes the occurrences that happened and the ``r`` per fixed
     occurrence that the customers it kept would then have met: the period's gain is
@@ -292,7 +266,8 @@ def uplift_from_sums(sums: NDArray[np.float64]) -> NDArray[np.float64]:
     effect of each, ``own / n``.
     """
     own, reach = uplift_parts(sums)
-    return own / (1.0 - np.clip(reach, *REACH_BOUNDS))
+    factor = reach_factor(reach)
+    return own * factor, factor
 
 
 def combine_estimates(
