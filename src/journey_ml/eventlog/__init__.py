@@ -21,7 +21,6 @@ import contextlib
 import ctypes
 import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from journey_ml.eventlog import kernels
 from journey_ml.exceptions import EventValidationError
 from journey_ml.ingest.parse import Factor
 from journey_ml.ingest.validate import Accepted
+from journey_ml.runtime import per_identity
 
 __all__ = [
     "NS_PER_DAY",
@@ -596,19 +596,7 @@ class _SpecTables:
     n_s: int
 
 
-#: Recently used vocabularies' tables, by (id(vocab), id(map)); each entry keeps both
-#: alive so their ids cannot be reused. A one-customer log per request (serving) then
-#: pays only for its own few distinct strings.
-_SPEC_TABLES: dict[tuple[int, int], tuple[Any, JourneyMap, _SpecTables]] = {}
-_SPEC_TABLES_KEPT = 8
-_SPEC_TABLES_LOCK = threading.Lock()
-
-
-def _spec_tables(spec: VocabularyLike, jm: JourneyMap) -> _SpecTables:
-    key = (id(spec), id(jm))
-    hit = _SPEC_TABLES.get(key)
-    if hit is not None:
-        return hit[2]
+def _build_spec_tables(spec: VocabularyLike, jm: JourneyMap) -> _SpecTables:
     n_e = len(spec.event_types) + 1
     ev_table = np.full(n_e * n_e, -1, dtype=np.int16)
     epos = {e: i for i, e in enumerate(spec.event_types)}
@@ -619,15 +607,15 @@ def _spec_tables(spec: VocabularyLike, jm: JourneyMap) -> _SpecTables:
     st_table = np.full(n_s * n_s, -1, dtype=np.int16)
     for k, (a, b) in enumerate(spec.stage_bigrams):
         st_table[a * n_s + b] = k
-    tables = _SpecTables(
+    return _SpecTables(
         et_pos=epos, ch_pos={v: i for i, v in enumerate(spec.channels)},
         tp_pos={v: i for i, v in enumerate(spec.touchpoints)}, ev_table=ev_table, n_e=n_e, st_table=st_table, n_s=n_s,
     )  # fmt: skip
-    with _SPEC_TABLES_LOCK:  # serving threads share the cache
-        while len(_SPEC_TABLES) >= _SPEC_TABLES_KEPT:
-            _SPEC_TABLES.pop(next(iter(_SPEC_TABLES)))
-        _SPEC_TABLES[key] = (spec, jm, tables)
-    return tables
+
+
+#: The tables of recently used vocabularies: a one-customer log per request (serving)
+#: then pays only for its own few distinct strings.
+_spec_tables = per_identity(_build_spec_tables, kept=8)
 
 
 def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:

@@ -12,7 +12,7 @@ codes are -1 when there is no event (LightGBM treats negative categories as miss
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from journey_ml.features.btyd import conversion_days, expected_conversions, p_al
 from journey_ml.features.context import Context, f32, ratio
 from journey_ml.features.kernels import first_stage_table, max_gap_seconds, shares
 from journey_ml.features.vocabulary import WINDOWS, Vocabulary, slugs
+from journey_ml.runtime import per_identity
 
 __all__ = [
     "BTYD_NAMES",
@@ -38,30 +39,6 @@ __all__ = [
     "transitions_names",
     "trend_names",
 ]
-
-
-_T = TypeVar("_T")
-#: Column-name tuples derived from a spec, by (builder, id(spec)); each entry keeps its
-#: spec alive so the id cannot be reused. Building them (slugs, f-strings) costs more
-#: than a one-customer request's features, so they are made once per spec.
-_SPEC_NAMES: dict[tuple[str, int], tuple[Vocabulary, Any]] = {}
-
-
-def _per_spec(build: Callable[[Vocabulary], _T]) -> Callable[[Vocabulary], _T]:
-    """``build(spec)``, computed once per spec (its result must not be mutated)."""
-
-    def cached(spec: Vocabulary) -> _T:
-        key = (build.__name__, id(spec))
-        hit = _SPEC_NAMES.get(key)
-        if hit is None or hit[0] is not spec:
-            if len(_SPEC_NAMES) > 64:  # a few reloads' worth
-                _SPEC_NAMES.clear()
-            hit = _SPEC_NAMES[key] = (spec, build(spec))
-        return hit[1]  # type: ignore[no-any-return]
-
-    cached.__name__ = build.__name__
-    cached.__doc__ = build.__doc__
-    return cached
 
 
 def events_total(ctx: Context) -> np.ndarray:
@@ -165,7 +142,7 @@ def first_stage_index(enc: EventLog, n_st: int) -> np.ndarray:
     return enc.cache["first_stage"]
 
 
-@_per_spec
+@per_identity
 def _stage_names_by_kind(spec: Vocabulary) -> list[tuple[str, ...]]:
     kinds = ("events", "days_since_first", "days_since_last")
     return [tuple(f"stage_{slug}_{kind}" for slug in spec.stage_slugs) for kind in kinds]
@@ -194,7 +171,7 @@ def touchpoint_names_of(slug: str) -> list[str]:
     return [*names, f"tp_{slug}_share_90d", f"tp_{slug}_days_since_last"]
 
 
-@_per_spec
+@per_identity
 def _touchpoint_names_by_kind(spec: Vocabulary) -> list[tuple[str, ...]]:
     # Grouped by kind (all 7-day counts, then all 30-day counts, ...) so that each
     # (touchpoints x rows) matrix lands in consecutive columns with one write.
@@ -236,7 +213,7 @@ def friction_features(ctx: Context) -> dict[str | tuple[str, ...], np.ndarray]:
     return out
 
 
-@_per_spec
+@per_identity
 def _friction_count_names(spec: Vocabulary) -> list[tuple[str, ...]]:
     kinds = [*(f"count_{w}d" for w in WINDOWS), "count_total", "days_since_last"]
     return [tuple(f"friction_{slug}_{kind}" for slug in spec.friction_slugs) for kind in kinds]
@@ -274,13 +251,13 @@ def transitions(ctx: Context) -> dict[str | tuple[str, ...], np.ndarray]:
     return out
 
 
-@_per_spec
+@per_identity
 def _stage_bigram_names(spec: Vocabulary) -> tuple[str, ...]:
     s = spec.stage_slugs
     return tuple(f"trans_stage_{s[a]}__{s[b]}" for a, b in spec.stage_bigrams)
 
 
-@_per_spec
+@per_identity
 def _event_bigram_names(spec: Vocabulary) -> tuple[str, ...]:
     raw = [f"trans_event_{a}__{b}" for a, b in spec.event_bigrams]
     return tuple(slugs(raw))

@@ -23,6 +23,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from journey_ml.runtime import per_identity
+
 __all__ = ["FAST_ROWS", "FastBooster", "fast_model"]
 
 #: Up to this many rows, rows are scored one by one on the fast path.
@@ -112,21 +114,14 @@ class FastBooster:
             pass
 
 
-_VIEWS: dict[int, tuple[Any, Any]] = {}
-_VIEWS_LOCK = threading.Lock()
-
-
-def fast_model(model: Any) -> Any:
-    """A view of fitted ``model`` (same learned state, shared) whose ``booster_`` is a
-    :class:`FastBooster`, kept per model; the model itself is not changed."""
-    hit = _VIEWS.get(id(model))
-    if hit is not None and hit[0] is model:
-        return hit[1]
-    with _VIEWS_LOCK:
-        view = object.__new__(type(model))
-        view.__dict__.update(model.__dict__)
-        view.booster_ = FastBooster(model.booster_)
-        if len(_VIEWS) >= 32:  # a few reloads' worth of bundles
-            _VIEWS.clear()
-        _VIEWS[id(model)] = (model, view)  # the model is kept, so its id cannot be reused
+def _view(model: Any) -> Any:
+    """A view of fitted ``model`` whose ``booster_`` is a :class:`FastBooster`."""
+    view = object.__new__(type(model))
+    view.__dict__.update(model.__dict__)
+    view.booster_ = FastBooster(model.booster_)
     return view
+
+
+#: A view of fitted ``model`` (same learned state, shared) whose ``booster_`` is a
+#: :class:`FastBooster`, kept per model (a few reloads' worth); the model is not changed.
+fast_model = per_identity(_view, kept=32)

@@ -321,15 +321,6 @@ class ScoreCombiner:
         self._turn = threading.Lock()
         self._pending: list[ScoreJob] = []
 
-    def score(self, customers: list[CustomerEvents], cutoffs: np.ndarray, bundle: ModelBundle) -> OnlineScores:
-        """:func:`~journey_ml.serving.online_model.score_logs` of one request, maybe combined."""
-        job = ScoreJob(customers, cutoffs, bundle)
-        self.score_job(job)
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
-
     def score_job(self, job: ScoreJob) -> None:
         """Fill in ``job``'s result (or error), in a pass shared with concurrent jobs."""
         with self._queue_lock:

@@ -14,6 +14,7 @@ model's TreeSHAP through :func:`journey_ml.explain.reasons.reasons_from_shap`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -119,20 +120,12 @@ class OnlineScores:
     reasons: list[list[dict[str, Any]]]
 
 
-_NAMES: dict[tuple[str, ...], pd.Index] = {}
-
-
-def _names_index(names: list[str]) -> pd.Index:
+@functools.lru_cache(maxsize=1024)
+def _names_index(names: tuple[str, ...]) -> pd.Index:
     """``pd.Index(names, dtype=object)``, kept for name lists seen before (requests mostly
     repeat the same few event type and channel lists; building an Index costs about as
     much as a feature family)."""
-    key = tuple(names)
-    hit = _NAMES.get(key)
-    if hit is None:
-        if len(_NAMES) >= 1024:  # bounded: a worker never holds more than this many lists
-            _NAMES.clear()
-        hit = _NAMES[key] = pd.Index(names, dtype=object)
-    return hit
+    return pd.Index(list(names), dtype=object)
 
 
 def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -195,9 +188,9 @@ def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) ->
         start=start,
         ts=ts,
         event_type=et_codes,
-        event_types=_names_index(et_names),
+        event_types=_names_index(tuple(et_names)),
         channel=ch_codes,
-        channel_names=_names_index(ch_names),
+        channel_names=_names_index(tuple(ch_names)),
         stage=stage,
         flags=flags,
         conv_value=revenue[conv],
