@@ -54,9 +54,14 @@ def _clean(obj: Any) -> Any:
 
 @contextmanager
 def progress(description: str, *, quiet: bool = False) -> Iterator[Progress]:
-    """A rich progress display (spinner + elapsed time) on stderr; silent with ``quiet``."""
+    """A rich progress display (spinner + elapsed time) on stderr; silent with ``quiet``.
+
+    Off when stderr is neither a terminal nor a notebook: the transient display would
+    print nothing there, but its refresh thread would still redraw it ten times a second.
+    """
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
+    shown = not quiet and (console.is_terminal or console.is_jupyter)
+    with Progress(*columns, console=console, transient=True, disable=not shown) as bar:
         bar.add_task(description, total=None)
         yield bar
 

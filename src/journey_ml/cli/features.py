@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sized
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
-from journey_ml.contract import JourneyMap
-from journey_ml.contract.time import to_utc
 from journey_ml.runtime import gc_paused
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from journey_ml.contract import JourneyMap
 
 
 class Engine(StrEnum):
@@ -46,21 +49,48 @@ def features(
     if engine is Engine.dask:
         _features_dask(events, journey_map, out, at, cadence_days, json_out, scheduler)
         return
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise typer.BadParameter(f"unsupported output suffix '{out.suffix}'; use .parquet, .pq or .csv", param_hint="--out")
+    # No cyclic garbage collection while building, imports included: imports and the
+    # command's arrays make no garbage cycles, and collections over the imported
+    # libraries' objects cost a noticeable share of the command. The summary is printed
+    # inside the pause and what the command made is frozen at its end (as ``main`` does at
+    # exit): re-enabling first would start a collection over all of it.
+    with gc_paused():
+        frame, n_cutoffs, n_features = _build_features(events, journey_map, out, at, cadence_days, quiet=json_out)
+        summary = {
+            "rows": len(frame),
+            "customers": int(frame["customer_id"].nunique()),
+            "cutoffs": n_cutoffs,
+            "features": n_features,
+            "out": str(out),
+        }
+        if json_out:
+            print_json(summary)
+        else:
+            console.print(
+                f"wrote {summary['rows']:,} rows ({summary['customers']:,} customers, "
+                f"{n_cutoffs} cutoff(s), {summary['features']} features) to {out}"
+            )
+        del frame
+        gc.freeze()
+
+
+def _build_features(
+    events: Path, journey_map: Path | None, out: Path, at: str | None, cadence_days: float, *, quiet: bool
+) -> tuple[pd.DataFrame, int, int]:
+    """``features`` with the pandas engine: (the written frame, its cutoffs, its feature count)."""
+    import pandas as pd
+
     from journey_ml.contract import load_journey_map
     from journey_ml.eventlog import EventLog
     from journey_ml.features import FeatureSpec, features_at
     from journey_ml.ingest import load_checked
-    from journey_ml.labels.cutoffs import make_cutoffs
-    from journey_ml.labels.snapshots import build_snapshots
 
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv"):
-        raise typer.BadParameter(f"unsupported output suffix '{out.suffix}'; use .parquet, .pq or .csv", param_hint="--out")
-    # No cyclic garbage collection while building: the command's arrays hold no cycles,
-    # and full collections over the imported libraries' objects cost a noticeable share.
-    with user_errors(), gc_paused():
+    with user_errors():
         jm = load_journey_map(journey_map)
-        with progress("building features", quiet=json_out) as bar:
+        with progress("building features", quiet=quiet) as bar:
             task = bar.tasks[0].id
             bar.update(task, description="loading events")
             checked = load_checked(events, jm)
@@ -78,6 +108,9 @@ def features(
                 frame = features_at(log, spec, when)
                 n_cutoffs = 1
             else:
+                from journey_ml.labels.cutoffs import make_cutoffs
+                from journey_ml.labels.snapshots import build_snapshots
+
                 loaded = checked.result().events
                 cutoffs = make_cutoffs(loaded, jm, cadence_days=cadence_days)
                 _require_cutoffs(cutoffs, jm)
@@ -89,24 +122,11 @@ def features(
                 n_cutoffs = len(cutoffs)
             bar.update(task, description=f"writing {out}")
             out.parent.mkdir(parents=True, exist_ok=True)
-            if suffix == ".csv":
+            if out.suffix.lower() == ".csv":
                 frame.to_csv(out, index=False)
             else:
                 frame.to_parquet(out, index=False)
-    summary = {
-        "rows": len(frame),
-        "customers": int(frame["customer_id"].nunique()),
-        "cutoffs": n_cutoffs,
-        "features": len(spec.feature_names),
-        "out": str(out),
-    }
-    if json_out:
-        print_json(summary)
-        return
-    console.print(
-        f"wrote {summary['rows']:,} rows ({summary['customers']:,} customers, "
-        f"{n_cutoffs} cutoff(s), {summary['features']} features) to {out}"
-    )
+    return frame, n_cutoffs, len(spec.feature_names)
 
 
 def _features_dask(
@@ -114,8 +134,10 @@ def _features_dask(
 ) -> None:
     """``features --engine dask``: the same features, partition by partition, to a Parquet directory."""
     import dask.dataframe as dd
+    import pandas as pd
 
     from journey_ml.contract import load_journey_map
+    from journey_ml.contract.time import to_utc
     from journey_ml.pipeline.engines import dask_frames, dask_io
 
     if out.suffix.lower() == ".csv":

@@ -10,7 +10,6 @@ from rich.table import Column, Table
 
 from journey_ml.cli.app import app, console, print_json, progress, user_errors
 from journey_ml.contract import DEFAULT_JOURNEY_MAP, load_journey_map
-from journey_ml.ingest import load_events, summarize
 
 
 @app.command()
@@ -24,6 +23,8 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Validate an event file against a journey map: counts, reject reasons, stage funnel."""
+    from journey_ml.ingest import load_events, summarize
+
     with user_errors():
         jm = load_journey_map(journey_map)
         with progress(f"Loading {events.name}", quiet=as_json):
