@@ -167,9 +167,14 @@ def test_few_row_chunks_rank_flags_at_once_with_the_same_values(
     for r in (0, len(code) // 2, len(code) - 1):
         one = Context(log, log.codes(spec), log.locate(code[r : r + 1], t[r : r + 1], features_module.ROW_OFFSETS), spec)
         np.testing.assert_array_equal(one.flag_windows(names, windows)[:, :, 0], wide[:, :, r])
-        for name in names:
-            for w in windows:
+        for name in log.flags:  # every flag: frictions, measures, conversions, exits, sessions
+            for w in [0, *windows]:
                 assert one.flag_rank(name, w)[0] == many.flag_rank(name, w)[r]
+            assert [int(v[0]) for v in one.flag_last(name)] == [int(v[r]) for v in many.flag_last(name)]
+        every = list(log.flags)
+        lasts = [np.asarray(v) for v in many.flag_lasts(every)]
+        assert [v[:, 0].tolist() for v in one.flag_lasts(every)] == [v[:, r].tolist() for v in lasts]
+    assert any(bool(h.any()) for h in lasts[1])  # some rows have a last flagged event
 
 
 def test_spec_round_trip_and_declarations(journey_map: JourneyMap, events: pd.DataFrame) -> None:

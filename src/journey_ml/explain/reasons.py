@@ -466,16 +466,17 @@ def reasons_from_shap(
     # Points per group: only computed for each row's top-k positive, non-benign groups.
     k = min(top, gphi.shape[1])
     order = np.argsort(-np.where(benign, -np.inf, gphi), axis=1, kind="stable")[:, :k]
-    top_phi = np.take_along_axis(gphi, order, axis=1)
+    at_row = np.arange(len(order))[:, None]
+    top_phi = gphi[at_row, order]
     without = drop_probability(bundle.drop_off, (m[:, None] - top_phi).ravel()).reshape(top_phi.shape)
     points = 100.0 * (p[:, None] - without)
-    keep = (top_phi > 0) & (points >= 0.05) & ~np.take_along_axis(benign, order, axis=1)
+    keep = (top_phi > 0) & (points >= 0.05) & ~benign[at_row, order]
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(Xa))]
     rows, slots = np.nonzero(keep)  # row-major: each row's reasons in slot (points) order
     chosen = order[rows, slots]
     # Each reason's dominant column: the group's column that raises the risk most.
     dominant = np.empty(len(rows), dtype=np.int64)
-    for g in np.unique(chosen):
+    for g in sorted(set(chosen.tolist())):
         at = np.flatnonzero(chosen == g)
         dominant[at] = plan.idx[g][np.argmax(phi[rows[at]][:, plan.idx[g]], axis=1)]
     for i, g, d, pts in zip(rows.tolist(), chosen.tolist(), dominant.tolist(), points[rows, slots].tolist(), strict=True):

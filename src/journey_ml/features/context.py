@@ -44,11 +44,15 @@ class Context:
         self.some = rows.last[0] >= rows.first  # the row has at least one event
         self._families: dict[str, Family] = {}
         self._ranks: dict[tuple[str, float | None], np.ndarray] = {}
-        self._matrices: dict[str, np.ndarray] = {}
-        # A few rows (a serving request): each flag is ranked at every boundary at once
-        # (boundary -> row of its rank matrix); None: one search per (flag, boundary).
+        self._tails: dict[tuple[float | None, ...], np.ndarray] = {}  # windows -> their boundaries
+        # A few rows (a serving request): every flag is ranked at every boundary in one
+        # search (boundary -> row of its rank matrix); None: one search per (flag, boundary).
         keys: list[float | None] = [*rows.last, None]
         self._at_once = {d: i for i, d in enumerate(keys)} if self.n_rows * len(keys) <= _SEARCH_AT_ONCE else None
+        self._flag_row: dict[str, int] | None = None  # flag -> its (boundaries x rows) ranks in _all
+        self._all = np.zeros((0, len(keys), self.n_rows), dtype=np.int64)
+        self._offset = np.zeros(0, dtype=np.int64)  # each flag's start in _positions
+        self._positions = np.zeros(0, dtype=np.int64)  # every flag's positions, flag k's shifted by k * (n + 1)
 
     def boundary(self, days: float | None) -> np.ndarray:
         """Each row's last event index at or before ``t - days`` (``first - 1`` for None)."""
@@ -60,7 +64,10 @@ class Context:
         """Counts per window (and last positions) of an event code column (``-1`` = none)."""
         if name not in self._families:
             rows = self.rows
-            tails = np.stack([self.boundary(w) for w in windows]) if windows else np.zeros((0, self.n_rows), np.int32)
+            tails = self._tails.get(tuple(windows))
+            if tails is None:
+                tails = np.stack([self.boundary(w) for w in windows]) if windows else np.zeros((0, self.n_rows), np.int32)
+                self._tails[tuple(windows)] = tails
             safe = codes if len(codes) else np.full(1, -1, dtype=codes.dtype)
             counts, lastm = window_counts(safe, k, rows.first, rows.last[0], tails, last)
             self._families[name] = Family(dict(zip(windows, counts, strict=True)), lastm if last else None)
@@ -68,23 +75,35 @@ class Context:
 
     def flag_rank(self, name: str, days: float | None) -> np.ndarray:
         """Number of ``name``-flagged events up to each row's boundary ``t - days``."""
-        if self._at_once is not None:
-            return self._rank_matrix(name)[self._at_once[days]]
         key = (name, days)
         hit = self._ranks.get(key)
         if hit is None:
-            hit = self._ranks[key] = rank_right(self.log.flags[name], self.boundary(days))
+            if self._at_once is not None:
+                row = self._flag_rows()[name]
+                hit = self._all[row, self._at_once[days]]
+            else:
+                hit = rank_right(self.log.flags[name], self.boundary(days))
+            self._ranks[key] = hit
         return hit
 
-    def _rank_matrix(self, name: str) -> np.ndarray:
-        """(boundaries x rows) ranks of ``name`` at every boundary, in one search (few rows:
-        the same search as one per boundary, without a call per window)."""
-        hit = self._matrices.get(name)
-        if hit is None:
+    def _flag_rows(self) -> dict[str, int]:
+        """Ranks every flag at every boundary in one search (few rows: the same counts as
+        one search per flag and boundary, without a call each): flag ``k``'s positions are
+        shifted by ``k * (n + 1)``, past every position and boundary of the flags before it,
+        so a shifted boundary's rank in the joined positions is the flags before it plus its own."""
+        if self._flag_row is None:
+            flags = self.log.flags
             keys = self._at_once or {}
-            q = np.concatenate([self.boundary(d) for d in keys])
-            hit = self._matrices[name] = rank_right(self.log.flags[name], q).reshape(len(keys), self.n_rows)
-        return hit
+            q = np.concatenate([self.boundary(d) for d in keys]).astype(np.int64)
+            sizes = np.fromiter(map(len, flags.values()), dtype=np.int64, count=len(flags))
+            shift = np.arange(len(flags), dtype=np.int64) * (self.log.n + 1)
+            self._offset = np.cumsum(sizes) - sizes
+            joined = np.concatenate([np.zeros(0, np.int64), *flags.values()]).astype(np.int64)
+            self._positions = joined + np.repeat(shift, sizes)
+            ranks = np.searchsorted(self._positions, (shift[:, None] + q).ravel(), side="right")
+            self._all = (ranks.reshape(len(flags), len(q)) - self._offset[:, None]).reshape(len(flags), len(keys), self.n_rows)
+            self._flag_row = {name: k for k, name in enumerate(flags)}
+        return self._flag_row
 
     def flag_window(self, name: str, days: float | None) -> np.ndarray:
         """Flagged events in ``(t - days, t]`` (all history when None)."""
@@ -96,8 +115,9 @@ class Context:
             return np.zeros((len(windows), 0, self.n_rows), dtype=np.int64)
         if self._at_once is None:
             return np.stack([np.stack([self.flag_window(n, w) for n in names]) for w in windows])
-        m = np.stack([self._rank_matrix(n) for n in names])  # names x boundaries x rows
         at = self._at_once
+        k = [self._flag_rows()[n] for n in names]
+        m = self._all[k]  # names x boundaries x rows
         return (m[:, at[0]][:, None, :] - m[:, [at[w] for w in windows]]).transpose(1, 0, 2)
 
     def flag_last(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +127,22 @@ class Context:
         p = self.log.flags[name]
         idx = p[np.maximum(hi - 1, 0)] if len(p) else np.zeros(self.n_rows, dtype=np.int64)
         return np.where(has, idx, -1), has
+
+    def flag_lasts(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(names x rows) :meth:`flag_last` of every name: indices (-1 = none) and whether there is one."""
+        if self._at_once is None or not names:
+            last = [self.flag_last(n) for n in names]
+            if not last:
+                return np.zeros((0, self.n_rows), dtype=np.int64), np.zeros((0, self.n_rows), dtype=bool)
+            return np.stack([i for i, _ in last]), np.stack([h for _, h in last])
+        at = self._at_once
+        k = [self._flag_rows()[n] for n in names]
+        m = self._all[k]
+        hi, has = m[:, at[0]], m[:, at[0]] > m[:, at[None]]
+        # The last flagged event is the hi-th of the flag: its shifted position, unshifted.
+        g = np.where(has, self._offset[k][:, None] + hi - 1, 0)
+        shift = np.asarray(k, dtype=np.int64)[:, None] * (self.log.n + 1)
+        return np.where(has, self._positions[g] - shift if len(self._positions) else 0, -1), has
 
     def flag_range(self, name: str, days: float | None, upper: float = 0) -> tuple[np.ndarray, np.ndarray]:
         """Positions ``[a, b)`` into ``log.flags[name]`` of the flagged events in
@@ -139,6 +175,6 @@ def f32(x: np.ndarray) -> np.ndarray:
 def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a / b`` as float32 (computed in float64), NaN where ``b <= 0``."""
     a, b = np.asarray(a), np.asarray(b)
-    out = np.full(np.broadcast_shapes(a.shape, b.shape), np.nan, dtype=np.float32)
+    out = np.full(a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape), np.nan, dtype=np.float32)
     np.true_divide(a, b, out=out, where=b > 0, casting="unsafe")
     return out

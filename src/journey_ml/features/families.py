@@ -124,12 +124,14 @@ def stage_features(ctx: Context) -> dict[str | tuple[str, ...], np.ndarray]:
     dwell = ((rows.t - since) / NS_PER_DAY).astype(np.float32)
     dwell[~ctx.some] = np.nan
     names = _stage_names_by_kind(spec)
+    # First and last times in one pass of the kernel (each value depends on its own index only).
+    since_first_last = ctx.days_since(np.concatenate([first_idx, last_idx]), np.concatenate([has, has]))
     return {
         "current_stage": np.where(ctx.some, current, -1).astype(np.int32),
         "stage_dwell_days": dwell,
         names[0]: counts,
-        names[1]: ctx.days_since(first_idx, has),
-        names[2]: ctx.days_since(last_idx, has),
+        names[1]: since_first_last[:n_st],
+        names[2]: since_first_last[n_st:],
     }
 
 
@@ -196,8 +198,7 @@ def friction_features(ctx: Context) -> dict[str | tuple[str, ...], np.ndarray]:
     groups = _friction_count_names(spec)
     for names, counts in zip(groups, ctx.flag_windows(flags, [*WINDOWS, None]), strict=False):
         out[names] = counts
-    last = [ctx.flag_last(f) for f in flags]
-    out[groups[-1]] = ctx.days_since(np.stack([i for i, _ in last]), np.stack([h for _, h in last]))
+    out[groups[-1]] = ctx.days_since(*ctx.flag_lasts(flags))
     for i, slug in enumerate(spec.friction_slugs):
         values = enc.measure[i]
         if values is None:

@@ -17,6 +17,7 @@ booster. Everything here is an optimisation of the serving process only.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from typing import Any
 
@@ -33,6 +34,8 @@ FAST_ROWS = 16
 _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 _RAW_SCORE = 1  # C_API_PREDICT_RAW_SCORE
 _CONTRIB = 3  # C_API_PREDICT_CONTRIB
+#: The ``predict`` keywords the fast path answers.
+_FAST_KEYS = frozenset({"raw_score", "pred_contrib", "num_iteration", "num_threads"})
 
 
 def _lib() -> ctypes.CDLL:
@@ -66,6 +69,7 @@ class FastBooster:
         self.n_outputs = booster.num_model_per_iteration()
         self._configs: dict[tuple[int, int], ctypes.c_void_p] = {}
         self._lock = threading.Lock()
+        self._fast = lib.LGBM_BoosterPredictForMatSingleRowFast
 
     def _config(self, kind: int, iteration: int) -> ctypes.c_void_p:
         key = (kind, iteration)
@@ -82,11 +86,11 @@ class FastBooster:
     def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
         """``Booster.predict(X, **kwargs)``; on the fast path for small float64 matrices."""
         raw, contrib = bool(kwargs.get("raw_score")), bool(kwargs.get("pred_contrib"))
-        rest = set(kwargs) - {"raw_score", "pred_contrib", "num_iteration", "num_threads"}
         iteration = kwargs.get("num_iteration")
         if (
-            raw == contrib or rest or not isinstance(X, np.ndarray) or X.dtype != np.float64 or X.ndim != 2
-            or not 0 < len(X) <= FAST_ROWS or X.shape[1] != self.n_features or iteration is None or iteration <= 0
+            raw == contrib or not _FAST_KEYS.issuperset(kwargs) or type(X) is not np.ndarray or X.dtype != np.float64
+            or X.ndim != 2 or not 0 < len(X) <= FAST_ROWS or X.shape[1] != self.n_features or iteration is None
+            or iteration <= 0
         ):  # fmt: skip
             return np.asarray(self.booster.predict(X, **kwargs))
         kind = _CONTRIB if contrib else _RAW_SCORE
@@ -94,11 +98,11 @@ class FastBooster:
         out = np.empty((len(X), width), dtype=np.float64)
         rows = np.ascontiguousarray(X)
         got = ctypes.c_int64(0)
-        fn = _lib().LGBM_BoosterPredictForMatSingleRowFast
+        at, step, out_at, out_step = rows.ctypes.data, rows.strides[0], out.ctypes.data, out.strides[0]
         with self._lock:
             config = self._config(kind, int(iteration))
             for r in range(len(rows)):
-                _check(fn(config, ctypes.c_void_p(rows[r].ctypes.data), ctypes.byref(got), ctypes.c_void_p(out[r].ctypes.data)))
+                _check(self._fast(config, ctypes.c_void_p(at + r * step), ctypes.byref(got), ctypes.c_void_p(out_at + r * out_step)))
         return out[:, 0] if width == 1 else out
 
     def __getattr__(self, name: str) -> Any:
@@ -115,10 +119,12 @@ class FastBooster:
 
 
 def _view(model: Any) -> Any:
-    """A view of fitted ``model`` whose ``booster_`` is a :class:`FastBooster`."""
+    """A view of fitted ``model`` whose ``booster_`` is a :class:`FastBooster` (and whose
+    fitted feature names, asked for by every prediction's offset, are listed once)."""
     view = object.__new__(type(model))
     view.__dict__.update(model.__dict__)
     view.booster_ = FastBooster(model.booster_)
+    view.fitted_feature_names = functools.partial(list, tuple(model.fitted_feature_names()))
     return view
 
 

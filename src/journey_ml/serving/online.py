@@ -69,8 +69,11 @@ __all__ = [
 _NS_MIN = MIN_TIMESTAMP.value
 _NS_MAX = MAX_TIMESTAMP.value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The ISO-8601 shapes parsed here; anything else goes to the loader's parser.
-_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?)?")
+# The ISO-8601 shapes parsed here (hours and offset hours 00-23, at most 6 fractional
+# digits); anything else goes to the loader's parser.
+_ISO_PARSED = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ](?:[01]\d|2[0-3]):\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):\d{2})?)?"
+)
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SKEW_NS = int(CLOCK_SKEW.total_seconds()) * 10**9
 _BAD_TIME = "is not a parseable time in [1990-01-01, 2100-01-01)"
@@ -79,12 +82,8 @@ _BAD_TIME = "is not a parseable time in [1990-01-01, 2100-01-01)"
 # ---------------------------------------------------------------------------- values
 def _iso_ns(text: str) -> int | None:
     """ns of the common ISO-8601 shapes (naive = UTC), or None to use the loader's parser."""
-    m = _ISO.fullmatch(text)
-    if m is None:
-        return None
-    hh, frac, off = m.group(4, 7, 8)
-    if (hh is not None and hh > "23") or (frac is not None and len(frac) > 6) or (off is not None and off[1:3] > "23"):
-        return None  # the loader decides these
+    if _ISO_PARSED.fullmatch(text) is None:
+        return None  # not one of the shapes, or an hour, fraction or offset the loader decides
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -100,6 +99,12 @@ def parse_timestamp(value: str | int | float) -> int | None:
     :func:`journey_ml.ingest.parse.parse_timestamps` itself.
     """
     ns: int | None
+    if type(value) is str and value:  # the usual case first: one ISO string
+        ns = _iso_ns(value)
+        if ns is not None:
+            if not _NS_MIN <= ns < _NS_MAX:
+                raise ValueError(_BAD_TIME)
+            return ns
     if isinstance(value, bool):
         raise ValueError(_BAD_TIME)
     if isinstance(value, int):

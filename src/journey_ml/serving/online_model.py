@@ -39,6 +39,8 @@ __all__ = ["CustomerEvents", "OnlineScores", "feature_matrix", "request_log", "s
 
 #: Reason codes per customer, as in batch scoring.
 TOP_REASONS = 3
+#: The object dtype as an instance (pandas resolves it faster than the ``object`` type).
+_OBJECT = np.dtype(object)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,16 @@ def _names_index(names: tuple[str, ...]) -> pd.Index:
     """``pd.Index(names, dtype=object)``, kept for name lists seen before (requests mostly
     repeat the same few event type and channel lists; building an Index costs about as
     much as a feature family)."""
-    return pd.Index(list(names), dtype=object)
+    return pd.Index(list(names), dtype=_OBJECT)
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_member(types: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
+    """Read-only bool per distinct event type (and False for a missing one): is it one of
+    ``names``? Kept for type lists seen before, as :func:`_names_index`."""
+    member = np.array([name in names for name in types] + [False], dtype=bool)
+    member.flags.writeable = False
+    return member
 
 
 def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -137,23 +148,35 @@ def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
 
 def _session_starts(customers: Sequence[CustomerEvents], new: np.ndarray, gap_minutes: float) -> np.ndarray:
     """Where a session starts: a new customer or a new session id. Missing ids are the
-    loader's ``"{customer_id}#{k}"``, ``k`` counting gaps longer than ``gap_minutes``."""
+    loader's ``"{customer_id}#{k}"``, ``k`` counting gaps longer than ``gap_minutes`` (so
+    without any id given, a session starts after each such gap)."""
     gap_ns = round(gap_minutes * 60 * 10**9)
-    ids: list[str] = []
-    for ev in customers:
-        if None not in ev.session_id:
-            ids += ev.session_id  # type: ignore[arg-type]  # every id given
-            continue
-        k = 1
-        ts = ev.ts.tolist()
-        for j, given in enumerate(ev.session_id):
-            if j and ts[j] - ts[j - 1] > gap_ns:
-                k += 1
-            ids.append(given if given is not None else f"{ev.customer_id}#{k}")
     start = new.copy()
-    if len(ids) > 1:
-        start[1:] |= np.array([a != b for a, b in pairwise(ids)], dtype=bool)
+    at = 0
+    for ev in customers:
+        m = len(ev)
+        if m > 1:
+            if all(given is None for given in ev.session_id):
+                start[at + 1 : at + m] |= np.diff(ev.ts) > gap_ns
+            else:
+                ids = _session_ids(ev, gap_ns)
+                start[at + 1 : at + m] |= np.array([x != y for x, y in pairwise(ids)], dtype=bool)
+        at += m
     return start
+
+
+def _session_ids(ev: CustomerEvents, gap_ns: int) -> list[str]:
+    """A customer's session ids, the missing ones derived as the loader derives them."""
+    if None not in ev.session_id:
+        return ev.session_id  # type: ignore[return-value]  # every id given
+    ids: list[str] = []
+    k = 1
+    ts = ev.ts.tolist()
+    for j, given in enumerate(ev.session_id):
+        if j and ts[j] - ts[j - 1] > gap_ns:
+            k += 1
+        ids.append(given if given is not None else f"{ev.customer_id}#{k}")
+    return ids
 
 
 def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) -> EventLog:
@@ -171,11 +194,12 @@ def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) ->
     new[start[:-1][counts > 0]] = True
     stage = stage_evidence_codes(et_codes, et_names, new, journey_map)
 
+    types = tuple(et_names)
+
     def where_type(names: Sequence[str] | None) -> np.ndarray:
         if names is None:
             return np.arange(n, dtype=np.int32)
-        member = np.array([name in names for name in et_names] + [False], dtype=bool)
-        return np.flatnonzero(member[et_codes]).astype(np.int32)
+        return np.flatnonzero(_type_member(types, tuple(names))[et_codes]).astype(np.int32)
 
     flags, measure = friction_flags(journey_map, where_type, lambda column: np.concatenate([ev.measures[column] for ev in customers]))
     conv = where_type(list(journey_map.conversion_events))
@@ -184,11 +208,11 @@ def request_log(customers: Sequence[CustomerEvents], journey_map: JourneyMap) ->
     flags["session_start"] = np.flatnonzero(_session_starts(customers, new, journey_map.session_gap_minutes)).astype(np.int32)
     return EventLog(
         journey_map=journey_map,
-        customers=pd.Index([ev.customer_id for ev in customers], dtype=object),
+        customers=pd.Index([ev.customer_id for ev in customers], dtype=_OBJECT),
         start=start,
         ts=ts,
         event_type=et_codes,
-        event_types=_names_index(tuple(et_names)),
+        event_types=_names_index(types),
         channel=ch_codes,
         channel_names=_names_index(tuple(ch_names)),
         stage=stage,
@@ -250,7 +274,7 @@ def _predictions(X: np.ndarray, bundle: ModelBundle) -> list[dict[str, Any]]:
         out.append({
             "current_stage": stages[int(current[r])],
             "next_stage": stages[int(nxt[r])],
-            "next_stage_probabilities": {s: float(proba[r, i]) for i, s in enumerate(stages)},
+            "next_stage_probabilities": dict(zip(stages, proba[r].tolist(), strict=True)),
             "drop_off_risk": float(drop[r]),
             "expected_revenue": v if unit == "revenue" else None,
             "expected_conversions": v if unit == "conversions" else None,
@@ -272,11 +296,8 @@ def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle:
     t = np.asarray(cutoffs, dtype=np.int64)
     rows = log.locate(code, t, ROW_OFFSETS)  # the activity rule's and the features' positions
     act = log.activity(code, t, rows)
-    status = np.full(len(customers), "scored", dtype=object)
-    status[act.has_history & ~act.recent] = "inactive"
-    status[act.has_history & act.exited] = "exited"
-    status[~act.has_history] = "no_history"
-    active = np.flatnonzero(status == "scored")
+    status = [_status(h, r, x) for h, r, x in zip(act.has_history.tolist(), act.recent.tolist(), act.exited.tolist(), strict=True)]
+    active = np.array([k for k, s in enumerate(status) if s == "scored"], dtype=np.int64)
     values: list[dict[str, Any]] = []
     reasons: list[list[dict[str, Any]]] = []
     if len(active):
@@ -288,6 +309,13 @@ def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle:
             drop.booster_.predict(X, pred_contrib=True, num_iteration=drop.best_iteration_, num_threads=1), dtype=np.float64
         )
         reasons = reasons_from_shap(X, phi, bundle, TOP_REASONS, _tables(bundle.spec).groups)
-    return OnlineScores(
-        status=[str(s) for s in status], row={int(k): r for r, k in enumerate(active)}, values=values, reasons=reasons
-    )
+    return OnlineScores(status=status, row={k: r for r, k in enumerate(active.tolist())}, values=values, reasons=reasons)
+
+
+def _status(has_history: bool, recent: bool, exited: bool) -> str:
+    """A customer's status by the batch activity rule (no history, then exited, then inactive)."""
+    if not has_history:
+        return "no_history"
+    if exited:
+        return "exited"
+    return "scored" if recent else "inactive"
