@@ -35,6 +35,8 @@ def friction_measure(events: pd.DataFrame, column: str) -> np.ndarray:
 
 def over_threshold(values: np.ndarray, minimum: float | None) -> np.ndarray:
     """The threshold part of the rule: ``values >= minimum`` (``> 0`` without one); NaN never."""
+    if values.dtype.kind == "f":  # NaN comparisons are False without a warning on floats
+        return values >= minimum if minimum is not None else values > 0
     with np.errstate(invalid="ignore"):
         return values >= minimum if minimum is not None else values > 0
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from journey_ml.contract.journey_map import JourneyMap
 from journey_ml.contract.time import to_utc
+from journey_ml.runtime import per_identity
 
 NO_STAGE = -1
 #: The stage of a customer whose events so far evidence no stage (only e-mail opens,
@@ -95,17 +96,30 @@ def stage_evidence_codes(
     -------
     ndarray of int8
     """
-    names = [str(c) for c in type_names]
-    # The trailing entry is what a missing type (code -1) looks up.
-    lookup = np.array([journey_map.event_stage.get(c, NO_STAGE) for c in names] + [NO_STAGE], dtype=np.int8)
+    lookup, conv = _evidence_tables(journey_map, type_names)
     stage = lookup[type_codes]
     repeat = journey_map.repeat_stage_index
     if repeat is None or not journey_map.conversion_events or not len(new_customer):
         return stage
-    conv_set = set(journey_map.conversion_events)
-    conv = np.array([c in conv_set for c in names] + [False], dtype=bool)
     _raise_repeat_conversions(stage, type_codes, conv, new_customer, np.int8(repeat))
     return stage
+
+
+def _build_evidence_tables(journey_map: JourneyMap, type_names: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct type: the stage it evidences and whether it is a conversion.
+
+    The trailing entry of each is what a missing type (code -1) looks up.
+    """
+    names = [str(c) for c in type_names]
+    lookup = np.array([journey_map.event_stage.get(c, NO_STAGE) for c in names] + [NO_STAGE], dtype=np.int8)
+    conv_set = set(journey_map.conversion_events)
+    conv = np.array([c in conv_set for c in names] + [False], dtype=bool)
+    return lookup, conv
+
+
+#: Serving encodes a few events per request with the same type list object (one per
+#: distinct list), so the tables are built once per (map, type list).
+_evidence_tables = per_identity(_build_evidence_tables, kept=64)
 
 
 @numba.njit(cache=True, nogil=True)

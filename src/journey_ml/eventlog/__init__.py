@@ -618,19 +618,29 @@ def _build_spec_tables(spec: VocabularyLike, jm: JourneyMap) -> _SpecTables:
 _spec_tables = per_identity(_build_spec_tables, kept=8)
 
 
+def _build_vocab_maps(
+    spec: VocabularyLike, jm: JourneyMap, et_uniques: Sequence[Any], channel_names: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Vocabulary position of each distinct event type, channel and touchpoint of a log."""
+    tables = _spec_tables(spec, jm)
+    et_map = _lookup(et_uniques, tables.et_pos, len(spec.event_types))
+    ch_map = _lookup(channel_names, tables.ch_pos, len(spec.channels))
+    if "channel" in jm.touchpoints_by:
+        names = [f"{e}:{c}" for e in et_uniques for c in channel_names]
+        return et_map, ch_map, _lookup(names, tables.tp_pos, len(spec.touchpoints)), len(channel_names)
+    return et_map, ch_map, _lookup(et_uniques, tables.tp_pos, len(spec.touchpoints)), 0
+
+
+#: Serving's one-customer logs reuse one distinct-names object per type (and channel)
+#: list, so their lookups are built once per (spec, lists), not per request.
+_vocab_maps = per_identity(_build_vocab_maps, kept=64)
+
+
 def _vocab_codes(log: EventLog, spec: VocabularyLike) -> VocabCodes:
     """Vocabulary lookups per distinct string, then one compiled pass over the events."""
     jm = log.journey_map
     tables = _spec_tables(spec, jm)
-    et_uniques = log.event_types
-    et_map = _lookup(et_uniques, tables.et_pos, len(spec.event_types))
-    ch_map = _lookup(log.channel_names, tables.ch_pos, len(spec.channels))
-    if "channel" in jm.touchpoints_by:
-        names = [f"{e}:{c}" for e in et_uniques for c in log.channel_names]
-        tp_map = _lookup(names, tables.tp_pos, len(spec.touchpoints))
-        n_ch = len(log.channel_names)
-    else:
-        tp_map, n_ch = _lookup(et_uniques, tables.tp_pos, len(spec.touchpoints)), 0
+    et_map, ch_map, tp_map, n_ch = _vocab_maps(spec, jm, log.event_types, log.channel_names)
     ev_table, n_e, st_table, n_s = tables.ev_table, tables.n_e, tables.st_table, tables.n_s
     n = log.n
     out = VocabCodes(
