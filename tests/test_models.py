@@ -25,6 +25,7 @@ from journey_ml.models.baselines import (
     StageMeanRevenueBaseline,
     load_baseline,
 )
+from journey_ml.models.calibration import BTYD_STACK_COLUMNS, btyd_stack_margin, fit_btyd_stack
 from journey_ml.models.tasks import PRIMARY, SLOTS, TASKS, task_for, tasks_for
 from journey_ml.models.tuning import tune
 from tests.synthetic_snapshots import N_STAGES, make_snapshots, split
@@ -428,10 +429,12 @@ def test_tasks_enabled_by_the_journey_shape(stages: int, unit: str, names: list[
 def test_make_model_takes_the_config_hyperparameters(data: dict[str, Any]) -> None:
     config = TrainConfig(seed=7, model=ModelConfig(num_leaves=9, lambda_l2=0.5))
 
-    spec = SimpleNamespace(  # the three FeatureSpec attributes make_model reads
+    spec = SimpleNamespace(  # the FeatureSpec attributes make_model reads
         categorical_features=("channel_code",),
         friction_risk_direction={"engagement": 1},
         journey_map=SimpleNamespace(stages=list(range(N_STAGES))),
+        btyd=(),
+        feature_names=["engagement", *BTYD_STACK_COLUMNS],
     )
     for slot in SLOTS:
         model = task_for(slot).make_model(spec, config, {"learning_rate": 0.2})  # type: ignore[arg-type]
@@ -441,6 +444,12 @@ def test_make_model_takes_the_config_hyperparameters(data: dict[str, Any]) -> No
         assert params["learning_rate"] == 0.2
     assert task_for("drop_off").make_model(spec, config).monotone_constraints == (("engagement", 1),)  # type: ignore[arg-type]
     assert task_for("revenue").make_model(spec, config).monotone_constraints == (("engagement", -1),)  # type: ignore[arg-type]
+    # The BG/NBD stack is on only when the spec fitted BG/NBD and has its columns.
+    assert task_for("drop_off").make_model(spec, config).btyd_stack is False  # type: ignore[arg-type]
+    spec.btyd = ("a fit",)
+    assert task_for("drop_off").make_model(spec, config).btyd_stack is True  # type: ignore[arg-type]
+    spec.feature_names = ["engagement"]
+    assert task_for("drop_off").make_model(spec, config).btyd_stack is False  # type: ignore[arg-type]
 
 
 def test_estimator_defaults_are_model_config_defaults() -> None:
@@ -494,7 +503,7 @@ def test_next_stage_fits_on_the_weekly_rows_only(data: dict[str, Any], monkeypat
     frame = lambda X, y: X.assign(**{k: v for k, v in y.items()})  # noqa: E731
     train = pd.concat([frame(data["X"], data["y"]), frame(data["Xv"], data["yv"])], ignore_index=True)
     valid = frame(data["Xt"], data["yt"])
-    spec = SimpleNamespace(feature_names=list(data["X"].columns), categorical_features=[], friction_risk_direction={},
+    spec = SimpleNamespace(feature_names=list(data["X"].columns), categorical_features=[], friction_risk_direction={}, btyd=(),
                            journey_map=SimpleNamespace(stages=[None] * N_STAGES))
     weight = np.r_[np.ones(len(data["X"])), np.full(len(data["Xv"]), 5.0)]
     splits = SimpleNamespace(spec=spec, train=train, valid=valid, train_weight=weight, train_weekly=len(data["X"]),
@@ -515,3 +524,82 @@ def test_next_stage_fits_on_the_weekly_rows_only(data: dict[str, Any], monkeypat
     config = TrainConfig(model=ModelConfig(**SMALL))
     fit_models(splits, config)  # type: ignore[arg-type]
     assert seen == {"next_stage": len(data["X"]), "drop_off": len(train)}
+
+
+def _btyd_frame(n: int, seed: int, age_shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows whose drop-off follows a BTYD-like score that rises with age beyond the training range."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(0, 100, n) + age_shift
+    other = rng.normal(size=n)
+    logit_quiet = -1.0 + 0.03 * age + rng.normal(size=n)
+    alive = np.where(rng.random(n) < 0.3, 1.0, rng.uniform(0.2, 1.0, n))
+    z = logit_quiet - 1.5 * np.log(alive) + 1.5 * other
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.int64)
+    X = pd.DataFrame({
+        "age": age,
+        "other": other,
+        BTYD_STACK_COLUMNS[0]: 1 / (1 + np.exp(-logit_quiet)),
+        BTYD_STACK_COLUMNS[1]: alive,
+    })
+    return X, y
+
+
+def test_btyd_stack_extrapolates_where_the_trees_are_flat(tmp_path: Path) -> None:
+    # Training rows are young; validation and test rows are older, where the trees are flat
+    # in age but BG/NBD's terms keep moving: the stack ranks and calibrates the test rows better.
+    X, y = _btyd_frame(4000, 1)
+    Xv, yv = _btyd_frame(2000, 2, age_shift=60.0)
+    Xt, yt = _btyd_frame(4000, 3, age_shift=60.0)
+    plain = DropOffModel(**SMALL).fit(X, y, X_valid=Xv, y_valid=yv)
+    stacked = DropOffModel(btyd_stack=True, **SMALL).fit(X, y, X_valid=Xv, y_valid=yv)
+    assert plain.stack_ is None and stacked.stack_ is not None
+    assert stacked.booster_.model_to_string() == plain.booster_.model_to_string()  # same trees
+    m_plain = drop_off_metrics(yt, plain.predict_proba(Xt)[:, 1])
+    m_stacked = drop_off_metrics(yt, stacked.predict_proba(Xt)[:, 1])
+    assert m_stacked["roc_auc"] > m_plain["roc_auc"] + 0.002
+    assert m_stacked["brier"] < m_plain["brier"]
+    # The terms live in the margin: predict_raw = trees + init_margin, and TreeSHAP explains the trees.
+    trees = stacked.booster_.predict(Xt.to_numpy(), raw_score=True, num_iteration=stacked.best_iteration_)
+    np.testing.assert_allclose(stacked.predict_raw(Xt), trees + stacked.init_margin(Xt), rtol=0, atol=1e-12)
+    assert np.ptp(stacked.init_margin(Xt)) > 0
+    loaded = load_model(stacked.save(tmp_path / "m"))
+    assert loaded.stack_ == stacked.stack_
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), stacked.predict_proba(Xt))
+
+
+def test_btyd_stack_is_off_without_values_and_needs_its_columns() -> None:
+    X, y = _btyd_frame(1500, 4)
+    Xv, yv = _btyd_frame(800, 5)
+    Xv[list(BTYD_STACK_COLUMNS)] = np.nan  # no BG/NBD fit: the columns are NaN
+    plain = DropOffModel(**SMALL).fit(X, y, X_valid=Xv, y_valid=yv)
+    stacked = DropOffModel(btyd_stack=True, **SMALL).fit(X, y, X_valid=Xv, y_valid=yv)
+    assert stacked.stack_ is None
+    np.testing.assert_array_equal(stacked.predict_proba(Xv), plain.predict_proba(Xv))
+    # Refitting the calibration on rows with values fits the stack; the trees stay.
+    stacked.fit_calibration(*_btyd_frame(800, 6))
+    assert stacked.stack_ is not None and stacked.booster_.model_to_string() == plain.booster_.model_to_string()
+    with pytest.raises(ValueError, match="btyd_stack: 'btyd_p_alive' is not a feature column"):
+        DropOffModel(btyd_stack=True, **SMALL).fit(X.drop(columns=[BTYD_STACK_COLUMNS[1]]), y)
+
+
+def test_fit_btyd_stack_recovers_the_weights_and_handles_missing_rows() -> None:
+    rng = np.random.default_rng(0)
+    n = 20000
+    raw = rng.normal(size=n)
+    quiet, alive = rng.uniform(0.05, 0.95, n), rng.uniform(0.1, 1.0, n)
+    cols = np.column_stack([quiet, alive])
+    cols[:2000] = np.nan
+    lq, la = np.log(quiet / (1 - quiet)), np.log(alive)
+    z = np.where(np.arange(n) < 2000, 2.0 * raw + 0.7, 2.0 * raw + 1.0 * lq - 0.6 * la - 0.3)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.float64)
+    stack = fit_btyd_stack(raw, cols, y)
+    assert stack is not None
+    # Margin units: the terms' coefficients over the margin's (2.0).
+    assert stack["logit_p_no_conversion"] == pytest.approx(0.5, abs=0.06)
+    assert stack["log_p_alive"] == pytest.approx(-0.3, abs=0.06)
+    assert stack["missing"] == pytest.approx(0.5, abs=0.08)
+    margin = btyd_stack_margin(stack, cols)
+    assert np.all(margin[:2000] == stack["missing"]) and np.isfinite(margin).all()
+    assert fit_btyd_stack(raw, cols, np.zeros(n)) is None  # one class
+    assert fit_btyd_stack(raw, np.full((n, 2), np.nan), y) is None  # no BG/NBD values
+    assert fit_btyd_stack(-raw, cols, y) is None  # the margin's weight would be negative

@@ -10,6 +10,9 @@ the calibration rows' loss before and after:
   ROC-AUC is unchanged) or isotonic regression; :func:`apply_binary` applies either.
 * :func:`fit_scale` -- one multiplicative scale on expected revenue so the calibration
   rows' total is matched (a shift of the log-link margin: rankings are unchanged).
+* :func:`fit_btyd_stack` -- the drop-off margin's BG/NBD terms: a logistic fit of the
+  labels on the booster margin, logit P(no conversion) and log P(alive) of the BTYD
+  feature columns; :func:`btyd_stack_margin` adds them to the margin (it changes the ranking).
 
 Fit them on rows drawn like the rows scoring sees (the weekly validation snapshots):
 a calibrator corrects the shift between the distribution it is fitted on and that one.
@@ -30,10 +33,13 @@ from sklearn.isotonic import IsotonicRegression
 from journey_ml.models.scoring import expected_calibration_error, log_loss
 
 __all__ = [
+    "BTYD_STACK_COLUMNS",
     "CALIBRATION_METHODS",
     "PROBA_EPS",
     "apply_binary",
+    "btyd_stack_margin",
     "fit_binary",
+    "fit_btyd_stack",
     "fit_scale",
     "fit_temperature",
     "identity",
@@ -43,6 +49,11 @@ __all__ = [
 PROBA_EPS = 1e-7
 #: The drop-off model's calibration methods.
 CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic")
+
+#: The BTYD feature columns the drop-off stack reads: P(no conversion in the horizon), P(alive).
+BTYD_STACK_COLUMNS: tuple[str, str] = ("btyd_p_no_conversion", "btyd_p_alive")
+#: The stack is dropped (plain calibration) when the margin's weight in it is below this.
+MIN_STACK_MARGIN_WEIGHT = 0.05
 
 Calibrator = dict[str, Any]
 Report = dict[str, float]
@@ -162,3 +173,67 @@ def fit_scale(raw: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[Calibra
         "mean_ratio_after": float(after.mean()) / mean_true if mean_true else float("nan"),
     }
     return {"method": "scale", "scale": scale}, report
+
+
+def _btyd_terms(columns: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(n, 3)``: logit P(no conversion), log P(alive), 1 when either is missing (then both 0)."""
+    quiet, alive = columns[:, 0], columns[:, 1]
+    missing = ~(np.isfinite(quiet) & np.isfinite(alive))
+    q = np.clip(np.where(missing, 0.5, quiet), PROBA_EPS, 1 - PROBA_EPS)
+    a = np.clip(np.where(missing, 1.0, alive), PROBA_EPS, 1.0)
+    return np.column_stack([np.log(q) - np.log1p(-q), np.log(a), missing.astype(np.float64)])
+
+
+def fit_btyd_stack(
+    raw: NDArray[np.float64], columns: NDArray[np.float64], y: NDArray[np.float64]
+) -> dict[str, float] | None:
+    """Weights of the BG/NBD terms added to the drop-off margin, in the margin's units; or None.
+
+    A logistic fit of ``y`` on ``[raw, logit P(no conversion), log P(alive), missing]``
+    (``columns``: the two :data:`BTYD_STACK_COLUMNS`) on the calibration rows; the
+    terms' coefficients divided by the margin's are returned, so that Platt scaling of
+    ``raw + btyd_stack_margin(...)`` is that fit. The booster is fitted on many earlier
+    cutoffs; BG/NBD's terms extrapolate in customer age where trees are flat. None (no
+    stack) with one class, no row with both BTYD values, or a margin weight below
+    :data:`MIN_STACK_MARGIN_WEIGHT`.
+    """
+    terms = _btyd_terms(columns)
+    if np.unique(y).size < 2 or terms[:, 2].all():
+        return None
+    # A missing-indicator column that is all 0 carries no information: keep its weight 0.
+    use = [0, 1] + ([2] if terms[:, 2].any() else [])
+    Z = np.column_stack([raw, terms[:, use]])
+    theta = _fit_logistic(Z, y)
+    if theta is None or theta[0] < MIN_STACK_MARGIN_WEIGHT:
+        return None
+    w = dict.fromkeys(("logit_p_no_conversion", "log_p_alive", "missing"), 0.0)
+    for name, coef in zip([("logit_p_no_conversion", "log_p_alive", "missing")[i] for i in use], theta[1:-1], strict=True):
+        w[name] = float(coef / theta[0])
+    return w
+
+
+def btyd_stack_margin(stack: dict[str, float], columns: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The BG/NBD terms of :func:`fit_btyd_stack`'s ``stack`` for rows with ``columns``."""
+    terms = _btyd_terms(columns)
+    return (
+        stack["logit_p_no_conversion"] * terms[:, 0] + stack["log_p_alive"] * terms[:, 1] + stack["missing"] * terms[:, 2]
+    )
+
+
+def _fit_logistic(Z: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Unregularised logistic regression of ``y`` on ``Z`` plus an intercept (last); None if not finite.
+
+    Columns are standardised for the optimiser and the coefficients mapped back.
+    """
+    mu, sd = Z.mean(axis=0), Z.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    Zs = np.column_stack([(Z - mu) / sd, np.ones(len(Z))])
+
+    def nll(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        z = Zs @ theta
+        return float(np.mean(np.logaddexp(0.0, z) - y * z)), Zs.T @ (expit(z) - y) / len(y)
+
+    res = minimize(nll, x0=np.zeros(Zs.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-10})
+    coef = res.x[:-1] / sd
+    theta = np.r_[coef, res.x[-1] - float(coef @ mu)]
+    return theta if np.all(np.isfinite(theta)) else None

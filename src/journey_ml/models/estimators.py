@@ -24,9 +24,12 @@ from sklearn.utils.validation import check_array
 from journey_ml.exceptions import ModelBundleError, did_you_mean
 from journey_ml.models.baselines import transition_matrix, transition_rows
 from journey_ml.models.calibration import (
+    BTYD_STACK_COLUMNS,
     CALIBRATION_METHODS,
     apply_binary,
+    btyd_stack_margin,
     fit_binary,
+    fit_btyd_stack,
     fit_scale,
     fit_temperature,
 )
@@ -189,7 +192,22 @@ class DropOffModel(ClassifierMixin, LightGBMEstimator):
     calibration_method : {"platt", "isotonic"}
         Platt scaling of the log-odds (keeps the ranking) or isotonic regression
         (:func:`~journey_ml.models.calibration.fit_binary`).
+    btyd_stack : bool
+        Before calibrating, fit weights of BG/NBD's logit P(no conversion) and log
+        P(alive) (the BTYD feature columns) beside the booster's margin on the
+        calibration rows, and add those terms to the margin
+        (:func:`~journey_ml.models.calibration.fit_btyd_stack`). The trees are fitted on
+        earlier cutoffs and are flat beyond the customer ages they saw; BG/NBD's terms
+        are not. :meth:`~journey_ml.models.tasks.Task.make_model` turns it on when the
+        feature spec fitted BG/NBD (``features.btyd``).
     Other parameters: see :class:`LightGBMEstimator`.
+
+    Attributes
+    ----------
+    stack_ : dict or None
+        The BG/NBD terms' weights in margin units (None: no stack). ``predict_raw`` and
+        ``raw_margin`` include the terms; ``init_margin`` returns them (TreeSHAP explains
+        the rest).
 
     Examples
     --------
@@ -202,6 +220,7 @@ class DropOffModel(ClassifierMixin, LightGBMEstimator):
     """
 
     calibration_method: str = "platt"
+    btyd_stack: bool = False
 
     _kind: ClassVar[str] = "drop_off"
 
@@ -225,8 +244,45 @@ class DropOffModel(ClassifierMixin, LightGBMEstimator):
             )
         self.classes_ = np.array([0, 1], dtype=np.int64)
 
+    def _fit_offset(
+        self, X: NDArray[np.float64], y: NDArray[np.float64], weight: NDArray[np.float64] | None
+    ) -> None:
+        # The booster is fitted from 0; the stack is learned with the calibration.
+        self.stack_: dict[str, float] | None = None
+        if self.btyd_stack:
+            self._stack_columns()  # fail before boosting when the columns are absent
+
+    def _stack_columns(self) -> list[int]:
+        names = self.fitted_feature_names()
+        for column in BTYD_STACK_COLUMNS:
+            if column not in names:
+                raise ValueError(
+                    f"btyd_stack: '{column}' is not a feature column{did_you_mean(column, names)}"
+                )
+        return [names.index(column) for column in BTYD_STACK_COLUMNS]
+
+    def _offset(self, X: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        stack = getattr(self, "stack_", None)
+        return None if stack is None else btyd_stack_margin(stack, X[:, self._stack_columns()])
+
+    def _calibrate_on(self, valid: tuple[NDArray[np.float64], NDArray[np.float64]] | None) -> None:
+        self.stack_ = None
+        if self.btyd_stack and self.calibrate and valid is not None:
+            Xv, yv = valid
+            self.stack_ = fit_btyd_stack(self._raw(Xv), Xv[:, self._stack_columns()], yv)
+        super()._calibrate_on(valid)
+
     def _fit_calibrator(self, raw: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         self.calibrator_, self.calibration_report_ = fit_binary(raw, y, self.calibration_method)
+
+    def _after_load(self, meta: dict[str, Any]) -> None:
+        stack = meta.get("stack")
+        self.stack_ = None if stack is None else {str(k): float(v) for k, v in stack.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["stack"] = self.stack_
+        return out
 
     def calibrated(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return apply_binary(self.calibrator_, raw)

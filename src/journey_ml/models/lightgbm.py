@@ -360,7 +360,8 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         """Per-row initial margin an external booster must start from (None: none).
 
         ``(n, K)`` log Markov transition rows for a next-stage model with
-        ``stage_prior_column``; None for every other model.
+        ``stage_prior_column``; None for every other model (a drop-off model's BG/NBD
+        stack is learned after boosting, so boosting starts from 0).
         """
         return self._offset(self._check_X_predict_unfitted(X))
 
@@ -430,7 +431,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         drop-off and log expected revenue ``(n,)`` for revenue. Equals
         ``booster_.predict(X, raw_score=True, num_iteration=best_iteration_) +
         init_margin(X)``; the offset is 0 except for a next-stage model with
-        ``stage_prior_column`` set.
+        ``stage_prior_column`` set and a drop-off model whose BG/NBD stack was fitted.
         """
         return self._raw(self._check_X_predict(X))
 

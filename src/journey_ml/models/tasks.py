@@ -27,6 +27,7 @@ from journey_ml.models.baselines import (
     RecencyBaseline,
     StageMeanRevenueBaseline,
 )
+from journey_ml.models.calibration import BTYD_STACK_COLUMNS
 from journey_ml.models.estimators import DropOffModel, NextStageModel, RevenueModel
 from journey_ml.models.lightgbm import LightGBMEstimator
 from journey_ml.models.scoring import drop_off_metrics, next_stage_metrics, revenue_metrics
@@ -128,7 +129,9 @@ class Task:
         # confounding (busy customers meet more friction) cannot flip the sign.
         risk = tuple(spec.friction_risk_direction.items())
         if self.slot == "drop_off":
-            return DropOffModel(monotone_constraints=risk, **base)
+            # With BG/NBD fitted (features.btyd), its terms join the margin at calibration.
+            stack = bool(spec.btyd) and all(c in spec.feature_names for c in BTYD_STACK_COLUMNS)
+            return DropOffModel(monotone_constraints=risk, btyd_stack=stack, **base)
         return RevenueModel(
             tweedie_variance_power=config.model.tweedie_variance_power,
             monotone_constraints=tuple((f, -d) for f, d in risk),
