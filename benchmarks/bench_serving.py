@@ -12,8 +12,8 @@ What it does:
    service has profiles), and batches of 100 customers inline;
 3. the floor: the in-process scorer (:func:`journey_ml.serving.online.score_customers`,
    JSON parsing included) on the same payloads, one at a time;
-4. the real server (``journey_ml.serving.ServerProcess``: ``bentoml serve``, one worker per
-   core) under open-loop load (:mod:`loadgen`: a fixed schedule, latency from each
+4. the real server (``journey_ml.serving.ServerProcess``: ``bentoml serve``, one scoring
+   process per core behind one HTTP worker) under open-loop load (:mod:`loadgen`: a fixed schedule, latency from each
    request's scheduled time) at 50, 100, 200 and 400 requests/s, ``--seconds`` each;
 5. the maximum sustained throughput: the highest offered rate whose answers are all 200,
    at >= 97% of the offered rate with p99 <= 50 ms;
@@ -22,7 +22,8 @@ What it does:
 
 The load generator runs on the same cores as the server (it is cheap: uvloop, raw
 sockets, keep-alive, bodies encoded once); the figures say so, with its own CPU per
-request and the server's (its whole process tree, from /proc) beside every row.
+request and the server's (its whole process tree, from /proc, and the part of it in
+scoring processes) beside every row.
 """
 
 from __future__ import annotations
@@ -107,8 +108,13 @@ def in_process(bundle_dir: Path, bodies: list[dict[str, Any]], repeats: int) -> 
     return np.asarray(out), (time.process_time() - cpu0) / repeats
 
 
-def tree_cpu(root: int) -> float:
-    """CPU seconds (user + system) used so far by process ``root`` and its descendants (Linux /proc)."""
+#: How a scoring process of the service shows in its command line.
+SCORER = "journey_ml.serving.scorers"
+
+
+def tree_cpu(root: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process ``root`` and its descendants
+    (Linux /proc): the whole tree, and the part of it in scoring processes."""
     procs: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -126,7 +132,16 @@ def tree_cpu(root: int) -> float:
             if parent in keep and pid not in keep:
                 keep.add(pid)
                 grew = True
-    return sum(procs[p][1] for p in keep if p in procs) / os.sysconf("SC_CLK_TCK")
+    scoring = 0
+    for pid in keep:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if SCORER.encode() in fh.read():
+                    scoring += procs[pid][1]
+        except (OSError, KeyError):
+            continue
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(procs[p][1] for p in keep if p in procs) / tick, scoring / tick
 
 
 class Measured:
@@ -135,23 +150,24 @@ class Measured:
     def __init__(self, url: str, pid: int) -> None:
         self.url = url
         self.pid = pid
-        self.server_cpu: dict[int, float] = {}  # id(result) -> server CPU seconds of the run
+        self.server_cpu: dict[int, tuple[float, float]] = {}  # id(result) -> server CPU s of the run (all, scoring)
 
     def run(self, requests: list[bytes], rate: float, seconds: float) -> LoadResult:
         before = tree_cpu(self.pid)
         res = run_open_loop(self.url, requests, rate, seconds)
-        self.server_cpu[id(res)] = tree_cpu(self.pid) - before
+        after = tree_cpu(self.pid)
+        self.server_cpu[id(res)] = (after[0] - before[0], after[1] - before[1])
         return res
 
     def row(self, name: str, res: LoadResult) -> str:
         ok = res.ok
         other = {k: v for k, v in res.statuses.items() if k not in (200, 429, 503)}  # 0: no answer
         n = max(len(res.status), 1)
-        server = self.server_cpu.get(id(res), float("nan"))
+        server, scoring = self.server_cpu.get(id(res), (float("nan"), float("nan")))
         return (
             f"| {name} | {res.rate:.0f} | {res.achieved:.0f} | {res.percentile(50, ok):.1f} | {res.percentile(99, ok):.1f} "
             f"| {int(np.count_nonzero(res.shed))} | {res.errors} {other or ''} | {np.percentile(res.lag, 99) * 1000:.1f} "
-            f"| {server / n * 1000:.2f} | {res.cpu / n * 1000:.2f} | {100 * res.cpu / max(res.wall, 1e-9) / (os.cpu_count() or 1):.0f} % |"
+            f"| {server / n * 1000:.2f} | {scoring / n * 1000:.2f} | {res.cpu / n * 1000:.2f} | {100 * res.cpu / max(res.wall, 1e-9) / (os.cpu_count() or 1):.0f} % |"
         )
 
 
@@ -187,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--model", type=Path, help="bundle directory (its events are re-simulated with --seed)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workers", type=int, default=None, help="JOURNEY_ML_WORKERS (default: one per core)")
+    parser.add_argument("--workers", type=int, default=None, help="JOURNEY_ML_WORKERS: scoring processes (default: one per core)")
     parser.add_argument("--in-flight", type=int, default=None, help="JOURNEY_ML_MAX_IN_FLIGHT (default: the service's)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
@@ -206,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         floor_one, cpu_one = in_process(bundle_dir, bodies["one"], 400)
         floor_batch, cpu_batch = in_process(bundle_dir, bodies["batch"], 40)
         env = {"JOURNEY_ML_MODEL": str(bundle_dir), "JOURNEY_ML_PROFILES": str(Path(tmp) / "profiles")}
-        if args.workers:
+        if args.workers is not None:
             env["JOURNEY_ML_WORKERS"] = str(args.workers)
         if args.in_flight:
             env["JOURNEY_ML_MAX_IN_FLIGHT"] = str(args.in_flight)
@@ -234,15 +250,17 @@ def main(argv: list[str] | None = None) -> None:
     out.append(f"### Online scoring under open-loop load ({platform.machine()}, {os.cpu_count()} cores, "
                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n")
     out.append(f"Bundle trained on {customers} simulated customers; server: `bentoml serve`, "
-               f"{args.workers or 'one per core'} workers, {args.in_flight or 'default'} requests in flight per worker; "
+               f"{'one per core' if args.workers is None else args.workers} scoring processes (0: a scoring thread in each HTTP worker), "
+               f"{args.in_flight or 'default'} requests in flight per scoring process; "
                f"{seconds:.0f} s per rate. The load generator (uvloop when installed, raw sockets, keep-alive, "
                f"pre-encoded bodies) shares the cores. Load average "
                f"before/after: {load_before[0]:.2f}/{load_after[0]:.2f}.\n")
-    out.append("Server CPU = CPU of the server's whole process tree during the run, per request sent; "
-               "generator CPU = the load generator's own, per request and as a share of the machine.\n")
+    out.append("Server CPU = CPU of the server's whole process tree during the run, per request sent (of which "
+               "in scoring processes: the rest is HTTP, admission and the hand-off); generator CPU = the load "
+               "generator's own, per request and as a share of the machine.\n")
     out.append("| payload | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | generator lag p99 ms "
-               "| server CPU ms/req | generator CPU ms/req | generator share |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "| server CPU ms/req | of which scoring | generator CPU ms/req | generator share |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     out += rows
     b50 = float(np.percentile(batch_res[0].latency[batch_res[0].ok], 50) * ms) if batch_res[0].ok.any() else float("nan")
     out.append("")
@@ -254,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     out.append(f"\nBatch of 100 over HTTP at 2/s: p50 {b50:.1f} ms = {b50 / f50:.2f}x in-process.\n")
     out.append(f"Maximum sustained throughput (1 customer x 50 events): **{best:.0f} requests/s**.\n")
     out += ["| search step | offered/s | achieved/s | p50 ms | p99 ms | 503/429 | other errors | lag p99 ms | server CPU ms/req "
-            "| generator CPU ms/req | generator share | |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *search]
+            "| of which scoring | generator CPU ms/req | generator share | |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", *search]
     shed = over.shed
     out.append(f"\nOverload at {over.rate:.0f}/s: {int(over.ok.sum())} accepted (p50 {over.percentile(50, over.ok):.1f} ms, "
                f"p99 {over.percentile(99, over.ok):.1f} ms), {int(shed.sum())} answered 503/429 "

@@ -20,21 +20,26 @@ environment (read when the service starts): ``JOURNEY_ML_MODEL`` (bundle directo
 ``JOURNEY_ML_MAX_EVENTS_PER_CUSTOMER`` (10000), ``JOURNEY_ML_MAX_BODY_BYTES`` (10 MB),
 ``JOURNEY_ML_RELOAD_SECONDS`` (60; 0 disables alias polling) and ``JOURNEY_ML_PROFILES``
 (where customer profiles are kept: a directory for SQLite, default ``profiles``, or
-``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (default: one per core) and
-``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per worker) are read when this module is imported. See
-``service/README.md``.
+``redis://host:port/db``). ``JOURNEY_ML_WORKERS`` (scoring processes, default: one per
+core) and ``JOURNEY_ML_MAX_IN_FLIGHT`` (8 per scoring process) are read when this module is
+imported. See ``service/README.md``.
 
 Every error the service answers on purpose is JSON ``{"error": "<field>: <message>",
 "field": "<field>"}`` with a 4xx status; the rules live in :mod:`journey_ml.serving.app`.
-Above ``JOURNEY_ML_MAX_IN_FLIGHT`` requests in a worker the answer is 503 with
+Above ``JOURNEY_ML_MAX_IN_FLIGHT`` requests per scoring process the answer is 503 with
 ``Retry-After`` (:mod:`journey_ml.serving.overload`). ``POST /score`` itself is answered
 by the lean ASGI path of :mod:`journey_ml.serving.hot_path` (same contract), and is left
 out of BentoML's OpenTelemetry tracing: a span per request costs about a tenth of a
-scoring pass.
+scoring pass. Under ``bentoml serve`` one HTTP worker (the event loop: HTTP, auth,
+admission, answers) hands the scoring passes to ``JOURNEY_ML_WORKERS`` scoring processes
+(:mod:`journey_ml.serving.scorers`), so scoring never holds the loop's GIL and every pass
+goes to an idle process; ``JOURNEY_ML_WORKERS=0`` (and the app driven in-process, e.g.
+by a test client) scores on a thread of each HTTP worker instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -61,9 +66,11 @@ from journey_ml.serving.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
+from journey_ml.serving.scorers import ScorerPool, settle_heap
 from journey_ml.serving.settings import (
     HEALTH_PATHS,
     ServiceSettings,
+    scoring_processes,
     service_threads,
     service_workers,
 )
@@ -134,9 +141,17 @@ class GuardMiddleware:
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                self.route = ScoreRoute(bentoml.get_current_service())
+                service = bentoml.get_current_service()
+                pool = getattr(service, "scorers", None)
+                if pool is not None:
+                    await pool.start()  # ready only once the scoring processes are
+                self.route = ScoreRoute(service, pool)
+                if served():
+                    settle_heap()  # no full garbage collection pauses over the start-up heap
             elif message["type"] == "lifespan.shutdown.complete" and self.route is not None:
                 self.route.close()
+                if self.route.pool is not None:
+                    await self.route.pool.close()
                 self.route = None
             await send(message)
 
@@ -240,10 +255,11 @@ def _rewrite_400(raw: bytes) -> bytes:
     return json.dumps(pydantic_error_body(detail)).encode("utf-8")
 
 
-# One worker process per core (JOURNEY_ML_WORKERS), each loading the model once; /score is
-# scored in shared passes on one scoring thread (hot_path), the other routes on BentoML's
-# threads. BentoML's access log is off: a log line per request costs about as
-# much as scoring a customer (use the metrics).
+# One HTTP worker handing /score passes to one scoring process per core (JOURNEY_ML_WORKERS,
+# each loading the model once; scorers); with JOURNEY_ML_WORKERS=0 one HTTP worker per core,
+# each scoring on its own thread (hot_path). The other routes run on BentoML's threads.
+# BentoML's access log is off: a log line per request costs about as much as scoring a
+# customer (use the metrics).
 @bentoml.service(
     name="journey_ml", traffic={"timeout": 120}, workers=service_workers(), threads=service_threads(),
     logging={"access": {"enabled": False}}, tracing={"excluded_urls": ["/score"]},
@@ -253,13 +269,17 @@ class JourneyService:
     """Scores customers with the champion model bundle (same feature code as training)."""
 
     def __init__(self) -> None:
-        # The event loop (reading requests, answering 503s) shares the GIL with the scoring
-        # thread; a short switch interval keeps it responsive while a pass runs.
-        sys.setswitchinterval(SWITCH_INTERVAL)
         self.settings = ServiceSettings.from_env()
         self.holder = ModelHolder(self.settings.model, tracking_uri=self.settings.tracking_uri)
         self.profiles = store_for(self.settings.profiles)  # opens files/connections lazily
-        warm_up(self.holder, self.settings)  # first real request then costs what later ones do
+        processes = scoring_processes(served=served())
+        # Started (and awaited) with the app, by GuardMiddleware: they score /score.
+        self.scorers = ScorerPool(processes) if processes else None
+        if self.scorers is None:
+            # The event loop (reading requests, answering 503s) shares the GIL with the
+            # scoring thread; a short switch interval keeps it responsive while a pass runs.
+            sys.setswitchinterval(SWITCH_INTERVAL)
+            warm_up(self.holder, self.settings)  # first real request then costs what later ones do
         self.holder.start_polling(self.settings.reload_seconds)
 
     # The contract of /score (OpenAPI, validation); in the server GuardMiddleware hands the
@@ -285,10 +305,12 @@ class JourneyService:
             return JSONResponse(exc.to_dict(), status_code=exc.status)
 
     @bentoml.api(route="/reload")
-    def reload(self) -> ReloadResponse:
+    async def reload(self) -> ReloadResponse:
         """Load the model the configured reference points at now (e.g. after the champion
         alias moved) and swap it in without failing in-flight requests."""
-        changed = self.holder.reload()
+        changed = await asyncio.to_thread(self.holder.reload)
+        if self.scorers is not None:  # each scoring process swaps between passes
+            await self.scorers.reload()
         return ReloadResponse(changed=changed, model_version=self.holder.current.version)
 
     @info_app.get(
@@ -353,6 +375,18 @@ class JourneyService:
         return HTMLResponse(page)
 
 
+def served() -> bool:
+    """True in a worker of ``bentoml serve`` (not when the ASGI app is driven in-process)."""
+    return bentoml.server_context.worker_index is not None
+
+
+class ServiceOverloadGuard(OverloadGuard):
+    """:class:`OverloadGuard` bounding ``JOURNEY_ML_MAX_IN_FLIGHT`` per scoring process."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        super().__init__(app, processes=scoring_processes(served=served()))
+
+
 # Outermost first: overload is answered before the body is even read.
-JourneyService.add_asgi_middleware(OverloadGuard)
+JourneyService.add_asgi_middleware(ServiceOverloadGuard)
 JourneyService.add_asgi_middleware(GuardMiddleware)

@@ -8,13 +8,15 @@ and the answer written back as JSON bytes by pydantic's compiled serializer. Tha
 BentoML's IO descriptors (a second parse and a response model round trip) and its
 thread-pool dispatch, which cost more than scoring one customer.
 
-Scoring runs in passes on one scoring thread per worker (adaptive batching): the bodies
-that arrive while a pass runs wait, and the next pass parses, validates and scores all of
-them together (:func:`score_bodies`), which shares the pass's fixed cost (the feature
-families' and the boosters' per-call work, most of a one-customer call). The event loop
-only reads requests, answers 503s and writes answers, and shares the GIL with that one
-thread only (not one thread per request), so a request above the worker's bound
-(:class:`~journey_ml.serving.overload.OverloadGuard`) is refused quickly.
+Scoring runs in passes (adaptive batching): the bodies that arrive while the scorers are
+busy wait, and the next pass parses, validates and scores all of them together
+(:func:`score_bodies`), which shares the pass's fixed cost (the feature families' and the
+boosters' per-call work, most of a one-customer call). Under ``bentoml serve`` the passes
+go to idle scoring processes (:mod:`journey_ml.serving.scorers`), so the event loop (reading
+requests, answering 503s, writing answers) never waits for a scoring pass's GIL and a
+request above the bound (:class:`~journey_ml.serving.overload.OverloadGuard`) is refused at
+once; without them (``JOURNEY_ML_WORKERS=0``, or the app driven in-process) they run one at
+a time on one scoring thread, which shares the loop's GIL.
 
 The contract is the route's: the same request model, the same 400 body naming the field
 (``{error, field, errors}``), the same :class:`~journey_ml.serving.schemas.RequestError`
@@ -121,17 +123,41 @@ def score_bodies(bodies: Sequence[bytes], holder: ModelHolder, settings: Service
 
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Waiting = list[tuple[bytes, "asyncio.Future[Answer]"]]
+
+
+class Pool(Protocol):
+    """Scoring processes (:class:`~journey_ml.serving.scorers.ScorerPool`), as the route uses them."""
+
+    on_idle: list[Callable[[], None]]
+
+    def idle(self) -> Sequence[Any]: ...
+
+    def submit(self, scorer: Any, bodies: Sequence[bytes], futures: list[asyncio.Future[Answer]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+#: Headers of a 503 answer (a scoring process lost mid-pass): come back shortly.
+_RETRY = [(b"retry-after", b"1")]
 
 
 class ScoreRoute:
-    """Answers ``POST /score`` for one service instance (see the module docstring)."""
+    """Answers ``POST /score`` for one service instance (see the module docstring).
 
-    def __init__(self, service: Serving) -> None:
+    With ``pool``, each pass goes to an idle scoring process (several idle ones share the
+    waiting bodies); without, passes run one at a time on this process's scoring thread.
+    """
+
+    def __init__(self, service: Serving, pool: Pool | None = None) -> None:
         self.service = service
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-ml-score")
-        self._waiting: list[tuple[bytes, asyncio.Future[Answer]]] = []
-        self._running = False
+        self.pool = pool
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-ml-score") if pool is None else None
+        self._waiting: Waiting = []
+        self._running = False  # a thread pass runs, or a dispatch is scheduled
         self.passes = 0  # scoring passes run (requests per pass = requests scored / passes)
+        if pool is not None:
+            pool.on_idle.append(self._dispatch)
 
     @staticmethod
     def handles(method: str, path: str) -> bool:
@@ -140,15 +166,32 @@ class ScoreRoute:
 
     async def answer(self, body: bytes, send: Send) -> None:
         """Wait for the pass that scores ``body`` and send the answer."""
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
         self._waiting.append((body, future))
         if not self._running:
             self._running = True  # the pass starts behind what the loop has ready: those join it
-            asyncio.get_running_loop().call_soon(self._start_pass)
+            loop.call_soon(self._start_pass if self.pool is None else self._dispatch_soon)
         status, data = await future
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        if status == 503:
+            headers += _RETRY
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
+
+    def _dispatch_soon(self) -> None:
+        self._running = False
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Share the waiting bodies among the idle scoring processes (on the event loop)."""
+        assert self.pool is not None
+        idle = list(self.pool.idle()) if self._waiting else []
+        while self._waiting and idle:
+            take = -(-len(self._waiting) // len(idle))
+            waiting, self._waiting = self._waiting[:take], self._waiting[take:]
+            self.passes += 1
+            self.pool.submit(idle.pop(), [body for body, _ in waiting], [future for _, future in waiting])
 
     def _start_pass(self) -> None:
         """Hand every waiting body to the scoring thread as one pass (on the event loop)."""
@@ -156,11 +199,11 @@ class ScoreRoute:
         self.passes += 1
         service = self.service
         task = asyncio.get_running_loop().run_in_executor(
-            self.pool, score_bodies, [body for body, _ in waiting], service.holder, service.settings
+            self.thread, score_bodies, [body for body, _ in waiting], service.holder, service.settings
         )
         task.add_done_callback(lambda done: self._pass_done(waiting, done))
 
-    def _pass_done(self, waiting: list[tuple[bytes, asyncio.Future[Answer]]], done: asyncio.Future[list[Answer | BaseException]]) -> None:
+    def _pass_done(self, waiting: Waiting, done: asyncio.Future[list[Answer | BaseException]]) -> None:
         """Answer the requests of a finished pass, then start the next one if bodies wait."""
         self._running = False
         error = done.exception() if not done.cancelled() else asyncio.CancelledError()
@@ -178,4 +221,5 @@ class ScoreRoute:
 
     def close(self) -> None:
         """Stop the scoring thread (at shutdown)."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.thread is not None:
+            self.thread.shutdown(wait=False, cancel_futures=True)

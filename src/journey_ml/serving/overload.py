@@ -1,7 +1,7 @@
 """Answer overload instead of queueing it, and refuse bodies the service cannot read.
 
 :class:`OverloadGuard` bounds the requests one worker holds (being read, queued for the
-scoring pass or being scored) at ``JOURNEY_ML_MAX_IN_FLIGHT``. Above it a request is
+scoring pass or being scored) at ``JOURNEY_ML_MAX_IN_FLIGHT`` per scoring process. Above it a request is
 answered at once with 503 and ``Retry-After``, before its body is read, so the accepted
 requests keep their latency and the excess learns within milliseconds to come back later
 (or go to another replica), instead of waiting in an unbounded queue.
@@ -39,15 +39,16 @@ async def send_json(send: Send, status: int, payload: dict[str, Any], extra_head
 
 
 class OverloadGuard:
-    """At most ``max_in_flight`` requests per worker; the rest get 503 with ``Retry-After``.
+    """At most ``max_in_flight`` requests per worker (times its ``processes`` scoring
+    processes); the rest get 503 with ``Retry-After``.
 
     Health probes are never refused (an overloaded worker is alive and ready). The count
     is per worker process (an event loop: no lock needed).
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], settings: ServiceSettings | None = None) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: ServiceSettings | None = None, *, processes: int = 1) -> None:
         self.app = app
-        self.limit = (settings or ServiceSettings.from_env()).max_in_flight
+        self.limit = (settings or ServiceSettings.from_env()).max_in_flight * max(1, processes)
         self.in_flight = 0
         self.refused = 0
 
@@ -59,8 +60,8 @@ class OverloadGuard:
             self.refused += 1
             await send_json(
                 send, 503,
-                {"error": f"overloaded: {self.in_flight} requests in progress in this worker "
-                          f"(JOURNEY_ML_MAX_IN_FLIGHT={self.limit}); retry after {RETRY_AFTER_SECONDS} s", "field": None},
+                {"error": f"overloaded: {self.in_flight} requests in progress in this worker (at most {self.limit}: "
+                          f"JOURNEY_ML_MAX_IN_FLIGHT per scoring process); retry after {RETRY_AFTER_SECONDS} s", "field": None},
                 extra_headers=[(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
             )  # fmt: skip
             return

@@ -10,10 +10,12 @@
 ``JOURNEY_ML_MAX_BODY_BYTES``           request body size (default 10 MB)
 ``JOURNEY_ML_RELOAD_SECONDS``           how often the champion alias is polled (default 60;
                                         0 disables polling; ``POST /reload`` always works)
-``JOURNEY_ML_MAX_IN_FLIGHT``           requests one worker holds at once (default 8); more are
-                                        answered 503 with ``Retry-After`` at once
-``JOURNEY_ML_WORKERS``                  worker processes, each loading the model once (default:
-                                        one per CPU core); read when the service is imported
+``JOURNEY_ML_MAX_IN_FLIGHT``           requests held at once per scoring process (default 8); more
+                                        are answered 503 with ``Retry-After`` at once
+``JOURNEY_ML_WORKERS``                  scoring processes, each loading the model once (default:
+                                        one per CPU core under ``bentoml serve``); 0 scores on a
+                                        thread of each HTTP worker instead (then one HTTP worker
+                                        per core); read when the service is imported
 ``JOURNEY_ML_PROFILES``                 where customer profiles are kept: a directory (SQLite,
                                         default ``profiles``) or ``redis://host:port/db``
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from journey_ml.exceptions import ConfigError
 
-__all__ = ["CLOCK_SKEW", "DEFAULT_MODEL", "HEALTH_PATHS", "ServiceSettings", "service_threads", "service_workers"]
+__all__ = ["CLOCK_SKEW", "DEFAULT_MODEL", "HEALTH_PATHS", "ServiceSettings", "scoring_processes", "service_threads", "service_workers"]
 
 DEFAULT_MODEL = "models:/journey-ml@champion"
 #: How far after the server clock (or a customer's ``as_of``) an event may lie.
@@ -60,7 +62,8 @@ class ServiceSettings:
     reload_seconds : float
         Poll interval of the model reference; 0 disables polling.
     max_in_flight : int
-        Requests one worker holds at once; more get 503 with ``Retry-After``
+        Requests held at once per scoring process (or per HTTP worker scoring on a thread);
+        more get 503 with ``Retry-After``
         (:class:`journey_ml.serving.overload.OverloadGuard`). It also bounds a scoring pass
         (:mod:`journey_ml.serving.hot_path`): enough for requests that arrive together to
         share a pass (where the throughput comes from), few enough that an admitted request
@@ -104,15 +107,29 @@ class ServiceSettings:
         )  # fmt: skip
 
 
-def service_workers(environ: Mapping[str, str] | None = None) -> int:
-    """Worker processes of the service: ``JOURNEY_ML_WORKERS``, else one per usable core.
+def _cores() -> int:
+    """CPU cores this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
-    Each worker is a process with its own copy of the model; the scoring path is
-    single-threaded, so one worker per core uses the machine without oversubscribing it.
+
+def scoring_processes(environ: Mapping[str, str] | None = None, *, served: bool = True) -> int:
+    """Scoring processes per HTTP worker: ``JOURNEY_ML_WORKERS``, else one per usable core
+    when ``served`` (by ``bentoml serve``) and 0 otherwise (the ASGI app driven in-process,
+    e.g. by a test client: scoring on a thread, no processes to start).
+
+    The scoring path is single-threaded, so one process per core uses the machine without
+    oversubscribing it; each loads the model once
+    (:class:`~journey_ml.serving.scorers.ScorerPool`).
     """
     env = os.environ if environ is None else environ
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return env_number(env, "JOURNEY_ML_WORKERS", max(1, cores), int, lambda v: v > 0, "a positive integer")
+    default = _cores() if served else 0
+    return env_number(env, "JOURNEY_ML_WORKERS", default, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def service_workers(environ: Mapping[str, str] | None = None) -> int:
+    """BentoML (HTTP) worker processes: one, which hands ``/score`` to the scoring processes;
+    with ``JOURNEY_ML_WORKERS=0``, one per usable core, each scoring on its own thread."""
+    return 1 if scoring_processes(environ) > 0 else _cores()
 
 
 def service_threads(environ: Mapping[str, str] | None = None) -> int:
