@@ -26,7 +26,7 @@ from journey_ml.explain import (
     tree_shap,
 )
 from journey_ml.explain.impacts import annuity, bootstrap_interval
-from journey_ml.models import DropOffModel, RevenueModel
+from journey_ml.models import DropOffModel, NextStageModel, RevenueModel
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,22 @@ def test_native_shap_sums_to_raw_margin(tiny_models) -> None:  # type: ignore[no
         phi = tree_shap(model, X)
         assert phi.shape == (len(X), X.shape[1] + 1)
         np.testing.assert_allclose(phi.sum(axis=1), model.predict_raw(X), atol=1e-6)
+
+
+def test_shap_rows_sum_to_raw_margin_with_a_fixed_margin() -> None:
+    """A next-stage model trained on top of its Markov prior: the prior goes to the
+    expected-value column, so every row still sums to ``predict_raw`` (both backends)."""
+    rng = np.random.default_rng(1)
+    stage = rng.integers(0, 3, size=600)
+    X = pd.DataFrame({"current_stage": stage.astype(float), "a": rng.normal(size=600)})
+    y = np.minimum(stage + (X["a"].to_numpy() + rng.normal(scale=0.5, size=600) > 0.3), 2)
+    model = NextStageModel(
+        n_classes=3, stage_prior_column="current_stage", n_estimators=20, calibrate=False
+    ).fit(X, y)
+    assert np.abs(model.init_margin(X)).max() > 0.1  # the prior is there
+    for backend in ("native", "shap"):
+        phi = tree_shap(model, X.iloc[:50], backend=backend)
+        np.testing.assert_allclose(phi.sum(axis=2), model.predict_raw(X.iloc[:50]), atol=1e-6)
 
 
 def test_native_and_shap_package_agree(tiny_models) -> None:  # type: ignore[no-untyped-def]

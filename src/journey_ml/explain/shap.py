@@ -105,6 +105,25 @@ def tree_shap(
     p = Xa.shape[1]
     if not len(Xa):  # LightGBM cannot predict zero rows
         return np.zeros((0, k, p + 1)) if k > 1 else np.zeros((0, p + 1))
+    return _with_margin(model, Xa, _booster_shap(model, Xa, k, p, backend))
+
+
+def _with_margin(
+    model: Model, Xa: NDArray[np.float64], phi: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``phi`` with the model's fixed margin (``init_margin``: a next-stage Markov prior, a
+    drop-off BG/NBD stack) added to the expected-value column, so rows sum to ``predict_raw``;
+    unchanged when the model has none."""
+    margin = np.asarray(model.init_margin(Xa), dtype=np.float64)
+    if np.any(margin):
+        phi[..., -1] += margin
+    return phi
+
+
+def _booster_shap(
+    model: Model, Xa: NDArray[np.float64], k: int, p: int, backend: str
+) -> NDArray[np.float64]:
+    """TreeSHAP of the booster alone (its raw output without the model's fixed margin)."""
     if backend == "native":
         out = np.asarray(
             model.booster_.predict(Xa, pred_contrib=True, num_iteration=model.best_iteration_),
