@@ -114,9 +114,9 @@ def _with_margin(
     """``phi`` with the model's fixed margin (``init_margin``: a next-stage Markov prior, a
     drop-off BG/NBD stack) added to the expected-value column, so rows sum to ``predict_raw``;
     unchanged when the model has none."""
-    margin = np.asarray(model.init_margin(Xa), dtype=np.float64)
-    if np.any(margin):
-        phi[..., -1] += margin
+    margin = model.fixed_margin(Xa)
+    if margin is not None:
+        phi[..., -1] += np.asarray(margin, dtype=np.float64)
     return phi
 
 

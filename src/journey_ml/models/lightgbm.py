@@ -443,7 +443,15 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         """
         Xa = self._check_X_predict(X)
         offset = self._offset(Xa)
-        return np.zeros_like(self._raw(Xa)) if offset is None else offset
+        if offset is not None:
+            return offset
+        k = self.booster_.num_model_per_iteration()
+        return np.zeros((len(Xa), k) if k > 1 else len(Xa))
+
+    def fixed_margin(self, X: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """:meth:`init_margin` without the input checks (a float64 matrix in the fitted
+        column order, as :meth:`raw_margin` takes), or None when the model has no margin."""
+        return self._offset(X)
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
