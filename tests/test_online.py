@@ -74,6 +74,27 @@ def test_online_equals_batch_on_a_simulated_population(trained_bundle: Any, mode
         assert r["reasons"] == reasons[r["customer_id"]]
 
 
+def test_online_reasons_equal_batch_with_a_fixed_drop_off_margin(
+    trained_bundle: Any, model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drop-off margin outside the trees (the BG/NBD stack) reaches online reasons as it
+    reaches batch ones: both add it to the TreeSHAP base before computing points."""
+    from journey_ml.models import DropOffModel
+
+    bundle = trained_bundle.bundle
+    events = trained_bundle.events
+    events = events[events["timestamp"] <= AT]
+    ids = events["customer_id"].drop_duplicates().iloc[:60]
+    events = events[events["customer_id"].isin(ids)]
+    plain = {r["customer_id"]: r["reasons"] for r in _response(model, events, as_of=AT) if r["status"] == "scored"}
+    monkeypatch.setattr(DropOffModel, "_offset", lambda self, X: np.full(len(X), -1.5))
+    feats = features_at(events, bundle.spec, AT)
+    batch = dict(zip(feats["customer_id"], reason_codes(feats, bundle), strict=True))
+    online = {r["customer_id"]: r["reasons"] for r in _response(model, events, as_of=AT) if r["status"] == "scored"}
+    assert online and online == {c: batch[c] for c in online}
+    assert online != plain  # the margin moved the points, so the check above is not vacuous
+
+
 def test_default_as_of_is_each_customers_latest_event(trained_bundle: Any, model: Any) -> None:
     events = trained_bundle.events
     ids = events["customer_id"].drop_duplicates().iloc[:8]

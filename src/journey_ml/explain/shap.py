@@ -33,6 +33,7 @@ __all__ = [
     "reason_groups",
     "shap_summary_figures",
     "tree_shap",
+    "with_fixed_margin",
 ]
 
 Model = NextStageModel | DropOffModel | RevenueModel
@@ -105,15 +106,16 @@ def tree_shap(
     p = Xa.shape[1]
     if not len(Xa):  # LightGBM cannot predict zero rows
         return np.zeros((0, k, p + 1)) if k > 1 else np.zeros((0, p + 1))
-    return _with_margin(model, Xa, _booster_shap(model, Xa, k, p, backend))
+    return with_fixed_margin(model, Xa, _booster_shap(model, Xa, k, p, backend))
 
 
-def _with_margin(
+def with_fixed_margin(
     model: Model, Xa: NDArray[np.float64], phi: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """``phi`` with the model's fixed margin (``init_margin``: a next-stage Markov prior, a
-    drop-off BG/NBD stack) added to the expected-value column, so rows sum to ``predict_raw``;
-    unchanged when the model has none."""
+    """The booster's TreeSHAP ``phi`` of ``Xa`` (fitted column order) with the model's fixed
+    margin (``fixed_margin``: a next-stage Markov prior, a drop-off BG/NBD stack) added to
+    the expected-value column in place, so rows sum to ``predict_raw``; unchanged when the
+    model has none. Batch (:func:`tree_shap`) and the online scorer both call it."""
     margin = model.fixed_margin(Xa)
     if margin is not None:
         phi[..., -1] += np.asarray(margin, dtype=np.float64)

@@ -442,7 +442,7 @@ bagging_fraction, lambda_l2 : LightGBM hyperparameters (defaults: ``ModelConfig`
         margin back before applying the link and the calibrator.
         """
         Xa = self._check_X_predict(X)
-        offset = self._offset(Xa)
+        offset = self.fixed_margin(Xa)
         if offset is not None:
             return offset
         k = self.booster_.num_model_per_iteration()

@@ -27,7 +27,7 @@ from journey_ml.contract.journey_map import JourneyMap
 from journey_ml.contract.stages import stage_evidence_codes
 from journey_ml.eventlog import EventLog, Rows, friction_flags
 from journey_ml.explain.reasons import reasons_from_shap
-from journey_ml.explain.shap import reason_groups
+from journey_ml.explain.shap import reason_groups, with_fixed_margin
 from journey_ml.features.compute import ROW_OFFSETS
 from journey_ml.features.context import Context
 from journey_ml.features.families import FEATURE_FAMILIES
@@ -305,9 +305,9 @@ def score_logs(customers: Sequence[CustomerEvents], cutoffs: np.ndarray, bundle:
         X = feature_matrix(log, code[active], t[active], bundle.spec, rows if every else None)
         values = _predictions(X, bundle)
         drop = fast_model(bundle.drop_off)
-        phi = np.asarray(
+        phi = with_fixed_margin(drop, X, np.asarray(
             drop.booster_.predict(X, pred_contrib=True, num_iteration=drop.best_iteration_, num_threads=1), dtype=np.float64
-        )
+        ))  # fmt: skip
         reasons = reasons_from_shap(X, phi, bundle, TOP_REASONS, _tables(bundle.spec).groups)
     return OnlineScores(status=status, row={k: r for r, k in enumerate(active.tolist())}, values=values, reasons=reasons)
 
