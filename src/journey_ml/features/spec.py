@@ -343,6 +343,7 @@ def _same_customer_pairs(same: np.ndarray, sub: np.ndarray) -> np.ndarray:
     """For consecutive positions in ``sub``: do they belong to the same customer?"""
     if len(sub) < 2:
         return np.zeros(0, dtype=bool)
-    # Same customer iff no customer boundary lies in (sub[k], sub[k+1]].
-    boundaries = np.concatenate([[0], np.cumsum(~same[1:])])
+    # Same customer iff no customer boundary lies in (sub[k], sub[k+1]]: the running count
+    # of boundaries is equal at both ends (int32 halves the bytes of the running count).
+    boundaries = np.cumsum(~same, dtype=np.int32 if len(same) < 2**31 else np.int64)
     return boundaries[sub[1:]] == boundaries[sub[:-1]]
