@@ -525,6 +525,65 @@ def test_factor_codes_decode_to_the_stripped_values(values: list[str | None], la
         assert decoded == sorted(decoded)
 
 
+@given(st.lists(st.text(alphabet="ab \x00é", max_size=4), max_size=50), st.integers(0, 3))
+def test_all_distinct_agrees_with_counting_uniques(values: list[str], offset: int) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from journey_ml.ingest.order import all_distinct
+
+    arr = pa.array(values, pa.string()).slice(min(offset, len(values)))
+    assert all_distinct(arr) == (len(pc.unique(arr)) == len(arr))
+
+
+def test_grouped_runs_with_a_value_coming_back_merge_into_one_code() -> None:
+    # Runs of grouped Arrow input, a value returning in a later run and a later chunk:
+    # one code per value (the run values are not distinct, so they are merged).
+    import pyarrow as pa
+
+    from journey_ml.ingest.parse import Factor
+
+    values = ["s1"] * 40 + ["s2"] * 40 + ["s1"] * 40 + ["s3"] * 40
+    chunked = pa.chunked_array([pa.array(values[:100], pa.large_string()), pa.array(values[100:], pa.large_string())])
+    got = Factor.of(chunked)
+    assert got.values.to_pylist() == ["s1", "s2", "s3"]
+    decoded = [None if c < 0 else got.values[int(c)].as_py() for c in got.codes]
+    assert decoded == values
+
+
+def test_parquet_time_and_float_columns_read_as_arrow_match_in_memory_validation(
+    journey_map: JourneyMap, tmp_path: Path
+) -> None:
+    # Timestamps in other units (naive = UTC, another zone), nulls, float32 and float64
+    # measures with nulls, inf and negatives go Arrow -> numpy: the same events and rejects,
+    # bit for bit, as validating the frame pandas reads from the file.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 12
+    base = 1_767_225_600  # 2026-01-01 in seconds
+    times = [base + 60 * i for i in range(n)]
+    revenue = pa.array([1.5, None, -2.0, float("inf"), 0.0, 3.25, None, 7.0, 1e-3, 2.0, 5.0, 0.5], pa.float32())
+    wait = pa.array([None, 1.0, float("nan"), 2.5, None, float("-inf"), 3.0, None, 4.0, 0.0, None, 1.0])
+    for unit, tz in (("ms", None), ("us", "Europe/Paris"), ("s", "UTC")):
+        scale = {"s": 1, "ms": 10**3, "us": 10**6}[unit]
+        stamps = pa.array([t * scale for t in times], pa.timestamp(unit, tz=tz), mask=np.array([i == 4 for i in range(n)]))
+        table = pa.table({
+            "customer_id": pa.array([f"c{i % 3}" for i in range(n)]), "timestamp": stamps,
+            "event_type": pa.array(["site_visit"] * n), "revenue": revenue, "wait_minutes": wait,
+        })  # fmt: skip
+        path = tmp_path / f"events_{unit}.parquet"
+        pq.write_table(table, path, row_group_size=5)
+        from_file = load_events(path, journey_map, max_reject_share=1.0)
+        in_memory = validate_events(pq.read_table(path).to_pandas(), journey_map, max_reject_share=1.0)
+        pd.testing.assert_frame_equal(from_file.events, in_memory.events)
+        pd.testing.assert_frame_equal(from_file.rejects, in_memory.rejects)
+        assert from_file.events["timestamp"].iloc[0] == pd.Timestamp(base, unit="s", tz="UTC")
+        assert sorted(from_file.rejects["reject_reason"]) == [
+            "bad_revenue", "bad_wait_minutes", "missing_timestamp", "negative_revenue",
+        ]
+
+
 @pytest.mark.parametrize("n_columns", [1, 3, 9])
 def test_float_columns_gather_bit_for_bit(n_columns: int) -> None:
     # Mostly-fill columns take the flag path, dense ones a plain gather; either way the

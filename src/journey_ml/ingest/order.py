@@ -1,8 +1,9 @@
 """Put the accepted rows in (customer, time) order and number their sessions.
 
-The sort, the float gather and the session ids are the hot path of a load; the compiled
-kernels (numba, ``nogil``) let them run beside the Arrow work in other threads. Every
-fast path has a test that compares it with the plain numpy result.
+The sort, the float gather, the session ids and the distinctness check of encoded strings
+are the hot path of a load; the compiled kernels (numba, ``nogil``) let them run beside
+the Arrow work in other threads. Every fast path has a test that compares it with the
+plain numpy (or Arrow) result.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["session_ids", "sort_accepted", "start_loading_kernels", "take_floats"]
+__all__ = ["all_distinct", "session_ids", "sort_accepted", "start_loading_kernels", "take_floats"]
 
 # What one pass over the input finds (see _order_kind).
 _IN_ORDER, _TIME_ORDER, _OTHER_ORDER = 0, 1, 2
@@ -141,6 +142,7 @@ def _load_kernels() -> None:
     _order_kind(one, one, yes)
     _counting_scatter(one, one, yes, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
     _session_id_bytes(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.uint8), one, one, 0, np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.uint8), False)
+    all_distinct(pa.array(["a", "b"]))
 
 
 def _radix_argsort(keys: np.ndarray) -> np.ndarray:
@@ -176,6 +178,64 @@ def session_ids(ids: pa.Array, codes: np.ndarray, ts: np.ndarray, gap_minutes: f
     data = np.empty(int(offsets[-1]), dtype=np.uint8)
     _session_id_bytes(id_offsets, id_data, codes, ts, gap_ns, offsets, data, True)
     return _large_string_series(offsets, data)
+
+
+def all_distinct(values: pa.Array) -> bool:
+    """Whether a string array without nulls holds no value twice (exactly, byte for byte).
+
+    A compiled hash set over Arrow's own buffers: equal hashes are confirmed by comparing
+    the bytes, so the answer is exact. Cheaper than ``pc.unique``, which builds the set of
+    values it is not asked for.
+    """
+    offsets, data = _string_buffers(values)
+    n = len(offsets) - 1
+    if n < 2:
+        return True
+    # (numpy allocates: numba's own allocations fault 4 KiB at a time.)
+    return bool(_no_repeats(offsets, data, _hash_slots(n), np.empty(n, dtype=np.uint64)))
+
+
+def _hash_slots(n: int) -> np.ndarray:
+    """An empty hash table for ``n`` values: a power of two at most half full; a slot
+    holds a value's number + 1 (0 = free)."""
+    return np.zeros(1 << (2 * n - 1).bit_length(), dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_bytes(data: np.ndarray, start: int, end: int) -> np.uint64:
+    """FNV-1a of ``data[start:end]``, then a final mix (the table uses the low bits)."""
+    h = np.uint64(14695981039346656037)
+    for j in range(start, end):
+        h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def _no_repeats(offsets: np.ndarray, data: np.ndarray, slots: np.ndarray, hashes: np.ndarray) -> bool:
+    """:func:`all_distinct` over (offsets, bytes): linear probing in ``slots``, each
+    value's hash kept in ``hashes``; a hash seen before is confirmed byte for byte."""
+    mask = np.uint64(len(slots) - 1)
+    for i in range(len(offsets) - 1):
+        start, length = offsets[i], offsets[i + 1] - offsets[i]
+        h = _hash_bytes(data, start, start + length)
+        s = np.int64(h & mask)
+        while slots[s] != 0:
+            k = slots[s] - 1
+            if hashes[k] == h and offsets[k + 1] - offsets[k] == length:
+                same = True
+                for j in range(length):
+                    if data[start + j] != data[offsets[k] + j]:
+                        same = False
+                        break
+                if same:
+                    return False
+            s = np.int64((np.uint64(s) + np.uint64(1)) & mask)
+        hashes[i] = h
+        slots[s] = i + 1
+    return True
 
 
 def _string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from journey_ml.ingest.order import all_distinct
+
 __all__ = [
+    "ARROW_TYPES",
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "PARALLEL_ENCODE_ROWS",
@@ -39,6 +43,15 @@ MAX_TIMESTAMP = pd.Timestamp("2100-01-01", tz="UTC")
 _EPOCH_LIMITS: tuple[tuple[float, int], ...] = ((1e11, 10**9), (1e14, 10**6), (1e17, 10**3))
 _NS_MIN = MIN_TIMESTAMP.value
 _NS_MAX = MAX_TIMESTAMP.value
+
+#: The Arrow column types each kind of parser takes as they are, by kind: ``text``
+#: (:meth:`Factor.of`), ``time`` (:func:`parse_timestamps`), ``number``
+#: (:func:`parse_floats`). A file's column of another type reaches them through pandas.
+ARROW_TYPES: dict[str, Callable[[pa.DataType], bool]] = {
+    "text": lambda t: pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t),
+    "time": pa.types.is_timestamp,
+    "number": lambda t: pa.types.is_float32(t) or pa.types.is_float64(t),
+}
 
 
 def _as_string(series: pd.Series) -> pd.Series:
@@ -82,8 +95,9 @@ def _arrow_strings(series: pd.Series) -> pa.Array | pa.ChunkedArray:
     return arr
 
 
-def _encode(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """(codes, uniques) with code -1 for null; uniques may repeat (merged later)."""
+def _encode(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, bool]:
+    """(codes, -1 for null; uniques; whether the uniques are distinct): the first values
+    of grouped input's runs may repeat, hashed values never do."""
     n = len(arr)
     if n > 1 and _maybe_grouped(arr):
         # Grouped input (e.g. sorted by customer, as this package writes it): one code
@@ -107,9 +121,11 @@ def _encode(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
                 lo, hi = np.searchsorted(starts, [pos, pos + len(chunk)])
                 firsts.append(chunk.take(pa.array(starts[lo:hi] - pos)))
                 pos += len(chunk)
-            return np.cumsum(change) - 1, pa.concat_arrays(firsts)
+            uniques = pa.concat_arrays(firsts)
+            # A value may come back in a later run (then Factor.of merges them).
+            return np.cumsum(change) - 1, uniques, uniques.null_count == 0 and all_distinct(uniques)
     # Arrow's hash encoding beats packing short ids into integers and hashing those.
-    return encode_generic(arr)
+    return (*encode_generic(arr), True)
 
 
 def _dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -197,13 +213,13 @@ class Factor:
                 # Unified dictionaries are distinct; one chunk's (a file's own) is checked.
                 (raw_codes, uniques), distinct = _dictionary_codes(series), series.num_chunks > 1
             else:
-                (raw_codes, uniques), distinct = _encode(series), False
+                raw_codes, uniques, distinct = _encode(series)
         elif isinstance(series.dtype, pd.CategoricalDtype):
             # Already factorised: reuse the codes.
             raw_codes = series.cat.codes.to_numpy()
             uniques = _as_string(pd.Series(series.cat.categories))
         else:
-            (raw_codes, uniques), distinct = _encode(_arrow_strings(series)), False
+            raw_codes, uniques, distinct = _encode(_arrow_strings(series))
         # Clean the distinct values only; stripping can merge some ("a" and " a").
         source = pa.array(uniques, type=pa.string())
         if isinstance(source, pa.ChunkedArray):
@@ -211,8 +227,7 @@ class Factor:
         trimmed = pc.utf8_trim_whitespace(source)
         # Distinct values that trimming left alone (a file's usual case) stay distinct.
         clean = distinct and trimmed.null_count == 0 and bool(pc.all(pc.equal(trimmed, source)).as_py())
-        # (``unique`` is the cheaper of Arrow's two hash counts here; see BENCHMARKS.md, features at one time.)
-        if clean or (trimmed.null_count == 0 and len(pc.unique(trimmed)) == len(trimmed)):
+        if clean or (trimmed.null_count == 0 and all_distinct(trimmed)):
             # Still distinct (the usual case): each is its own code, in the same order
             # pd.factorize would give, without a round trip through 300k Python strings.
             values_arr = trimmed
@@ -278,8 +293,12 @@ def take_strings(values: pa.Array, codes: np.ndarray) -> pd.Series:
     return taken.to_pandas().reset_index(drop=True)
 
 
-def parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values, missing, bad): a float64 array with NaN where missing or bad."""
+def parse_floats(series: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, missing, bad): a float64 array with NaN where missing or bad; Arrow
+    columns are ``ARROW_TYPES["number"]`` (nulls become NaN, as pandas reads them)."""
+    if isinstance(series, pa.ChunkedArray):
+        values = np.asarray(series.to_numpy(), dtype=np.float64)
+        return values, np.isnan(values), np.isinf(values)
     dtype = series.dtype
     if dtype == np.float64:
         values = series.to_numpy()  # NaN is missing already: no copy
@@ -307,9 +326,14 @@ def parse_floats(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return values, missing, bad
 
 
-def parse_timestamps(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(int64 ns since epoch UTC, missing, bad); ns is 0 where missing or bad."""
+def parse_timestamps(series: pd.Series | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int64 ns since epoch UTC, missing, bad); ns is 0 where missing or bad. Arrow
+    columns are ``ARROW_TYPES["time"]``: their integers are UTC already (naive = UTC)."""
     n = len(series)
+    if isinstance(series, pa.ChunkedArray):
+        missing = series.is_null().to_numpy() if series.null_count else np.zeros(n, dtype=bool)
+        raw = pc.fill_null(series.cast(pa.int64()), 0).to_numpy() if n else np.zeros(0, dtype=np.int64)
+        return _range_check(_scaled_ns(raw, series.type.unit), missing, np.zeros(n, dtype=bool))
     if pd.api.types.is_object_dtype(series.dtype) and pd.api.types.infer_dtype(series, skipna=True) in (
         "datetime", "datetime64", "date",
     ):
@@ -391,12 +415,17 @@ def _parse_fallback(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _to_ns(idx: pd.DatetimeIndex, missing: np.ndarray) -> np.ndarray:
     """int64 ns of a UTC DatetimeIndex of any unit, without overflowing out-of-range units."""
-    unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[idx.unit]
     raw = idx.asi8
     if missing.any():
         raw = raw.copy()
         raw[missing] = 0
-    if unit_ns == 1:  # may be a view of idx: never written to
+    return _scaled_ns(raw, idx.unit)
+
+
+def _scaled_ns(raw: np.ndarray, unit: str) -> np.ndarray:
+    """int64 times in ``unit`` (s, ms, us, ns) as ns, clipped so out-of-range values cannot overflow."""
+    unit_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    if unit_ns == 1:  # may be a view of the input: never written to
         return raw  # nothing to scale (values outside 1990..2100 are rejected later)
     # Values outside 1990..2100 are rejected later; clip so the multiplication cannot overflow.
     lo, hi = _NS_MIN // unit_ns - 1, _NS_MAX // unit_ns + 1

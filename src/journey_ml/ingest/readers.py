@@ -14,7 +14,7 @@ import csv
 import dataclasses
 import gzip
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from journey_ml.contract import JourneyMap
 from journey_ml.exceptions import EventValidationError
 from journey_ml.ingest.formats import EXPORT_FORMATS, read_export
 from journey_ml.ingest.order import start_loading_kernels
+from journey_ml.ingest.parse import ARROW_TYPES
 from journey_ml.ingest.validate import (
     Checked,
     LoadResult,
@@ -131,6 +132,12 @@ def _load_file(path: Path, journey_map: JourneyMap) -> Checked:
     the rejects keep the file's own column names."""
     id_columns = [journey_map.source_column(c) for c in ("customer_id", "session_id")]
     label_columns = [journey_map.source_column(c) for c in ("event_type", "channel")]
+    # What each parser takes as Arrow (see parse.ARROW_TYPES), by source column.
+    kinds = {
+        **dict.fromkeys([*id_columns, *label_columns], "text"),
+        journey_map.source_column("timestamp"): "time",
+        **dict.fromkeys([journey_map.source_column(c) for c in ("revenue", *journey_map.friction_columns)], "number"),
+    }
     # Loading the compiled kernels takes a while in a new process: do it while the file
     # is read (Arrow reads without the GIL), not after.
     start_loading_kernels()
@@ -138,7 +145,7 @@ def _load_file(path: Path, journey_map: JourneyMap) -> Checked:
         raw: pd.DataFrame | ArrowColumns
         if path.name.lower().endswith(PARQUET_SUFFIXES) and path.is_file():
             # Parquet: string columns stay Arrow dictionaries, validation encodes them as they are.
-            raw = _read_file_columns(path, id_columns, label_columns)
+            raw = _read_file_columns(path, id_columns, label_columns, kinds)
         else:
             raw = _read_event_file(path, id_columns, label_columns)
         rename = {src: canon for canon, src in journey_map.columns.items() if src != canon}
@@ -166,14 +173,15 @@ _SLICED_TAKE_ROWS = 1_000
 class ArrowColumns:
     """A Parquet file's columns as validation reads them, without a pandas frame.
 
-    The ``arrow`` columns (ids and labels, read as dictionaries) stay Arrow arrays, which
-    :class:`~journey_ml.ingest.parse.Factor` encodes as they are; every other column becomes
-    the pandas series ``to_pandas`` of the whole file would give, on first use.
+    A column named in ``kinds`` (name -> parser kind) whose type that kind of parser takes
+    (:data:`~journey_ml.ingest.parse.ARROW_TYPES`: ids and labels, read as dictionaries;
+    timestamps; floats) stays an Arrow array; every other column becomes the pandas series
+    ``to_pandas`` of the whole file would give, on first use.
     """
 
-    def __init__(self, table: pa.Table, arrow: Collection[str], ignore_metadata: bool) -> None:
+    def __init__(self, table: pa.Table, kinds: Mapping[str, str], ignore_metadata: bool) -> None:
         self.table = table
-        self.arrow = set(arrow)
+        self.kinds = dict(kinds)
         self.ignore_metadata = ignore_metadata
         self.columns = list(table.column_names)
         self._series: dict[str, pd.Series] = {}
@@ -183,8 +191,7 @@ class ArrowColumns:
 
     def __getitem__(self, name: str) -> pd.Series | pa.ChunkedArray:
         column = self.table.column(name)
-        if name in self.arrow and (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)
-                                   or pa.types.is_large_string(column.type)):  # fmt: skip
+        if name in self.kinds and ARROW_TYPES[self.kinds[name]](column.type):
             return column
         if name not in self._series:
             self._series[name] = self._pandas(self.table.select([name]))[name]
@@ -193,7 +200,8 @@ class ArrowColumns:
     def rename(self, columns: dict[str, str]) -> ArrowColumns:
         """The columns renamed (``DataFrame.rename``'s ``columns=`` mapping)."""
         names = [columns.get(c, c) for c in self.columns]
-        return ArrowColumns(self.table.rename_columns(names), {columns.get(c, c) for c in self.arrow}, self.ignore_metadata)
+        kinds = {columns.get(c, c): kind for c, kind in self.kinds.items()}
+        return ArrowColumns(self.table.rename_columns(names), kinds, self.ignore_metadata)
 
     def take_rows(self, rows: np.ndarray) -> pd.DataFrame:
         """These rows as a pandas frame (index 0..), dictionary columns as their text."""
@@ -211,11 +219,14 @@ class ArrowColumns:
         return table.to_pandas(ignore_metadata=self.ignore_metadata, split_blocks=True)
 
 
-def _read_file_columns(path: Path, id_columns: Collection[str], label_columns: Collection[str]) -> ArrowColumns | pd.DataFrame:
-    """A Parquet file as :class:`ArrowColumns`, or as a frame when pandas would rebuild a
-    stored index from it. Labels are read as dictionaries, and so are ids the file stores
-    as dictionaries (decoding those costs nothing); other ids stay plain strings, which
-    validation encodes by runs when grouped (hashing them while decoding costs more)."""
+def _read_file_columns(
+    path: Path, id_columns: Collection[str], label_columns: Collection[str], kinds: Mapping[str, str]
+) -> ArrowColumns | pd.DataFrame:
+    """A Parquet file as :class:`ArrowColumns` (``kinds``: see there), or as a frame when
+    pandas would rebuild a stored index from it. Labels are read as dictionaries, and so
+    are ids the file stores as dictionaries (decoding those costs nothing); other ids stay
+    plain strings, which validation encodes by runs when grouped (hashing them while
+    decoding costs more)."""
     try:
         meta = pq.ParquetFile(path).metadata
         coded = [c for c in id_columns if _dictionary_coded(meta, c)]
@@ -225,7 +236,7 @@ def _read_file_columns(path: Path, id_columns: Collection[str], label_columns: C
     pandas_meta = table.schema.pandas_metadata or {}
     if any(isinstance(ix, str) for ix in pandas_meta.get("index_columns", [])):
         return _to_frame(table, cast)
-    return ArrowColumns(table, [*id_columns, *label_columns], cast)
+    return ArrowColumns(table, kinds, cast)
 
 
 def _dictionary_coded(meta: pq.FileMetaData, name: str) -> bool:
