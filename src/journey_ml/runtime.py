@@ -5,11 +5,56 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class RefuseInThread(importlib.abc.MetaPathFinder):
+    """An import finder that refuses the package ``prefix`` (and its submodules) in the
+    thread that made it; every other thread imports as usual."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.thread = threading.get_ident()
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        """Raise ImportError for ``prefix`` imports in the owning thread; else defer to the other finders."""
+        if threading.get_ident() == self.thread and (fullname == self.prefix or fullname.startswith(self.prefix + ".")):
+            raise ImportError(f"{fullname} is not imported while numba's CPU target is set up")
+        return None
+
+
+def set_up_numba_target() -> None:
+    """Load numba's CPU target (its typing and lowering registries), which the first
+    compiled kernel of a process needs, without numba's BLAS probe.
+
+    numba probes for BLAS by importing ``scipy.linalg``, and scipy's array-API layer then
+    imports numpy's lazy submodules (``numpy.f2py`` among them): more CPU than everything
+    else in numba's start-up together, for a BLAS none of this package's kernels calls. The
+    probe is refused in this thread only, so numba records "no BLAS" for its one use of the
+    flag (``np.correlate``/``np.convolve`` inner products fall back to a plain loop); its
+    ``np.dot`` and ``np.linalg`` still import scipy when compiled, and other threads and
+    later imports of ``scipy.linalg`` are untouched. Where numba's target is already set
+    up this costs nothing.
+    """
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    finder = RefuseInThread("scipy.linalg")
+    sys.meta_path.insert(0, finder)
+    try:
+        with global_compiler_lock:  # a kernel called meanwhile in another thread waits for it
+            cpu_target.target_context.refresh()
+    finally:
+        sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from journey_ml.runtime import set_up_numba_target
+
 __all__ = ["all_distinct", "session_ids", "sort_accepted", "start_loading_kernels", "take_floats"]
 
 # What one pass over the input finds (see _order_kind).
@@ -137,6 +139,7 @@ def start_loading_kernels() -> None:
 
 def _load_kernels() -> None:
     """Call each compiled kernel once on a tiny input, so later calls find it loaded."""
+    set_up_numba_target()
     one = np.zeros(1, dtype=np.int64)
     yes = np.ones(1, dtype=np.bool_)
     _order_kind(one, one, yes)
