@@ -5,19 +5,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import importlib.abc
-import importlib.machinery
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 T = TypeVar("T")
 
 
-class RefuseInThread(importlib.abc.MetaPathFinder):
-    """An import finder that refuses the package ``prefix`` (and its submodules) in the
-    thread that made it; every other thread imports as usual."""
+class RefuseInThread:
+    """An import finder (for ``sys.meta_path``) that refuses the package ``prefix`` (and
+    its submodules) in the thread that made it; every other thread imports as usual.
+    (Not an ``importlib.abc`` subclass: importing that module costs more than the rest of
+    this one.)"""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -25,7 +28,7 @@ class RefuseInThread(importlib.abc.MetaPathFinder):
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: Any = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    ) -> ModuleSpec | None:
         """Raise ImportError for ``prefix`` imports in the owning thread; else defer to the other finders."""
         if threading.get_ident() == self.thread and (fullname == self.prefix or fullname.startswith(self.prefix + ".")):
             raise ImportError(f"{fullname} is not imported while numba's CPU target is set up")
