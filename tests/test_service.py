@@ -516,3 +516,75 @@ def test_warm_up_scores_the_example_and_never_raises(small_bundle: Any, tmp_path
             raise RuntimeError("model store unreachable")
 
     assert serving.warm_up(Broken(), settings) is None  # type: ignore[arg-type]
+
+
+def test_warm_up_events_loads_the_validator_and_never_raises(small_bundle: Any) -> None:
+    from journey_ml.serving.app import warm_up_events
+
+    warm_up_events(ModelHolder(str(small_bundle.bundle_dir)))  # stores nothing, returns quietly
+
+    class Broken:
+        @property
+        def current(self) -> Any:
+            raise RuntimeError("model store unreachable")
+
+    warm_up_events(Broken())  # type: ignore[arg-type]
+
+
+def _chain(app: Any) -> list[str]:
+    names, node = [], getattr(app, "middleware_stack", None)
+    while node is not None:
+        names.append(type(node).__name__)
+        node = getattr(node, "app", None)
+    return names
+
+
+def test_score_goes_past_bentomls_per_request_timeout_and_other_routes_do_not(client: Any) -> None:
+    """BentoML's TimeoutMiddleware arms a never-cancelled timer per request; /score skips it."""
+    chain = _chain(client.app)
+    assert "TimeoutMiddleware" not in chain and "_SkipForScore" in chain  # /score's path
+    assert chain.index("_SkipForScore") < chain.index("ServiceOverloadGuard")
+    node = client.app.middleware_stack
+    while type(node).__name__ != "_SkipForScore":
+        node = node.app
+    assert type(node.skipped).__name__ == "TimeoutMiddleware"  # every other route's path
+    assert node.skipped.app is node.app
+
+
+def test_skip_timeout_for_score_routes_only_score_past_it() -> None:
+    import asyncio
+
+    from journey_ml.serving.bento_service import skip_timeout_for_score
+
+    seen: list[str] = []
+
+    class Inner:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append("inner " + scope["path"])
+
+    class TimeoutMiddleware:  # same name as BentoML's: found by name, not by import
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append("timeout " + scope["path"])
+            await self.app(scope, receive, send)
+
+    class Outer:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await self.app(scope, receive, send)
+
+    class App:
+        middleware_stack = Outer(TimeoutMiddleware(Inner()))
+
+    assert skip_timeout_for_score(App())
+    assert not skip_timeout_for_score(object())  # no chain: nothing to do
+    for method, path in (("POST", "/score"), ("POST", "/events"), ("GET", "/score")):
+        asyncio.run(App.middleware_stack({"type": "http", "method": method, "path": path}, None, None))
+    assert seen == ["inner /score", "timeout /events", "inner /events", "timeout /score", "inner /score"]
+    assert skip_timeout_for_score(App())  # idempotent: a second start-up does not wrap twice
+    assert type(App.middleware_stack.app).__name__ == "_SkipForScore"
+    assert type(App.middleware_stack.app.app).__name__ == "Inner"

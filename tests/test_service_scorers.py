@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -136,3 +137,31 @@ def test_settle_heap_freezes_what_start_up_left() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_scoring_process_that_hangs_is_killed_and_replaced(small_bundle: Any, tmp_path: Path) -> None:
+    """A stopped process (SIGSTOP: alive, never answering) costs its pass a 503 once the pass
+    timeout passes, and a new process answers afterwards."""
+    body = _bodies(small_bundle)[0]
+
+    async def run() -> tuple[int, bytes, int, int, int]:
+        pool = ScorerPool(1, _env(small_bundle, tmp_path), pass_timeout=1.0)
+        await pool.start()
+        try:
+            route = hot_path.ScoreRoute(SimpleNamespace(holder=None, settings=None), pool)
+            assert (await _answer(route, body))[0] == 200
+            os.kill(pool.scorers[0].proc.pid, signal.SIGSTOP)
+            status, _, data = await asyncio.wait_for(_answer(route, body), 30)
+            for _ in range(100):  # the replacement comes up
+                if pool.restarts == 1 and pool.idle():
+                    break
+                await asyncio.sleep(0.2)
+            after = (await _answer(route, body))[0]
+            return status, data, after, pool.hung, pool.restarts
+        finally:
+            await pool.close()
+
+    status, data, after, hung, restarts = asyncio.run(run())
+    assert (status, data) == LOST
+    assert after == 200
+    assert hung == 1 and restarts == 1

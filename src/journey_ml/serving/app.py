@@ -25,7 +25,7 @@ from datetime import datetime
 
 from journey_ml.serving.holder import ModelHolder
 from journey_ml.serving.online import ScoreSteps, run_steps, score_customers_steps
-from journey_ml.serving.profile_events import score_with_profiles_steps
+from journey_ml.serving.profile_events import score_with_profiles_steps, stored_events_of
 from journey_ml.serving.profiles import store_for
 from journey_ml.serving.schemas import (
     EXAMPLE_EVENTS,
@@ -45,6 +45,7 @@ __all__ = [
     "score_request",
     "score_request_steps",
     "warm_up",
+    "warm_up_events",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,22 @@ def warm_up(holder: ModelHolder, settings: ServiceSettings) -> float | None:
         logger.warning("journey-ml: warm-up request failed; the first request will be slower", exc_info=True)
         return None
     return time.perf_counter() - started
+
+
+def warm_up_events(holder: ModelHolder) -> None:
+    """Validate the example events as ``POST /events`` does, storing nothing, so the file
+    validator's compiled kernels are loaded at start-up.
+
+    In a server process they are then part of the start-up heap that
+    :func:`~journey_ml.serving.scorers.settle_heap` freezes, instead of loading with the first
+    ``POST /events`` and making every later full garbage collection scan them (a pause of
+    the whole event loop). Never raises, like :func:`warm_up`.
+    """
+    try:
+        events = [EventIn(**e) for e in EXAMPLE_EVENTS]
+        stored_events_of(events, ["warm-up"] * len(events), holder.current.bundle.journey_map, lambda j: f"events[{j}]")
+    except Exception:  # best effort, as warm_up
+        logger.warning("journey-ml: events warm-up failed; the first POST /events will be slower", exc_info=True)
 
 
 def score_request(request: ScoreRequest, holder: ModelHolder, settings: ServiceSettings, *, now: datetime | None = None) -> ScoreResponse:

@@ -29,8 +29,9 @@ Every error the service answers on purpose is JSON ``{"error": "<field>: <messag
 Above ``JOURNEY_ML_MAX_IN_FLIGHT`` requests per scoring process the answer is 503 with
 ``Retry-After`` (:mod:`journey_ml.serving.overload`). ``POST /score`` itself is answered
 by the lean ASGI path of :mod:`journey_ml.serving.hot_path` (same contract), and is left
-out of BentoML's OpenTelemetry tracing: a span per request costs about a tenth of a
-scoring pass. Under ``bentoml serve`` one HTTP worker (the event loop: HTTP, auth,
+out of BentoML's OpenTelemetry tracing (a span per request costs about a tenth of a
+scoring pass) and goes past BentoML's ``TimeoutMiddleware`` (:func:`skip_timeout_for_score`:
+its never-cancelled timer per request piled up in the HTTP worker's heap). Under ``bentoml serve`` one HTTP worker (the event loop: HTTP, auth,
 admission, answers) hands the scoring passes to ``JOURNEY_ML_WORKERS`` scoring processes
 (:mod:`journey_ml.serving.scorers`), so scoring never holds the loop's GIL and every pass
 goes to an idle process; ``JOURNEY_ML_WORKERS=0`` (and the app driven in-process, e.g.
@@ -50,7 +51,14 @@ from fastapi import FastAPI, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from journey_ml.serving.app import check_token, improvements, metadata, score_request, warm_up
+from journey_ml.serving.app import (
+    check_token,
+    improvements,
+    metadata,
+    score_request,
+    warm_up,
+    warm_up_events,
+)
 from journey_ml.serving.holder import ModelHolder
 from journey_ml.serving.hot_path import ScoreRoute, pydantic_error_body
 from journey_ml.serving.overload import OverloadGuard, send_json, unsupported_body
@@ -135,12 +143,13 @@ class GuardMiddleware:
         self.settings = settings or ServiceSettings.from_env()
         self.route: ScoreRoute | None = None  # bound to the service instance at start-up
 
-    def _on_lifespan(self, send: Send) -> Send:
+    def _on_lifespan(self, scope: Scope, send: Send) -> Send:
         """Wrap the lifespan ``send``: when start-up completes, BentoML has just created this
         app's service instance, and the hot ``/score`` route is bound to it."""
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
+                skip_timeout_for_score(scope.get("app"))
                 service = bentoml.get_current_service()
                 pool = getattr(service, "scorers", None)
                 if pool is not None:
@@ -159,7 +168,7 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._on_lifespan(send))
+            await self.app(scope, receive, self._on_lifespan(scope, send))
             return
         if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
             await self.app(scope, receive, send)
@@ -207,6 +216,43 @@ class GuardMiddleware:
             return await receive()
 
         await self.app(scope, replay, _named_validation_errors(send))
+
+
+class _SkipForScore:
+    """A link of the middleware chain that sends ``POST /score`` past ``skipped`` (straight to
+    the app it wraps) and every other request through it."""
+
+    def __init__(self, skipped: Callable[..., Awaitable[None]]) -> None:
+        self.skipped = skipped
+        self.app: Callable[..., Awaitable[None]] = skipped.app  # type: ignore[attr-defined]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ScoreRoute.handles(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+        else:
+            await self.skipped(scope, receive, send)
+
+
+def skip_timeout_for_score(app: Any) -> bool:
+    """Take BentoML's ``TimeoutMiddleware`` out of ``POST /score``'s way in ``app``'s middleware
+    chain (found by following each link's ``app``); True when it was found.
+
+    It arms a timer per request (``traffic.timeout``, 120 s) that it never cancels: at a
+    few hundred requests a second the HTTP worker holds tens of thousands of live timers and
+    their futures, which every full garbage collection scans (a pause of the event loop that
+    grows with the request rate). ``/score`` answers on its own terms: the overload bound
+    refuses what it cannot take, and a lost scoring process answers 503.
+    """
+    parent = getattr(app, "middleware_stack", None)
+    while parent is not None:
+        child = getattr(parent, "app", None)
+        if isinstance(child, _SkipForScore):
+            return True  # a second start-up of the same app
+        if type(child).__name__ == "TimeoutMiddleware" and hasattr(child, "app"):
+            parent.app = _SkipForScore(child)
+            return True
+        parent = child
+    return False
 
 
 def _too_large(size: int, limit: int) -> dict[str, Any]:
@@ -280,6 +326,8 @@ class JourneyService:
             # scoring thread; a short switch interval keeps it responsive while a pass runs.
             sys.setswitchinterval(SWITCH_INTERVAL)
             warm_up(self.holder, self.settings)  # first real request then costs what later ones do
+        if served():
+            warm_up_events(self.holder)  # before the start-up heap is frozen
         self.holder.start_polling(self.settings.reload_seconds)
 
     # The contract of /score (OpenAPI, validation); in the server GuardMiddleware hands the

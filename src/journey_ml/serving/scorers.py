@@ -15,7 +15,8 @@ bodies), ``R`` reload the model. From a scorer: ``K`` ready or reloaded (item: t
 version), ``A`` the answers of the pass in order (items: ``status (u16) | bytes``). A
 scorer's own stdout is moved to stderr, so a library printing cannot corrupt the frames.
 A scorer exits when its stdin closes; one that dies is started again, and the requests of
-its pass are answered 503 with ``Retry-After``.
+its pass are answered 503 with ``Retry-After``. One that hangs (no answer to a pass within
+:data:`PASS_TIMEOUT`) is killed, and so handled the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ _STATUS = struct.Struct("<HI")
 LOST: Answer = (503, json.dumps({"error": "scoring process exited while scoring this request; retry", "field": None}).encode())
 #: Seconds to wait for a scoring process to start (imports, model load, warm-up).
 START_TIMEOUT = 300.0
+#: Seconds a scoring process may take over one pass before it is taken as hung and killed
+#: (its requests get 503; another process starts). BentoML's own request timeout, which
+#: ``POST /score`` goes past, defaults to the same.
+PASS_TIMEOUT = 120.0
 #: How much lower a scoring process's CPU priority is than the HTTP process's: when both
 #: want a core, the event loop (admission, 503s, writing finished answers: little work per
 #: request) goes first, so refusals and answers are not queued behind a scoring pass.
@@ -180,6 +185,7 @@ class _Scorer:
         self.running: list[asyncio.Future[Answer]] | None = None  # the futures of the pass being scored
         self.reloads: list[asyncio.Future[str]] = []
         self.reader: asyncio.Task[None] | None = None
+        self.deadline: asyncio.TimerHandle | None = None  # kills the process if the pass hangs
         self.alive = True
 
     @property
@@ -198,11 +204,15 @@ class ScorerPool:
         Scoring processes (one per core uses the machine).
     env : mapping, optional
         Their environment (default: this process's).
+    pass_timeout : float, default :data:`PASS_TIMEOUT`
+        Seconds before a scoring process still on one pass is killed as hung.
     """
 
-    def __init__(self, size: int, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, size: int, env: Mapping[str, str] | None = None, *, pass_timeout: float = PASS_TIMEOUT) -> None:
         self.size = size
         self.env = dict(os.environ if env is None else env)
+        self.pass_timeout = pass_timeout
+        self.hung = 0
         self.scorers: list[_Scorer] = []
         self.passes = 0
         self.restarts = 0
@@ -233,6 +243,9 @@ class ScorerPool:
         (:data:`LOST` when the process is gone: its reader starts another)."""
         scorer.running = futures
         self.passes += 1
+        # One timer per pass, cancelled when its answers arrive (a timer left armed per
+        # request would pile up in the heap at hundreds of requests a second).
+        scorer.deadline = asyncio.get_running_loop().call_later(self.pass_timeout, self._hung, scorer, futures)
         try:
             assert scorer.proc.stdin is not None
             scorer.proc.stdin.write(encode_frame(b"P", bodies))
@@ -276,6 +289,9 @@ class ScorerPool:
                     payload += head
                     payload += await stream.readexactly(_STATUS.unpack(head)[1])
                 futures, scorer.running = scorer.running or [], None
+                if scorer.deadline is not None:
+                    scorer.deadline.cancel()
+                    scorer.deadline = None
                 for future, answer in zip(futures, decode_answers(bytes(payload), count), strict=True):
                     if not future.done():
                         future.set_result(answer)
@@ -284,9 +300,23 @@ class ScorerPool:
             pass
         await self._lost(scorer)
 
+    def _hung(self, scorer: _Scorer, futures: list[asyncio.Future[Answer]]) -> None:
+        """``scorer`` is still on the pass of ``futures`` after ``pass_timeout``: kill it (its
+        reader then answers the pass and starts another, as for any exit)."""
+        if scorer.running is not futures or scorer.proc.returncode is not None:
+            return
+        self.hung += 1
+        logger.error("journey-ml: a scoring process took over %.0f s on one pass; killing it", self.pass_timeout)
+        scorer.alive = False
+        with contextlib.suppress(ProcessLookupError):
+            scorer.proc.kill()
+
     async def _lost(self, scorer: _Scorer) -> None:
         """``scorer`` exited: answer what it held, and start a new one unless closing."""
         scorer.alive = False
+        if scorer.deadline is not None:
+            scorer.deadline.cancel()
+            scorer.deadline = None
         with contextlib.suppress(ProcessLookupError):
             scorer.proc.kill()
         await scorer.proc.wait()
