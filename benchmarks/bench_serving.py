@@ -147,15 +147,16 @@ def tree_cpu(root: int) -> tuple[float, float]:
 class Measured:
     """Runs open-loop loads against one server and keeps each run's server CPU per request."""
 
-    def __init__(self, url: str, pid: int) -> None:
+    def __init__(self, url: str, pid: int, *, freeze_heap: bool = True) -> None:
         self.url = url
         self.pid = pid
+        self.freeze_heap = freeze_heap
         self.server_cpu: dict[int, tuple[float, float]] = {}  # id(result) -> server CPU s of the run (all, scoring)
         self.fine: list[str] = []  # each row's 200 p50 / p99 on both clocks (loadgen.LoadResult.latency_fine)
 
     def run(self, requests: list[bytes], rate: float, seconds: float) -> LoadResult:
         before = tree_cpu(self.pid)
-        res = run_open_loop(self.url, requests, rate, seconds)
+        res = run_open_loop(self.url, requests, rate, seconds, freeze_heap=self.freeze_heap)
         after = tree_cpu(self.pid)
         self.server_cpu[id(res)] = (after[0] - before[0], after[1] - before[1])
         return res
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=None, help="JOURNEY_ML_WORKERS: scoring processes (default: one per core)")
     parser.add_argument("--in-flight", type=int, default=None, help="JOURNEY_ML_MAX_IN_FLIGHT (default: the service's)")
+    parser.add_argument("--generator-gc", choices=("freeze", "on"), default="freeze",
+                        help="freeze: the generator's heap is frozen during each run (default); on: as before, its "
+                             "full collections show as late sends (a recorded case)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         load_before = os.getloadavg()
         with ServerProcess(env) as server:
             assert server.process is not None
-            m = Measured(server.url, server.process.pid)
+            m = Measured(server.url, server.process.pid, freeze_heap=args.generator_gc == "freeze")
             one = [encode_request("POST", "/score", json.dumps(b).encode()) for b in bodies["one"]]
             stored = all(server.request("POST", "/events", b)[0] == 200 for b in bodies["store"])
             by_id = [encode_request("POST", "/score", json.dumps(b).encode()) for b in bodies["by_id"]]
@@ -258,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                f"{'one per core' if args.workers is None else args.workers} scoring processes (0: a scoring thread in each HTTP worker), "
                f"{args.in_flight or 'default'} requests in flight per scoring process; "
                f"{seconds:.0f} s per rate. The load generator (uvloop when installed, raw sockets, keep-alive, "
-               f"pre-encoded bodies) shares the cores. Load average "
+               f"pre-encoded bodies, its heap {'frozen' if args.generator_gc == 'freeze' else 'left to the garbage collector'} "
+               f"during each run) shares the cores. Load average "
                f"before/after: {load_before[0]:.2f}/{load_after[0]:.2f}.\n")
     out.append("Server CPU = CPU of the server's whole process tree during the run, per request sent (of which "
                "in scoring processes: the rest is HTTP, admission and the hand-off); generator CPU = the load "

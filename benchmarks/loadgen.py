@@ -200,12 +200,16 @@ def _event_loop_run(coro: Any) -> LoadResult:
 
 
 def run_open_loop(
-    url: str, requests: list[bytes], rate: float, seconds: float, *, timeout: float = 30.0, connections: int = 8
+    url: str, requests: list[bytes], rate: float, seconds: float, *, timeout: float = 30.0, connections: int = 8,
+    freeze_heap: bool = True,
 ) -> LoadResult:
     """Send ``rate`` requests per second for ``seconds`` (cycling through ``requests``).
 
     ``connections`` keep-alive connections are opened before the clock starts (more are
     opened when all are busy).
+
+    ``freeze_heap=False`` leaves the caller's heap to the garbage collector during the run,
+    as the generator did before (its full collections then show as late sends).
 
     The generator asks for a higher CPU priority when it may (root), so that on cores it
     shares with the server it sends on time; ``LoadResult.lag`` records how late it was.
@@ -214,14 +218,16 @@ def run_open_loop(
         os.setpriority(os.PRIO_PROCESS, 0, -5)
     host, port = url.removeprefix("http://").split(":")
     started = time.perf_counter()
-    gc.collect()
-    gc.freeze()  # the caller's heap (pandas, a trained model) is never scanned while sending
+    if freeze_heap:
+        gc.collect()
+        gc.freeze()  # the caller's heap (pandas, a trained model) is never scanned while sending
     before = resource.getrusage(resource.RUSAGE_SELF)
     try:
         result = _event_loop_run(_run(host, int(port), requests, rate, seconds, timeout, connections))
     finally:
         after = resource.getrusage(resource.RUSAGE_SELF)
-        gc.unfreeze()
+        if freeze_heap:
+            gc.unfreeze()
     result.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result.wall = max(result.wall, 1e-9) if result.wall else time.perf_counter() - started
     return result
